@@ -1,0 +1,44 @@
+// Package edns prepares DNS messages around the encrypted hop: it adds or
+// rewrites the EDNS(0) OPT record of a client query with the proxy's UDP
+// payload size ([RFC 6891]), remembers the client's own answer limit, and
+// turns the upstream answer into one the client can take: OPT removed if the
+// client sent none, cut down with TC set if larger than the client's limit.
+// It also builds the immediate TC reply of dnscrypt-proxy 1.x --tcp-only.
+//
+// Rules, after dnscrypt-proxy 1.x (edns.c) with the RFC 6891 fixes:
+//
+//   - A payload size above MinUDPSize (default DefaultPayloadSize) is written
+//     into the client's OPT record, or into a new OPT if it sent none. The
+//     DO bit, extended RCODE, version and options of the client's OPT are
+//     kept; no option is ever added (in particular no Client Subnet).
+//   - A payload size of MinUDPSize or less disables the rewrite: queries,
+//     with or without the client's own OPT, pass unchanged.
+//   - The client's limit is MinUDPSize without OPT, else the larger of its
+//     advertised size and MinUDPSize; MaxTCPSize over TCP. A larger answer is
+//     truncated with TC set and keeps its question.
+//   - A client that sent no OPT never gets one back.
+//
+// The hot path works on wire bytes and does not allocate when the
+// destination buffer has room:
+//
+//	up, q, err := edns.PrepareQuery(buf[:0], pkt, edns.DefaultPayloadSize)
+//	if err != nil {
+//		return err // drop (or FORMERR) the client's query
+//	}
+//	if overTCP {
+//		q.Limit = edns.MaxTCPSize
+//	}
+//	// ... seal up, send it, open the upstream answer into ans ...
+//	out, err := edns.PrepareAnswer(buf[:0], ans, q)
+//	if err != nil {
+//		return err // the answer does not match the query: drop it
+//	}
+//	// write out to the client
+//
+// The same rules exist for [github.com/miekg/dns.Msg] values: SetPayloadSize,
+// ClientLimit, Truncate and TCReply. The wire functions fall back to them
+// for layouts they do not handle directly, and the two paths are tested to
+// agree. The package does no I/O and never logs.
+//
+// [RFC 6891]: https://www.rfc-editor.org/rfc/rfc6891
+package edns

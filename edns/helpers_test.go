@@ -1,0 +1,127 @@
+package edns
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"testing"
+
+	"github.com/miekg/dns"
+)
+
+// newQuery returns a query for name and qtype with RD set.
+func newQuery(name string, qtype uint16) *dns.Msg {
+	m := new(dns.Msg)
+	m.SetQuestion(name, qtype)
+	m.Id = 0x1234
+	return m
+}
+
+// withOPT adds an OPT record to m with size, DO bit and options.
+func withOPT(m *dns.Msg, size uint16, do bool, opts ...dns.EDNS0) *dns.Msg {
+	m.SetEdns0(size, do)
+	m.IsEdns0().Option = opts
+	return m
+}
+
+func pack(tb testing.TB, m *dns.Msg) []byte {
+	tb.Helper()
+	b, err := m.Pack()
+	if err != nil {
+		tb.Fatalf("packing: %v", err)
+	}
+	return b
+}
+
+func unpack(tb testing.TB, b []byte) *dns.Msg {
+	tb.Helper()
+	m := new(dns.Msg)
+	if err := m.Unpack(b); err != nil {
+		tb.Fatalf("unpacking %x: %v", b, err)
+	}
+	return m
+}
+
+// canonical repacks b uncompressed, so that messages that differ only in
+// compression compare equal. ok is false if miekg/dns cannot do it.
+func canonical(b []byte) ([]byte, bool) {
+	m := new(dns.Msg)
+	if err := m.Unpack(b); err != nil {
+		return nil, false
+	}
+	m.Compress = false
+	out, err := m.Pack()
+	if err != nil {
+		return nil, false
+	}
+	return out, true
+}
+
+// countOPT counts OPT records in every section of m.
+func countOPT(m *dns.Msg) int {
+	n := 0
+	for _, s := range [][]dns.RR{m.Answer, m.Ns, m.Extra} {
+		for _, rr := range s {
+			if rr.Header().Rrtype == dns.TypeOPT {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// prepareQuerySlow is PrepareQuery forced through *dns.Msg.
+func prepareQuerySlow(dst, pkt []byte, size uint16) ([]byte, Query, error) {
+	s, err := scanQuery(pkt)
+	if err != nil {
+		return dst, Query{}, err
+	}
+	return prepareQueryMsg(dst, pkt, size, s.query())
+}
+
+// answerFor builds a NOERROR answer to query q with n A records, an OPT
+// record if opt, and compression on.
+func answerFor(q *dns.Msg, n int, opt bool) *dns.Msg {
+	a := new(dns.Msg)
+	a.SetReply(q)
+	a.RecursionAvailable = true
+	a.Compress = true
+	name := q.Question[0].Name
+	for i := range n {
+		a.Answer = append(a.Answer, &dns.A{
+			Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 300},
+			A:   net.IPv4(10, byte(i>>16), byte(i>>8), byte(i)),
+		})
+	}
+	if opt {
+		a.SetEdns0(1232, true)
+	}
+	return a
+}
+
+// txtAnswer builds an answer to q with n TXT records of size bytes each.
+func txtAnswer(q *dns.Msg, n, size int, opt bool) *dns.Msg {
+	a := new(dns.Msg)
+	a.SetReply(q)
+	a.Compress = true
+	for i := range n {
+		s := fmt.Sprintf("%03d-", i) + string(bytes.Repeat([]byte{'x'}, size-4))
+		a.Answer = append(a.Answer, &dns.TXT{
+			Hdr: dns.RR_Header{Name: q.Question[0].Name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 60},
+			Txt: []string{s},
+		})
+	}
+	if opt {
+		a.SetEdns0(4096, false)
+	}
+	return a
+}
+
+func mustPrepare(tb testing.TB, pkt []byte, size uint16) Query {
+	tb.Helper()
+	_, q, err := PrepareQuery(nil, pkt, size)
+	if err != nil {
+		tb.Fatalf("PrepareQuery(%x): %v", pkt, err)
+	}
+	return q
+}

@@ -1,0 +1,220 @@
+package edns
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/miekg/dns"
+)
+
+// Query is what the proxy learns from a client query while preparing it for
+// upstream, and what PrepareAnswer needs to turn the upstream answer into the
+// client's answer. It is small and holds no pointers; keep it with the
+// pending request.
+type Query struct {
+	// ID is the client's message ID. The prepared query keeps it; a caller
+	// that changes the upstream ID must restore it in the answer before
+	// PrepareAnswer.
+	ID uint16
+
+	// Limit is the largest answer the client accepts: MinUDPSize if it sent
+	// no OPT record, else its advertised size but at least MinUDPSize
+	// (ClientLimit). PrepareQuery assumes UDP; for a query that arrived over
+	// TCP, set Limit to MaxTCPSize.
+	Limit int
+
+	// HadOPT reports whether the client sent an OPT record. If it did not,
+	// PrepareAnswer removes the OPT record from the answer (RFC 6891
+	// section 7).
+	HadOPT bool
+
+	q question
+}
+
+// queryScan is the result of validating a client query.
+type queryScan struct {
+	id     uint16
+	q      question
+	opt    rr     // the client's OPT record, if hasOPT
+	size   uint16 // the client's advertised payload size, if hasOPT
+	hasOPT bool
+	// simple: no additional record but the client's OPT, and that OPT has
+	// only options miekg/dns keeps as opaque bytes. PrepareQuery handles
+	// these on the wire; anything else goes through *dns.Msg.
+	simple bool
+}
+
+// scanQuery validates a client query: at least a header, at most 65535
+// bytes, QR clear, opcode QUERY, one question with an uncompressed name of
+// at most 255 bytes, no answer or authority records, additional records
+// that lie within the message, at most one OPT record, owned by the root and
+// with well-framed options, and no bytes after the last record. Other header
+// bits (RD, CD, AD, Z, ...) are not checked and pass unchanged.
+func scanQuery(pkt []byte) (queryScan, error) {
+	var s queryScan
+	if len(pkt) < headerLen {
+		return s, errShort
+	}
+	if len(pkt) > MaxTCPSize {
+		return s, errTooLong
+	}
+	if pkt[2]&0x80 != 0 {
+		return s, errQR
+	}
+	if pkt[2]&0x78 != 0 {
+		return s, errOpcode
+	}
+	if be16(pkt[4:]) != 1 {
+		return s, errQDCount
+	}
+	if be16(pkt[6:]) != 0 || be16(pkt[8:]) != 0 {
+		return s, errANNSCount
+	}
+	ar := int(be16(pkt[10:]))
+	q, off, err := scanQuestion(pkt, headerLen)
+	if err != nil {
+		return s, err
+	}
+	s.id = be16(pkt)
+	s.q = q
+	opaque := true
+	for range ar {
+		r, err := scanRR(pkt, off)
+		if err != nil {
+			return s, err
+		}
+		if r.rrtype == dns.TypeOPT {
+			if s.hasOPT {
+				return s, errTwoOPT
+			}
+			if r.hdr != r.start+1 {
+				return s, errOPTName
+			}
+			if opaque, err = checkOptions(pkt, r); err != nil {
+				return s, err
+			}
+			s.opt = r
+			s.size = be16(pkt[r.hdr+2:])
+			s.hasOPT = true
+		}
+		off = r.end
+	}
+	if off != len(pkt) {
+		return s, errTrailing
+	}
+	s.simple = opaque && (ar == 0 || ar == 1 && s.hasOPT)
+	return s, nil
+}
+
+func (s *queryScan) query() Query {
+	limit := MinUDPSize
+	if s.hasOPT {
+		limit = max(MinUDPSize, int(s.size))
+	}
+	return Query{ID: s.id, Limit: limit, HadOPT: s.hasOPT, q: s.q}
+}
+
+// PrepareQuery validates the client query pkt and appends to dst the query
+// to send upstream, returning the extended buffer and what PrepareAnswer will
+// need. On error dst is returned unchanged; errors wrap ErrNotQuery (QR set,
+// opcode not QUERY) or ErrMalformed (everything else).
+//
+// The rewrite: if payloadSize is above MinUDPSize, a query without OPT gets
+// one (root owner, version 0, DO clear, no options, the given size) and the
+// client's own OPT gets its size set to payloadSize, its DO bit, extended
+// RCODE, version, Z flags and options kept. If payloadSize is MinUDPSize or
+// less the query passes unchanged. Nothing else is altered; no option (such
+// as EDNS Client Subnet) is ever added.
+//
+// A valid query has QR clear, opcode QUERY, exactly one question whose name
+// is uncompressed and at most 255 bytes long, no answer or authority records,
+// at most one OPT record (owned by the root, options well framed) and no
+// bytes after its last record. Other header bits pass unchanged.
+//
+// The common layouts (no additional record, or just the OPT, with options
+// that are opaque to miekg/dns such as cookies and padding) are handled on
+// the wire bytes without allocating when dst has room; others (more
+// additional records, a TSIG, options such as Client Subnet that miekg/dns
+// parses) go through [dns.Msg], which may then reject the query if miekg/dns
+// cannot parse it. Both paths give the same message. dst may be pkt[:0]: the
+// query is then rewritten in place (it grows by 11 bytes when an OPT is
+// added).
+func PrepareQuery(dst, pkt []byte, payloadSize uint16) ([]byte, Query, error) {
+	s, err := scanQuery(pkt)
+	if err != nil {
+		return dst, Query{}, err
+	}
+	q := s.query()
+	if !s.simple {
+		return prepareQueryMsg(dst, pkt, payloadSize, q)
+	}
+	start := len(dst)
+	switch {
+	case payloadSize <= MinUDPSize:
+		dst = append(dst, pkt...)
+	case s.hasOPT:
+		dst = append(dst, pkt...)
+		binary.BigEndian.PutUint16(dst[start+s.opt.hdr+2:], payloadSize)
+	default:
+		if len(pkt)+11 > MaxTCPSize {
+			return dst, Query{}, errOutputTooBig
+		}
+		dst = append(dst, pkt...)
+		binary.BigEndian.PutUint16(dst[start+10:], 1)
+		dst = append(dst,
+			0,                    // owner: root
+			0, byte(dns.TypeOPT), // TYPE
+			byte(payloadSize>>8), byte(payloadSize), // CLASS: payload size
+			0, 0, 0, 0, // TTL: extended RCODE, version, DO and Z all zero
+			0, 0, // RDLENGTH
+		)
+	}
+	return dst, q, nil
+}
+
+// prepareQueryMsg is PrepareQuery through *dns.Msg, for a query that
+// scanQuery accepted.
+func prepareQueryMsg(dst, pkt []byte, payloadSize uint16, q Query) ([]byte, Query, error) {
+	m := new(dns.Msg)
+	if err := m.Unpack(pkt); err != nil {
+		return dst, Query{}, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	if payloadSize > MinUDPSize {
+		SetPayloadSize(m, payloadSize)
+	}
+	out, err := m.Pack()
+	if err != nil {
+		return dst, Query{}, fmt.Errorf("%w: packing: %w", ErrMalformed, err)
+	}
+	if len(out) > MaxTCPSize {
+		return dst, Query{}, errOutputTooBig
+	}
+	return append(dst, out...), q, nil
+}
+
+// TCReplyBytes validates the client query pkt as PrepareQuery does and appends
+// to dst the immediate TC reply of dnscrypt-proxy 1.x --tcp-only: the query
+// echoed with byte 2 |= 0x82 (QR, TC) and byte 3 |= 0x80 (RA), nothing else
+// changed. The answer and authority sections are empty (a valid query has
+// none); the additional section is echoed, so a client that sent an OPT
+// record gets its own OPT back (dig warns about a reply without one), and a
+// client that sent none gets none. Unlike 1.x, which echoed the query after
+// its OPT rewrite, the reply never carries the proxy's upstream payload
+// size. dst may be pkt[:0].
+func TCReplyBytes(dst, pkt []byte) ([]byte, error) {
+	s, err := scanQuery(pkt)
+	if err != nil {
+		return dst, err
+	}
+	if !s.simple {
+		// Same judgement as PrepareQuery, which parses these with miekg/dns.
+		if err := new(dns.Msg).Unpack(pkt); err != nil {
+			return dst, fmt.Errorf("%w: %w", ErrMalformed, err)
+		}
+	}
+	start := len(dst)
+	dst = append(dst, pkt...)
+	dst[start+2] |= 0x82
+	dst[start+3] |= 0x80
+	return dst, nil
+}
