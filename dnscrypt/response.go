@@ -1,0 +1,61 @@
+package dnscrypt
+
+import "github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt/internal/sbox"
+
+// Layout of a response: resolver magic | client nonce half | resolver nonce
+// half | tag | ciphertext of (DNS message | padding).
+const (
+	respNonceOffset = ResolverMagicLen
+	respBoxOffset   = respNonceOffset + NonceSize
+)
+
+// OpenResponse checks the encrypted response resp to the query sealed with
+// nonce under k, decrypts it and appends the DNS message to dst, which must
+// not overlap resp.
+//
+// It checks, in order: the length (ErrShort, ErrLong), the resolver magic
+// (ErrMagic), that the response echoes nonce (ErrNonce), the Poly1305 tag
+// (ErrAuth), the padding (ErrPadding) and that a DNS header and question
+// fit in what remains (ErrShort). On error dst is returned unchanged in
+// length.
+func OpenResponse(dst, resp []byte, k *SharedKey, nonce *[HalfNonceSize]byte) ([]byte, error) {
+	if len(resp) < ResponseOverhead+MinDNSSize+1 {
+		return dst, ErrShort
+	}
+	if len(resp) > MaxDNSSize {
+		return dst, ErrLong
+	}
+	if [ResolverMagicLen]byte(resp) != ResolverMagic {
+		return dst, ErrMagic
+	}
+	if [HalfNonceSize]byte(resp[respNonceOffset:]) != *nonce {
+		return dst, ErrNonce
+	}
+	full := [NonceSize]byte(resp[respNonceOffset:])
+	return open(dst, resp[respBoxOffset:], k, &full)
+}
+
+// SealResponse is the resolver side of [OpenResponse]: it appends to dst the
+// encrypted response carrying msg, padded to paddedLen bytes, for the query
+// with client nonce clientNonce, using the resolver's half resolverNonce.
+// dst must not overlap msg.
+func SealResponse(dst, msg []byte, k *SharedKey, clientNonce, resolverNonce *[HalfNonceSize]byte, paddedLen int) ([]byte, error) {
+	if len(msg) < MinDNSSize {
+		return dst, ErrShort
+	}
+	if paddedLen <= len(msg) || paddedLen > MaxDNSSize-ResponseOverhead {
+		return dst, ErrPaddedLen
+	}
+	ret, out := grow(dst, ResponseOverhead+paddedLen)
+	if _, err := Pad(out[:ResponseOverhead], msg, paddedLen); err != nil {
+		return dst, err
+	}
+	var full [NonceSize]byte
+	copy(full[:], clientNonce[:])
+	copy(full[HalfNonceSize:], resolverNonce[:])
+	sbox.Seal(k.cipher(), out[ResponseOverhead-sbox.Headroom:], &full, &k.key)
+	// The header goes in after sealing: Seal used its tail as scratch.
+	copy(out, ResolverMagic[:])
+	copy(out[respNonceOffset:], full[:])
+	return ret, nil
+}
