@@ -50,6 +50,25 @@ func SealResponse(dst, msg []byte, k *SharedKey, clientNonce, resolverNonce *[Ha
 	if _, err := Pad(out[:ResponseOverhead], msg, paddedLen); err != nil {
 		return dst, err
 	}
+	sealResponse(out, k, clientNonce, resolverNonce)
+	return ret, nil
+}
+
+// SealResponseRaw seals plain exactly as given, without adding padding: plain
+// must already end with its padding. It exists for test resolvers that send
+// malformed padding on purpose; everything else uses [SealResponse].
+func SealResponseRaw(dst, plain []byte, k *SharedKey, clientNonce, resolverNonce *[HalfNonceSize]byte) ([]byte, error) {
+	if len(plain) > MaxDNSSize-ResponseOverhead {
+		return dst, ErrLong
+	}
+	ret, out := grow(dst, ResponseOverhead+len(plain))
+	copy(out[ResponseOverhead:], plain)
+	sealResponse(out, k, clientNonce, resolverNonce)
+	return ret, nil
+}
+
+// sealResponse seals out[ResponseOverhead:] in place and writes the header.
+func sealResponse(out []byte, k *SharedKey, clientNonce, resolverNonce *[HalfNonceSize]byte) {
 	var full [NonceSize]byte
 	copy(full[:], clientNonce[:])
 	copy(full[HalfNonceSize:], resolverNonce[:])
@@ -57,5 +76,4 @@ func SealResponse(dst, msg []byte, k *SharedKey, clientNonce, resolverNonce *[Ha
 	// The header goes in after sealing: Seal used its tail as scratch.
 	copy(out, ResolverMagic[:])
 	copy(out[respNonceOffset:], full[:])
-	return ret, nil
 }

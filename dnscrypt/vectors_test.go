@@ -198,13 +198,3 @@ func TestPaddingExample(t *testing.T) {
 		t.Fatalf("padding: got %x, want %x", padded[56:], wantPad)
 	}
 }
-
-// sealPlain replaces the plaintext of the response resp (message and
-// padding) with plain, of the same length, and seals it again.
-func sealPlain(k *SharedKey, resp, plain []byte) {
-	full := [NonceSize]byte(resp[respNonceOffset:])
-	buf := resp[ResponseOverhead-sbox.Headroom:]
-	copy(buf[sbox.Headroom:], plain)
-	sbox.Seal(k.cipher(), buf, &full, &k.key)
-	copy(resp[respNonceOffset:], full[:])
-}
