@@ -46,7 +46,7 @@ all_ports() {
 check_ports() {
   local p seen=" "
   for p in $(all_ports); do
-    [[ "$p" =~ ^[0-9]{1,5}$ ]] && ((p >= 1 && p <= 65535)) || die "bad port '$p' (LAB_PORT_* must be 1..65535)"
+    [[ "$p" =~ ^[1-9][0-9]{0,4}$ ]] && ((10#$p >= 1 && 10#$p <= 65535)) || die "bad port '$p' (LAB_PORT_* must be 1..65535)"
     [[ "$seen" != *" $p "* ]] || die "port $p is given twice (LAB_PORT_* must all differ)"
     seen+="$p "
   done
@@ -125,11 +125,20 @@ stop_all() {
 # --- probes ------------------------------------------------------------------
 
 # port_busy PORT: true if anything listens on 127.0.0.1:PORT or the wildcard
-# address, over TCP or UDP (ss), or accepts a TCP connection there.
+# address, over TCP or UDP (ss), or accepts a TCP connection there. One ss
+# call is cached in LISTENING for all ports; unset LISTENING to refresh it.
 port_busy() {
-  if command -v ss >/dev/null; then
-    [[ -n "$(ss -Hlnut "( sport = :$1 )" 2>/dev/null | awk '$5 ~ /^(127\.0\.0\.1|0\.0\.0\.0|\*|\[::\]|\[::ffff:127\.0\.0\.1\]):/')" ]] && return 0
+  if [[ -z "${LISTENING+set}" ]]; then
+    LISTENING=$'\n'
+    if command -v ss >/dev/null; then
+      local addr
+      while read -r _ _ _ _ addr _; do LISTENING+="$addr"$'\n'; done < <(ss -Hlnut 2>/dev/null)
+    fi
   fi
+  local a
+  for a in "127.0.0.1:$1" "0.0.0.0:$1" "*:$1" "[::]:$1" "[::ffff:127.0.0.1]:$1"; do
+    [[ "$LISTENING" == *$'\n'"$a"$'\n'* ]] && return 0
+  done
   tcp_accepts "$1"
 }
 

@@ -42,9 +42,9 @@ while (($#)); do
 done
 [[ "$es" =~ ^[012]$ ]] || die "--es must be 1 or 2"
 [[ "$bind" == all || "$bind" =~ ^[012]$ ]] || die "--bind must be 0, 1, 2 or all"
-[[ "$serial" =~ ^[0-9]{1,10}$ ]] && ((serial < 4294967296)) || die "--serial must be 1..4294967295"
-[[ "$from" =~ ^[0-9]{1,10}$ ]] && ((from < 4294967296)) || die "--from must be a Unix time"
-[[ "$till" =~ ^[0-9]{1,10}$ ]] && ((till < 4294967296)) || die "--until must be a Unix time"
+[[ "$serial" =~ ^(0|[1-9][0-9]{0,9})$ ]] && ((10#$serial < 4294967296)) || die "--serial must be 1..4294967295"
+[[ "$from" =~ ^(0|[1-9][0-9]{0,9})$ ]] && ((10#$from < 4294967296)) || die "--from must be a Unix time"
+[[ "$till" =~ ^(0|[1-9][0-9]{0,9})$ ]] && ((10#$till < 4294967296)) || die "--until must be a Unix time"
 lab_set_state_dir "$state_arg"
 [[ -f "$STATE/console.conf" ]] || die "no $STATE/console.conf; is the lab started?"
 

@@ -30,9 +30,9 @@ for bin in unbound unbound-checkconf dnsdist dig microsocks ldns-keygen ldns-sig
 done
 check_ports
 cert_ttl="${LAB_CERT_TTL:-86400}"
-[[ "$cert_ttl" =~ ^[0-9]+$ ]] && ((cert_ttl > 0)) || die "LAB_CERT_TTL must be a positive number of seconds"
+[[ "$cert_ttl" =~ ^[1-9][0-9]{0,9}$ ]] && ((10#$cert_ttl > 0)) || die "LAB_CERT_TTL must be a positive number of seconds"
 stamp_props="${LAB_STAMP_PROPS:-7}"
-[[ "$stamp_props" =~ ^[0-9]+$ ]] && ((stamp_props < 256)) || die "LAB_STAMP_PROPS must be 0..255"
+[[ "$stamp_props" =~ ^(0|[1-9][0-9]{0,2})$ ]] && ((10#$stamp_props < 256)) || die "LAB_STAMP_PROPS must be 0..255"
 dnssec="${LAB_DNSSEC:-1}"
 [[ "$dnssec" == [01] ]] || die "LAB_DNSSEC must be 0 or 1"
 go_mode="${LAB_GO_SERVER:-auto}"

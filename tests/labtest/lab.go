@@ -156,7 +156,13 @@ func Start(opts Options) (*Lab, error) {
 	// A port may be taken between the check here and the daemon's bind (by
 	// another lab or any program): then try once more with other ports.
 	for attempt := 0; ; attempt++ {
-		err = l.runStart(env)
+		var ports []int
+		ports, err = freePorts(len(portVars))
+		if err != nil {
+			err = fmt.Errorf("labtest: picking ports: %w", err)
+			break
+		}
+		err = l.runStart(env, ports)
 		if err == nil || attempt == 1 || !errors.Is(err, errPortClash) {
 			break
 		}
@@ -174,12 +180,9 @@ func Start(opts Options) (*Lab, error) {
 // errPortClash marks a start that failed because a port was taken.
 var errPortClash = errors.New("port in use")
 
-// runStart runs start.sh once with fresh ports.
-func (l *Lab) runStart(base []string) error {
-	ports, err := freePorts(len(portVars))
-	if err != nil {
-		return fmt.Errorf("labtest: picking ports: %w", err)
-	}
+// runStart runs start.sh once with the environment base and ports, in the
+// order of portVars. A port found busy gives an error wrapping errPortClash.
+func (l *Lab) runStart(base []string, ports []int) error {
 	env := append(withoutEnv(os.Environ(), "LAB_*"), base...)
 	for i, v := range portVars {
 		env = append(env, v+"="+strconv.Itoa(ports[i]))

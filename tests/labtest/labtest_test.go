@@ -385,7 +385,11 @@ func TestWatchdog(t *testing.T) {
 	l := &Lab{Dir: dir, root: RepoRoot()}
 	defer l.Close()
 	env := []string{"LAB_GO_SERVER=0", "LAB_DNSSEC=0", "LAB_OWNER_PID=" + strconv.Itoa(owner.Process.Pid)}
-	if err := l.runStart(env); err != nil {
+	ports, err := freePorts(len(portVars))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.runStart(env, ports); err != nil {
 		t.Fatal(err)
 	}
 	if err := l.load(); err != nil {
@@ -414,6 +418,46 @@ func TestWatchdog(t *testing.T) {
 			c.Close()
 			t.Errorf("%s still accepts connections", addr)
 		}
+	}
+}
+
+// TestPortClash checks that start.sh refuses a busy port with an error that
+// Start retries on, and leaves nothing running.
+func TestPortClash(t *testing.T) {
+	t.Parallel()
+	if err := checkTools(); err != nil {
+		Require(t, "test lab", err)
+	}
+	for _, network := range []string{"tcp", "udp"} {
+		t.Run(network, func(t *testing.T) {
+			ports, err := freePorts(len(portVars))
+			if err != nil {
+				t.Fatal(err)
+			}
+			busy := net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[7])) // LAB_PORT_BACKEND
+			if network == "tcp" {
+				ln, err := net.Listen("tcp4", busy)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer ln.Close()
+			} else {
+				pc, err := net.ListenPacket("udp4", busy)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer pc.Close()
+			}
+			dir := t.TempDir()
+			l := &Lab{Dir: dir, root: RepoRoot()}
+			err = l.runStart([]string{"LAB_GO_SERVER=0", "LAB_DNSSEC=0"}, ports)
+			if !errors.Is(err, errPortClash) {
+				t.Fatalf("start with %s %s busy: got %v, want errPortClash", network, busy, err)
+			}
+			if pids, _ := filepath.Glob(filepath.Join(dir, "pids", "*.pid")); len(pids) > 0 {
+				t.Errorf("processes left after the failed start: %v", pids)
+			}
+		})
 	}
 }
 
