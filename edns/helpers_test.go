@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net"
+	"slices"
 	"testing"
 
 	"github.com/miekg/dns"
@@ -42,12 +43,17 @@ func unpack(tb testing.TB, b []byte) *dns.Msg {
 	return m
 }
 
-// canonical repacks b uncompressed, so that messages that differ only in
-// compression compare equal. ok is false if miekg/dns cannot do it.
+// canonical repacks b uncompressed with the OPT record last, so that
+// messages that differ only in compression or OPT position compare equal. ok is false if miekg/dns cannot do it.
 func canonical(b []byte) ([]byte, bool) {
 	m := new(dns.Msg)
 	if err := m.Unpack(b); err != nil {
 		return nil, false
+	}
+	// Record order within the additional section is not significant for
+	// the OPT record; Msg.Truncate moves it last.
+	if opt := m.IsEdns0(); opt != nil {
+		m.Extra = append(slices.DeleteFunc(m.Extra, func(rr dns.RR) bool { return rr == dns.RR(opt) }), opt)
 	}
 	m.Compress = false
 	out, err := m.Pack()
@@ -70,13 +76,28 @@ func countOPT(m *dns.Msg) int {
 	return n
 }
 
-// prepareQuerySlow is PrepareQuery forced through *dns.Msg.
+// prepareQuerySlow is the *dns.Msg reference for PrepareQuery: the same
+// validation, then Unpack, SetPayloadSize (above MinUDPSize) and Pack.
 func prepareQuerySlow(dst, pkt []byte, size uint16) ([]byte, Query, error) {
 	s, err := scanQuery(pkt)
 	if err != nil {
 		return dst, Query{}, err
 	}
-	return prepareQueryMsg(dst, pkt, size, s.query())
+	m := new(dns.Msg)
+	if err := m.Unpack(pkt); err != nil {
+		return dst, Query{}, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	if size > MinUDPSize {
+		SetPayloadSize(m, size)
+	}
+	out, err := m.Pack()
+	if err != nil {
+		return dst, Query{}, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	if len(out) > MaxTCPSize {
+		return dst, Query{}, errOutputTooBig
+	}
+	return append(dst, out...), s.query(), nil
 }
 
 // answerFor builds a NOERROR answer to query q with n A records, an OPT

@@ -34,22 +34,25 @@ type Query struct {
 // queryScan is the result of validating a client query.
 type queryScan struct {
 	id     uint16
+	ar     int // ARCOUNT
 	q      question
 	opt    rr     // the client's OPT record, if hasOPT
 	size   uint16 // the client's advertised payload size, if hasOPT
 	hasOPT bool
+	signed bool // the last additional record is a TSIG or SIG(0)
 	// simple: no additional record but the client's OPT, and that OPT has
-	// only options miekg/dns keeps as opaque bytes. PrepareQuery handles
-	// these on the wire; anything else goes through *dns.Msg.
+	// only options miekg/dns keeps as opaque bytes. The wire checks of
+	// scanQuery then imply that miekg/dns parses the query; other queries
+	// are parsed with it to make sure.
 	simple bool
 }
 
-// scanQuery validates a client query: at least a header, at most 65535
-// bytes, QR clear, opcode QUERY, one question with an uncompressed name of
-// at most 255 bytes, no answer or authority records, additional records
-// that lie within the message, at most one OPT record, owned by the root and
-// with well-framed options, and no bytes after the last record. Other header
-// bits (RD, CD, AD, Z, ...) are not checked and pass unchanged.
+// scanQuery validates a client query on the wire: at least a header, at
+// most 65535 bytes, QR clear, opcode QUERY, one question with an
+// uncompressed name of at most 255 bytes, no answer or authority records,
+// additional records that lie within the message, at most one OPT record,
+// owned by the root and with well-framed options, and no bytes after the
+// last record. Other header bits (RD, CD, AD, Z, ...) are not checked.
 func scanQuery(pkt []byte) (queryScan, error) {
 	var s queryScan
 	if len(pkt) < headerLen {
@@ -70,7 +73,7 @@ func scanQuery(pkt []byte) (queryScan, error) {
 	if be16(pkt[6:]) != 0 || be16(pkt[8:]) != 0 {
 		return s, errANNSCount
 	}
-	ar := int(be16(pkt[10:]))
+	s.ar = int(be16(pkt[10:]))
 	q, off, err := scanQuestion(pkt, headerLen)
 	if err != nil {
 		return s, err
@@ -78,7 +81,7 @@ func scanQuery(pkt []byte) (queryScan, error) {
 	s.id = be16(pkt)
 	s.q = q
 	opaque := true
-	for range ar {
+	for range s.ar {
 		r, err := scanRR(pkt, off)
 		if err != nil {
 			return s, err
@@ -97,12 +100,29 @@ func scanQuery(pkt []byte) (queryScan, error) {
 			s.size = be16(pkt[r.hdr+2:])
 			s.hasOPT = true
 		}
+		s.signed = r.rrtype == dns.TypeTSIG || r.rrtype == dns.TypeSIG
 		off = r.end
 	}
 	if off != len(pkt) {
 		return s, errTrailing
 	}
-	s.simple = opaque && (ar == 0 || ar == 1 && s.hasOPT)
+	s.simple = opaque && (s.ar == 0 || s.ar == 1 && s.hasOPT)
+	return s, nil
+}
+
+// checkQuery validates a client query: scanQuery, and for anything but the
+// simple layouts a parse with miekg/dns, so that every output of
+// PrepareQuery parses with it.
+func checkQuery(pkt []byte) (queryScan, error) {
+	s, err := scanQuery(pkt)
+	if err != nil {
+		return s, err
+	}
+	if !s.simple {
+		if err := new(dns.Msg).Unpack(pkt); err != nil {
+			return s, fmt.Errorf("%w: %w", ErrMalformed, err)
+		}
+	}
 	return s, nil
 }
 
@@ -120,47 +140,45 @@ func (s *queryScan) query() Query {
 // opcode not QUERY) or ErrMalformed (everything else).
 //
 // The rewrite: if payloadSize is above MinUDPSize, a query without OPT gets
-// one (root owner, version 0, DO clear, no options, the given size) and the
-// client's own OPT gets its size set to payloadSize, its DO bit, extended
-// RCODE, version, Z flags and options kept. If payloadSize is MinUDPSize or
-// less the query passes unchanged. Nothing else is altered; no option (such
-// as EDNS Client Subnet) is ever added.
+// one at the end (root owner, version 0, DO clear, no options, the given
+// size) and the client's own OPT gets its size set to payloadSize, its DO
+// bit, extended RCODE, version, Z flags and options kept byte for byte. If
+// payloadSize is MinUDPSize or less the query passes unchanged, and so does
+// a query signed with TSIG or SIG(0), whose signature any change would
+// break. Nothing else is altered; no option (such as EDNS Client Subnet) is
+// ever added. The result is byte for byte what Unpack, SetPayloadSize and
+// Pack give for a query that miekg/dns packs as it was received.
 //
 // A valid query has QR clear, opcode QUERY, exactly one question whose name
 // is uncompressed and at most 255 bytes long, no answer or authority records,
 // at most one OPT record (owned by the root, options well framed) and no
-// bytes after its last record. Other header bits pass unchanged.
-//
-// The common layouts (no additional record, or just the OPT, with options
-// that are opaque to miekg/dns such as cookies and padding) are handled on
-// the wire bytes without allocating when dst has room; others (more
-// additional records, a TSIG, options such as Client Subnet that miekg/dns
-// parses) go through [dns.Msg], which may then reject the query if miekg/dns
-// cannot parse it. Both paths give the same message. dst may be pkt[:0]: the
-// query is then rewritten in place (it grows by 11 bytes when an OPT is
-// added).
+// bytes after its last record. Other header bits pass unchanged. A query
+// with additional records besides its OPT, or with options that have a
+// structure (Client Subnet, ...), must also parse with miekg/dns: that rare
+// check allocates; everything else works on the wire bytes without
+// allocating when dst has room. dst may be pkt[:0]: the query is then
+// rewritten in place (it grows by 11 bytes when an OPT is added).
 func PrepareQuery(dst, pkt []byte, payloadSize uint16) ([]byte, Query, error) {
-	s, err := scanQuery(pkt)
+	s, err := checkQuery(pkt)
 	if err != nil {
 		return dst, Query{}, err
 	}
 	q := s.query()
-	if !s.simple {
-		return prepareQueryMsg(dst, pkt, payloadSize, q)
-	}
 	start := len(dst)
 	switch {
-	case payloadSize <= MinUDPSize:
+	case payloadSize <= MinUDPSize || s.signed:
 		dst = append(dst, pkt...)
 	case s.hasOPT:
 		dst = append(dst, pkt...)
 		binary.BigEndian.PutUint16(dst[start+s.opt.hdr+2:], payloadSize)
 	default:
+		// Appending cannot break a compression pointer, which only points
+		// backwards.
 		if len(pkt)+11 > MaxTCPSize {
 			return dst, Query{}, errOutputTooBig
 		}
 		dst = append(dst, pkt...)
-		binary.BigEndian.PutUint16(dst[start+10:], 1)
+		binary.BigEndian.PutUint16(dst[start+10:], uint16(s.ar+1))
 		dst = append(dst,
 			0,                    // owner: root
 			0, byte(dns.TypeOPT), // TYPE
@@ -170,26 +188,6 @@ func PrepareQuery(dst, pkt []byte, payloadSize uint16) ([]byte, Query, error) {
 		)
 	}
 	return dst, q, nil
-}
-
-// prepareQueryMsg is PrepareQuery through *dns.Msg, for a query that
-// scanQuery accepted.
-func prepareQueryMsg(dst, pkt []byte, payloadSize uint16, q Query) ([]byte, Query, error) {
-	m := new(dns.Msg)
-	if err := m.Unpack(pkt); err != nil {
-		return dst, Query{}, fmt.Errorf("%w: %w", ErrMalformed, err)
-	}
-	if payloadSize > MinUDPSize {
-		SetPayloadSize(m, payloadSize)
-	}
-	out, err := m.Pack()
-	if err != nil {
-		return dst, Query{}, fmt.Errorf("%w: packing: %w", ErrMalformed, err)
-	}
-	if len(out) > MaxTCPSize {
-		return dst, Query{}, errOutputTooBig
-	}
-	return append(dst, out...), q, nil
 }
 
 // TCReplyBytes validates the client query pkt as PrepareQuery does and appends
@@ -202,15 +200,8 @@ func prepareQueryMsg(dst, pkt []byte, payloadSize uint16, q Query) ([]byte, Quer
 // its OPT rewrite, the reply never carries the proxy's upstream payload
 // size. dst may be pkt[:0].
 func TCReplyBytes(dst, pkt []byte) ([]byte, error) {
-	s, err := scanQuery(pkt)
-	if err != nil {
+	if _, err := checkQuery(pkt); err != nil {
 		return dst, err
-	}
-	if !s.simple {
-		// Same judgement as PrepareQuery, which parses these with miekg/dns.
-		if err := new(dns.Msg).Unpack(pkt); err != nil {
-			return dst, fmt.Errorf("%w: %w", ErrMalformed, err)
-		}
 	}
 	start := len(dst)
 	dst = append(dst, pkt...)

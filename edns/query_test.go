@@ -22,9 +22,9 @@ func mustHex(s string) []byte {
 // Known-answer wire vectors, written by hand from RFC 1035 and RFC 6891.
 func TestPrepareQueryVectors(t *testing.T) {
 	const (
-		hdrNoOPT  = "abcd 0120 0001 0000 0000 0000"      // RD, AD; QD=1, AR=0
-		hdrOPT    = "abcd 0130 0001 0000 0000 0001"      // RD, AD, CD; AR=1
-		question  = "07 6578616d706c65 03 636f6d 00 000f 0001" // example.com. MX IN
+		hdrNoOPT  = "abcd 0120 0001 0000 0000 0000"                         // RD, AD; QD=1, AR=0
+		hdrOPT    = "abcd 0130 0001 0000 0000 0001"                         // RD, AD, CD; AR=1
+		question  = "07 6578616d706c65 03 636f6d 00 000f 0001"              // example.com. MX IN
 		optDig    = "00 0029 04d0 00008000 000c 000a 0008 0102030405060708" // 1232, DO, cookie
 		optDig512 = "00 0029 0200 00008000 000c 000a 0008 0102030405060708"
 	)
@@ -89,7 +89,7 @@ func TestPrepareQuery(t *testing.T) {
 		size      uint16
 		wantSize  int // -1: no OPT expected
 		wantLimit int
-		wantWire  bool // handled without *dns.Msg
+		wantWire  bool // judged on the wire alone
 	}{
 		{"no OPT 1252", newQuery("example.com.", dns.TypeA), 1252, 1252, 512, true},
 		{"no OPT 4096", newQuery("example.com.", dns.TypeA), 4096, 4096, 512, true},
@@ -101,9 +101,14 @@ func TestPrepareQuery(t *testing.T) {
 		{"OPT kept at 100", withOPT(newQuery("example.com.", dns.TypeDS), 1400, true, cookie), 100, 1400, 1400, true},
 		{"OPT small size", withOPT(newQuery("example.com.", dns.TypeA), 200, false), 1252, 1252, 512, true},
 		{"OPT with ECS", withOPT(newQuery("example.com.", dns.TypeA), 1232, true, ecs), 1252, 1252, 1232, false},
-		{"OPT then TSIG", tsig(withOPT(newQuery("example.com.", dns.TypeA), 1232, true)), 1252, 1252, 1232, false},
-		{"TSIG only", tsig(newQuery("example.com.", dns.TypeA)), 1252, 1252, 512, false},
+		{"OPT then TSIG: signed, unchanged", tsig(withOPT(newQuery("example.com.", dns.TypeA), 1232, true)), 1252, 1232, 1232, false},
+		{"TSIG only: signed, unchanged", tsig(newQuery("example.com.", dns.TypeA)), 1252, -1, 512, false},
 		{"TSIG only 512", tsig(newQuery("example.com.", dns.TypeA)), 512, -1, 512, false},
+		{"other additional record", func() *dns.Msg {
+			m := newQuery("example.com.", dns.TypeA)
+			m.Extra = append(m.Extra, &dns.A{Hdr: dns.RR_Header{Name: "example.com.", Rrtype: dns.TypeA, Class: dns.ClassINET}, A: []byte{192, 0, 2, 1}})
+			return m
+		}(), 1252, 1252, 512, false},
 		{"root", newQuery(".", dns.TypeNS), 1252, 1252, 512, true},
 		{"odd label bytes", newQuery(`a\.b\000\255x.Example.COM.`, dns.TypeTXT), 1252, 1252, 512, true},
 	}
@@ -155,8 +160,8 @@ func TestPrepareQuery(t *testing.T) {
 					t.Errorf("added OPT %v, want plain", opt)
 				}
 			}
-			if tsig := tt.m.IsTsig(); tsig != nil && m.IsTsig() == nil {
-				t.Error("TSIG not last")
+			if tt.m.IsTsig() != nil && !bytes.Equal(got, in) {
+				t.Errorf("signed query changed: got %x, want %x", got, in)
 			}
 			if len(m.Extra) != len(tt.m.Extra)+boolInt(tt.m.IsEdns0() == nil && tt.wantSize >= 0) {
 				t.Errorf("got %d additional records from %d", len(m.Extra), len(tt.m.Extra))
@@ -386,6 +391,12 @@ func TestPrepareQueryPathsAgree(t *testing.T) {
 		want, wq, err := prepareQuerySlow(nil, pkt, size)
 		if err != nil {
 			t.Fatalf("msg path(%x): %v", pkt, err)
+		}
+		if m.IsTsig() != nil {
+			if !bytes.Equal(got, pkt) {
+				t.Fatalf("signed query %x changed to %x", pkt, got)
+			}
+			continue
 		}
 		if !bytes.Equal(got, want) {
 			t.Fatalf("query %x size %d:\ngot  %x\nwant %x", pkt, size, got, want)

@@ -1,0 +1,401 @@
+package edns
+
+import (
+	"bytes"
+	"errors"
+	"math/rand/v2"
+	"net"
+	"testing"
+
+	"github.com/miekg/dns"
+)
+
+func TestPrepareAnswer(t *testing.T) {
+	qNoOPT := newQuery("www.Example.com.", dns.TypeA)
+	qOPT := withOPT(newQuery("www.Example.com.", dns.TypeA), 1232, true)
+	qBig := withOPT(newQuery("www.Example.com.", dns.TypeTXT), 4096, true)
+	qTXT := newQuery("www.Example.com.", dns.TypeTXT)
+
+	glue := func(a *dns.Msg) *dns.Msg {
+		a.Ns = append(a.Ns, &dns.NS{Hdr: dns.RR_Header{Name: "Example.com.", Rrtype: dns.TypeNS, Class: dns.ClassINET, Ttl: 60}, Ns: "ns1.example.com."})
+		a.Extra = append(a.Extra, &dns.A{Hdr: dns.RR_Header{Name: "ns1.example.com.", Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: net.IPv4(192, 0, 2, 53)})
+		return a
+	}
+	tests := []struct {
+		name      string
+		query     *dns.Msg
+		tcp       bool
+		answer    func() *dns.Msg
+		same      bool // bytes pass unchanged
+		wantTC    bool
+		wantOPT   bool
+		wantRcode int
+		wantRRs   int // answer+authority+additional without OPT; -1: fewer than sent
+	}{
+		{"fits, client OPT", qOPT, false, func() *dns.Msg { return answerFor(qOPT, 5, true) }, true, false, true, 0, 5},
+		{"fits, no OPT anywhere", qNoOPT, false, func() *dns.Msg { return answerFor(qNoOPT, 5, false) }, true, false, false, 0, 5},
+		{"strip OPT", qNoOPT, false, func() *dns.Msg { return glue(answerFor(qNoOPT, 5, true)) }, false, false, false, 0, 7},
+		{"strip OPT with BADVERS", qNoOPT, false, func() *dns.Msg {
+			a := answerFor(qNoOPT, 0, true)
+			a.Rcode = dns.RcodeBadVers
+			return a
+		}, false, false, false, dns.RcodeServerFailure, 0},
+		{"strip OPT before glue", qNoOPT, false, func() *dns.Msg {
+			a := glue(answerFor(qNoOPT, 3, false))
+			a.SetEdns0(1232, false)
+			a.Extra[0], a.Extra[1] = a.Extra[1], a.Extra[0]
+			return a
+		}, false, false, false, 0, 5},
+		{"strip OPT in authority", qNoOPT, false, func() *dns.Msg {
+			a := answerFor(qNoOPT, 3, false)
+			a.SetEdns0(1232, false)
+			a.Ns, a.Extra = a.Extra, nil
+			return a
+		}, false, false, false, 0, 3},
+		{"truncate 200 A, client OPT 1232", qOPT, false, func() *dns.Msg { return answerFor(qOPT, 200, true) }, false, true, true, 0, -1},
+		{"truncate 200 A, no client OPT", qNoOPT, false, func() *dns.Msg { return answerFor(qNoOPT, 200, true) }, false, true, false, 0, -1},
+		{"truncate 200 A, no OPT at all", qNoOPT, false, func() *dns.Msg { return answerFor(qNoOPT, 200, false) }, false, true, false, 0, -1},
+		{"13 TXT fit 4096", qBig, false, func() *dns.Msg { return txtAnswer(qBig, 13, 254, true) }, true, false, true, 0, 13},
+		{"13 TXT truncated to 512", qTXT, false, func() *dns.Msg { return txtAnswer(qTXT, 13, 254, true) }, false, true, false, 0, -1},
+		{"13 TXT over TCP", qTXT, true, func() *dns.Msg { return txtAnswer(qTXT, 13, 254, true) }, false, false, false, 0, 13},
+		{"200 A over TCP, client OPT", qOPT, true, func() *dns.Msg { return answerFor(qOPT, 200, true) }, true, false, true, 0, 200},
+		{"question case differs", qOPT, false, func() *dns.Msg {
+			a := answerFor(qOPT, 1, true)
+			a.Question[0].Name = "WWW.EXAMPLE.COM."
+			return a
+		}, true, false, true, 0, 1},
+		{"SERVFAIL without question", qOPT, false, func() *dns.Msg {
+			a := answerFor(qOPT, 0, true)
+			a.Question = nil
+			a.Rcode = dns.RcodeServerFailure
+			return a
+		}, true, false, true, dns.RcodeServerFailure, 0},
+		{"upstream TC kept", qOPT, false, func() *dns.Msg {
+			a := answerFor(qOPT, 0, true)
+			a.Truncated = true
+			return a
+		}, true, true, true, 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			q := mustPrepare(t, pack(t, tt.query), DefaultPayloadSize)
+			if tt.tcp {
+				q.Limit = MaxTCPSize
+			}
+			in := tt.answer()
+			ans := pack(t, in)
+			got, err := PrepareAnswer([]byte("prefix"), ans, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.HasPrefix(got, []byte("prefix")) {
+				t.Fatalf("dst overwritten: %x", got)
+			}
+			got = got[len("prefix"):]
+			if same := bytes.Equal(got, ans); same != tt.same {
+				t.Errorf("got unchanged=%v, want %v", same, tt.same)
+			}
+			if len(got) > q.Limit {
+				t.Errorf("got %d bytes, limit %d", len(got), q.Limit)
+			}
+			m := unpack(t, got)
+			if m.Id != tt.query.Id || !m.Response {
+				t.Errorf("got ID %#x QR %v", m.Id, m.Response)
+			}
+			if len(in.Question) > 0 && (len(m.Question) != 1 || m.Question[0] != in.Question[0]) {
+				t.Errorf("got question %v, want %v", m.Question, in.Question)
+			}
+			if m.Truncated != tt.wantTC {
+				t.Errorf("got TC %v, want %v", m.Truncated, tt.wantTC)
+			}
+			if got := countOPT(m); got != boolInt(tt.wantOPT) {
+				t.Errorf("got %d OPT records, want %v", got, tt.wantOPT)
+			}
+			if m.Rcode != tt.wantRcode {
+				t.Errorf("got rcode %d, want %d", m.Rcode, tt.wantRcode)
+			}
+			rrs := len(m.Answer) + len(m.Ns) + len(m.Extra) - countOPT(m)
+			sent := len(in.Answer) + len(in.Ns) + len(in.Extra) - countOPT(in)
+			if tt.wantRRs >= 0 && rrs != tt.wantRRs {
+				t.Errorf("got %d records, want %d", rrs, tt.wantRRs)
+			}
+			if tt.wantRRs < 0 && (rrs >= sent || rrs == 0) {
+				t.Errorf("got %d records of %d, want some but not all", rrs, sent)
+			}
+			if !tt.wantOPT && countOPT(in) == 1 {
+				// Exactly the OPT went: nothing else changed.
+				removeOPT(in)
+				if c, _ := canonical(got); !bytes.Equal(c, pack(t, func() *dns.Msg { in.Compress = false; return in }())) && tt.wantRRs >= 0 {
+					t.Errorf("got %x, want %x", c, pack(t, in))
+				}
+			}
+		})
+	}
+}
+
+func TestPrepareAnswerHeaderOnly(t *testing.T) {
+	q := mustPrepare(t, pack(t, newQuery("example.com.", dns.TypeA)), DefaultPayloadSize)
+	ans := header(0x1234, 0x8185, 1, 0, 0, 0) // QR RD RA REFUSED, QD=1 but no question
+	got, err := PrepareAnswer(nil, ans, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := header(0x1234, 0x8185, 0, 0, 0, 0); !bytes.Equal(got, want) {
+		t.Errorf("got %x, want %x", got, want)
+	}
+	ans = header(0x1234, 0x8180, 1, 0, 0, 0) // NOERROR: not acceptable
+	if _, err := PrepareAnswer(nil, ans, q); !errors.Is(err, ErrMalformed) {
+		t.Errorf("NOERROR header only: got %v, want ErrMalformed", err)
+	}
+}
+
+func TestPrepareAnswerMismatch(t *testing.T) {
+	query := withOPT(newQuery("www.example.com.", dns.TypeA), 1232, false)
+	q := mustPrepare(t, pack(t, query), DefaultPayloadSize)
+	good := answerFor(query, 1, true)
+	mod := func(f func(a *dns.Msg)) []byte {
+		a := good.Copy()
+		f(a)
+		return pack(t, a)
+	}
+	raw := func(f func(b []byte) []byte) []byte { return f(pack(t, good)) }
+	tests := []struct {
+		name string
+		ans  []byte
+		want error
+	}{
+		{"ID", mod(func(a *dns.Msg) { a.Id++ }), ErrMismatch},
+		{"QR clear", mod(func(a *dns.Msg) { a.Response = false }), ErrMismatch},
+		{"opcode", mod(func(a *dns.Msg) { a.Opcode = dns.OpcodeNotify }), ErrMismatch},
+		{"name", mod(func(a *dns.Msg) { a.Question[0].Name = "ww.example.com." }), ErrMismatch},
+		{"name same length", mod(func(a *dns.Msg) { a.Question[0].Name = "www.examplf.com." }), ErrMismatch},
+		{"name labels moved", mod(func(a *dns.Msg) { a.Question[0].Name = "wwwexample.com." }), ErrMismatch},
+		{"type", mod(func(a *dns.Msg) { a.Question[0].Qtype = dns.TypeAAAA }), ErrMismatch},
+		{"class", mod(func(a *dns.Msg) { a.Question[0].Qclass = dns.ClassCHAOS }), ErrMismatch},
+		{"no question, NOERROR", mod(func(a *dns.Msg) { a.Question = nil }), ErrMismatch},
+		{"two questions", mod(func(a *dns.Msg) { a.Question = append(a.Question, a.Question[0]) }), ErrMalformed},
+		{"short", []byte{0x12, 0x34, 0x81}, ErrMalformed},
+		{"empty", nil, ErrMalformed},
+		{"question cut", raw(func(b []byte) []byte { return b[:20] }), ErrMalformed},
+		{"compressed question", cat(header(0x1234, 0x8180, 1, 0, 0, 0), mustHex("c00c 0001 0001")), ErrMalformed},
+		{"too long", raw(func(b []byte) []byte { return append(b, make([]byte, 65536)...) }), ErrMalformed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := PrepareAnswer([]byte("keep"), tt.ans, q)
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("got %v, want %v", err, tt.want)
+			}
+			if !bytes.Equal(got, []byte("keep")) {
+				t.Errorf("got %x on error", got)
+			}
+		})
+	}
+	// The zero Query matches nothing.
+	if _, err := PrepareAnswer(nil, pack(t, good), Query{ID: good.Id}); !errors.Is(err, ErrMismatch) {
+		t.Errorf("zero Query: got %v, want ErrMismatch", err)
+	}
+}
+
+func TestPrepareAnswerMalformedBody(t *testing.T) {
+	// Client without OPT, so the records are walked; a lying count or a cut
+	// record is judged by miekg/dns.
+	query := newQuery("example.com.", dns.TypeA)
+	q := mustPrepare(t, pack(t, query), DefaultPayloadSize)
+	ans := pack(t, answerFor(query, 2, true))
+	// Cut inside the second A record.
+	if _, err := PrepareAnswer(nil, ans[:len(ans)-11-2], q); !errors.Is(err, ErrMalformed) {
+		t.Errorf("cut record: got %v, want ErrMalformed", err)
+	}
+	// Answer count overstated by one: miekg/dns reads what is there.
+	bad := bytes.Clone(ans)
+	bad[7]++
+	got, err := PrepareAnswer(nil, bad, q)
+	if err != nil {
+		t.Fatalf("overstated count: %v", err)
+	}
+	if m := unpack(t, got); len(m.Answer) != 2 || countOPT(m) != 0 {
+		t.Errorf("got %v", m)
+	}
+	// A compression loop in an answer record that fits passes unchanged:
+	// records are not parsed unless something must change.
+	loop := cat(header(0x1234, 0x8180, 1, 1, 0, 0), ans[12:12+17], mustHex("c01d 0001 0001 00000000 0004 01020304"))
+	if got, err := PrepareAnswer(nil, loop, q); err != nil || !bytes.Equal(got, loop) {
+		t.Errorf("compression loop, fits: got %x, %v; want it unchanged", got, err)
+	}
+	// The same loop in an answer that must be truncated is an error.
+	big := cat(loop, bytes.Repeat(mustHex("c00c 0001 0001 00000000 0004 01020304"), 40))
+	big[7] = 41
+	if _, err := PrepareAnswer(nil, big, q); !errors.Is(err, ErrMalformed) {
+		t.Errorf("compression loop, truncated: got %v, want ErrMalformed", err)
+	}
+	// An OPT last after the loop is stripped on the wire.
+	withOPT := cat(loop, mustHex("00 0029 04d0 00000000 0000"))
+	withOPT[11] = 1
+	if got, err := PrepareAnswer(nil, withOPT, q); err != nil || !bytes.Equal(got, loop) {
+		t.Errorf("compression loop, OPT: got %x, %v; want %x", got, err, loop)
+	}
+}
+
+func TestPrepareAnswerInPlace(t *testing.T) {
+	for _, opt := range []bool{true, false} {
+		query := newQuery("example.com.", dns.TypeA)
+		if opt {
+			withOPT(query, 1232, true)
+		}
+		q := mustPrepare(t, pack(t, query), DefaultPayloadSize)
+		for _, n := range []int{3, 200} {
+			ans := pack(t, answerFor(query, n, true))
+			want, err := PrepareAnswer(nil, ans, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := PrepareAnswer(ans[:0], ans, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("OPT %v, %d records: got %x, want %x", opt, n, got, want)
+			}
+		}
+	}
+}
+
+func TestPrepareAnswerAllocs(t *testing.T) {
+	qOPT := withOPT(newQuery("www.example.com.", dns.TypeA), 1232, true)
+	qNo := newQuery("www.example.com.", dns.TypeA)
+	for _, tc := range []struct {
+		name  string
+		query *dns.Msg
+	}{{"fits", qOPT}, {"strip", qNo}} {
+		q := mustPrepare(t, pack(t, tc.query), DefaultPayloadSize)
+		ans := pack(t, answerFor(tc.query, 4, true))
+		buf := make([]byte, 0, 512)
+		n := testing.AllocsPerRun(100, func() {
+			if _, err := PrepareAnswer(buf, ans, q); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if n != 0 {
+			t.Errorf("%s: got %v allocations, want 0", tc.name, n)
+		}
+	}
+}
+
+// randAnswer builds a random answer to m.
+func randAnswer(r *rand.Rand, m *dns.Msg) *dns.Msg {
+	a := new(dns.Msg)
+	a.SetReply(m)
+	a.Compress = r.IntN(4) > 0
+	a.RecursionAvailable = true
+	a.AuthenticatedData = r.IntN(4) == 0
+	a.Rcode = []int{dns.RcodeSuccess, dns.RcodeSuccess, dns.RcodeNameError, dns.RcodeServerFailure}[r.IntN(4)]
+	name := m.Question[0].Name
+	hdr := func(n string, t uint16) dns.RR_Header {
+		return dns.RR_Header{Name: n, Rrtype: t, Class: dns.ClassINET, Ttl: r.Uint32N(86400)}
+	}
+	n := r.IntN(60)
+	if r.IntN(4) == 0 {
+		n = r.IntN(300)
+	}
+	for i := range n {
+		var rr dns.RR
+		switch r.IntN(5) {
+		case 0:
+			rr = &dns.A{Hdr: hdr(name, dns.TypeA), A: net.IPv4(10, 0, byte(i>>8), byte(i))}
+		case 1:
+			rr = &dns.AAAA{Hdr: hdr(name, dns.TypeAAAA), AAAA: net.ParseIP("2001:db8::1")}
+		case 2:
+			rr = &dns.MX{Hdr: hdr(name, dns.TypeMX), Preference: 10, Mx: "mx.example.com."}
+		case 3:
+			rr = &dns.TXT{Hdr: hdr(name, dns.TypeTXT), Txt: []string{string(bytes.Repeat([]byte{'t'}, r.IntN(200)))}}
+		case 4:
+			rr = &dns.CNAME{Hdr: hdr(name, dns.TypeCNAME), Target: "alias.example.net."}
+		}
+		a.Answer = append(a.Answer, rr)
+	}
+	for range r.IntN(4) {
+		a.Ns = append(a.Ns, &dns.NS{Hdr: hdr("example.com.", dns.TypeNS), Ns: "ns.example.com."})
+	}
+	for range r.IntN(4) {
+		a.Extra = append(a.Extra, &dns.A{Hdr: hdr("ns.example.com.", dns.TypeA), A: net.IPv4(192, 0, 2, 1)})
+	}
+	if r.IntN(4) > 0 {
+		opt := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
+		opt.SetUDPSize(1232)
+		if r.IntN(2) == 0 {
+			opt.SetDo()
+		}
+		if r.IntN(4) == 0 {
+			opt.Option = append(opt.Option, &dns.EDNS0_PADDING{Padding: make([]byte, r.IntN(500))})
+		}
+		if r.IntN(6) == 0 {
+			a.Rcode = dns.RcodeBadCookie
+		}
+		i := len(a.Extra)
+		if r.IntN(5) == 0 {
+			i = r.IntN(len(a.Extra) + 1)
+		}
+		a.Extra = append(a.Extra[:i], append([]dns.RR{opt}, a.Extra[i:]...)...)
+	}
+	return a
+}
+
+// TestPrepareAnswerPathsAgree checks PrepareAnswer against the *dns.Msg
+// path on many generated answers.
+func TestPrepareAnswerPathsAgree(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	const n = 3000
+	var passed, truncated int
+	for range n {
+		m := randQuery(r)
+		if m.IsTsig() != nil {
+			m.Extra = m.Extra[:len(m.Extra)-1]
+		}
+		m.Rcode = 0
+		q := mustPrepare(t, pack(t, m), DefaultPayloadSize)
+		if r.IntN(8) == 0 {
+			q.Limit = MaxTCPSize
+		}
+		a := randAnswer(r, m)
+		ans, err := a.Pack()
+		if err != nil {
+			t.Fatalf("packing %v: %v", a, err)
+		}
+		got, err := PrepareAnswer(nil, ans, q)
+		if err != nil {
+			t.Fatalf("PrepareAnswer(%x): %v", ans, err)
+		}
+		ref, err := prepareAnswerMsg(nil, ans, q.HadOPT, q.Limit)
+		if err != nil {
+			t.Fatalf("msg path(%x): %v", ans, err)
+		}
+		cg, ok1 := canonical(got)
+		cr, ok2 := canonical(ref)
+		if !ok1 || !ok2 || !bytes.Equal(cg, cr) {
+			t.Fatalf("answer %x, query %+v:\ngot %x\nref %x", ans, q, got, ref)
+		}
+		if len(got) > q.Limit {
+			t.Fatalf("got %d bytes, limit %d", len(got), q.Limit)
+		}
+		out := unpack(t, got)
+		if !q.HadOPT && countOPT(out) != 0 {
+			t.Fatalf("OPT sent to a client without one: %v", out)
+		}
+		inRRs := len(a.Answer) + len(a.Ns) + len(a.Extra) - countOPT(a)
+		outRRs := len(out.Answer) + len(out.Ns) + len(out.Extra) - countOPT(out)
+		if outRRs < inRRs && !out.Truncated {
+			t.Fatalf("records dropped without TC: %d of %d", outRRs, inRRs)
+		}
+		if out.Truncated {
+			truncated++
+		}
+		if bytes.Equal(got, ans) {
+			passed++
+		}
+	}
+	t.Logf("%d answers: %d passed unchanged, %d truncated", n, passed, truncated)
+	if passed < n/5 || truncated < n/20 {
+		t.Errorf("poor coverage: %d unchanged, %d truncated", passed, truncated)
+	}
+}

@@ -1,0 +1,215 @@
+package edns
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/miekg/dns"
+)
+
+// Annotated byte seeds, shared by the fuzzers.
+var (
+	// dig example.com MX +cookie: RD AD, OPT 1232 DO, cookie option.
+	seedDig = mustHex("abcd 0120 0001 0000 0000 0001" +
+		"07 6578616d706c65 03 636f6d 00 000f 0001" +
+		"00 0029 04d0 00008000 000c 000a 0008 0102030405060708")
+	// host -t A example.com: no OPT.
+	seedPlain = mustHex("1234 0100 0001 0000 0000 0000 07 6578616d706c65 03 636f6d 00 0001 0001")
+	// OPT with a Client Subnet option: the *dns.Msg path.
+	seedECS = mustHex("0001 0100 0001 0000 0000 0001 01 61 00 0001 0001" +
+		"00 0029 1000 00000000 000b 0008 0007 0001 18 00 c00002")
+	// OPT then a record with a compression pointer into the question.
+	seedTwo = mustHex("0002 0100 0001 0000 0000 0002 01 61 00 0001 0001" +
+		"00 0029 1000 00000000 0000" +
+		"c00c 0001 0001 00000000 0004 7f000001")
+	// Compression loop (a pointer to itself) in the additional section.
+	seedLoop = mustHex("0003 0100 0001 0000 0000 0002 01 61 00 0001 0001" +
+		"00 0029 1000 00000000 0000" +
+		"c01e 0001 0001 00000000 0004 7f000001")
+	// A TSIG-like record and no OPT: the OPT goes in through *dns.Msg.
+	seedNoOPT = mustHex("0004 0100 0001 0000 0000 0001 01 61 00 0001 0001" +
+		"03 6b6579 00 00fa 00ff 00000000 001d" +
+		"0b 686d61632d736861323536 00 000000000001 012c 0000 0004 00000000")
+)
+
+func FuzzPrepareQuery(f *testing.F) {
+	for _, s := range [][]byte{seedDig, seedPlain, seedECS, seedTwo, seedLoop, seedNoOPT, seedPlain[:20], nil} {
+		for _, size := range []uint16{0, 512, 1252, 65535} {
+			f.Add(s, size)
+		}
+	}
+	f.Fuzz(func(t *testing.T, pkt []byte, size uint16) {
+		got, q, err := PrepareQuery(nil, pkt, size)
+		slow, sq, serr := prepareQuerySlow(nil, pkt, size)
+		if (err == nil) != (serr == nil) {
+			t.Fatalf("wire path error %v, msg path error %v", err, serr)
+		}
+		if err != nil {
+			return
+		}
+		if q != sq {
+			t.Fatalf("got %+v, msg path %+v", q, sq)
+		}
+		in := unpack(t, pkt)
+		out := unpack(t, got)
+		s, _ := scanQuery(pkt)
+		want := bytes.Clone(pkt)
+		switch {
+		case size <= MinUDPSize || s.signed:
+		case s.hasOPT:
+			want[s.opt.hdr+2], want[s.opt.hdr+3] = byte(size>>8), byte(size)
+		default:
+			want[10], want[11] = byte((s.ar+1)>>8), byte(s.ar+1)
+			want = append(want, 0, 0, 41, byte(size>>8), byte(size), 0, 0, 0, 0, 0, 0)
+		}
+		if !s.signed {
+			// The same message as Unpack, SetPayloadSize, Pack.
+			cg, ok1 := canonical(got)
+			cs, ok2 := canonical(slow)
+			if !ok1 || !ok2 || !bytes.Equal(cg, cs) {
+				t.Fatalf("got %x, msg path %x", got, slow)
+			}
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("got %x, want %x", got, want)
+		}
+		if len(got) > MaxTCPSize {
+			t.Fatalf("got %d bytes", len(got))
+		}
+		if out.MsgHdr != in.MsgHdr {
+			t.Fatalf("got header %+v, want %+v", out.MsgHdr, in.MsgHdr)
+		}
+		// Header (but ARCOUNT) and question bytes pass unchanged.
+		_, qEnd, _ := scanQuestion(pkt, headerLen)
+		if !bytes.Equal(got[:10], pkt[:10]) || !bytes.Equal(got[12:qEnd], pkt[12:qEnd]) {
+			t.Fatalf("header or question changed: got %x, want %x", got[:qEnd], pkt[:qEnd])
+		}
+		inOPT := in.IsEdns0()
+		if q.ID != in.Id || q.HadOPT != (inOPT != nil) || q.Limit != ClientLimit(in) {
+			t.Fatalf("got %+v for %v", q, in)
+		}
+		n := countOPT(out)
+		opt := out.IsEdns0()
+		switch {
+		case size > MinUDPSize && !s.signed:
+			if n != 1 || opt.UDPSize() != size {
+				t.Fatalf("got %d OPT (%v), want one with size %d", n, opt, size)
+			}
+		case inOPT == nil:
+			if n != 0 {
+				t.Fatalf("got %d OPT, want none", n)
+			}
+		default:
+			if n != 1 || opt.UDPSize() != inOPT.UDPSize() {
+				t.Fatalf("got %d OPT (%v), want the client's", n, opt)
+			}
+		}
+		if inOPT != nil {
+			if opt.Hdr.Ttl != inOPT.Hdr.Ttl || optString(opt) != optString(inOPT) {
+				t.Fatalf("got OPT %v, want %v with another size", opt, inOPT)
+			}
+		}
+	})
+}
+
+func FuzzPrepareAnswer(f *testing.F) {
+	qDig := newQuery("www.example.com.", dns.TypeA)
+	withOPT(qDig, 1232, true)
+	qPlain := newQuery("www.example.com.", dns.TypeA)
+	for _, query := range []*dns.Msg{qDig, qPlain} {
+		for _, n := range []int{0, 3, 200} {
+			a := answerFor(query, n, true)
+			f.Add(pack(f, query), pack(f, a), false)
+			f.Add(pack(f, query), pack(f, a), true)
+			a.Extra = nil
+			f.Add(pack(f, query), pack(f, a), false)
+		}
+		t := txtAnswer(query, 13, 254, true)
+		f.Add(pack(f, query), pack(f, t), false)
+	}
+	f.Add(seedPlain, header(0x1234, 0x8185, 1, 0, 0, 0), false)
+	f.Add(seedDig, mustHex("abcd 8180 0001 0001 0000 0002 07 6578616d706c65 03 636f6d 00 000f 0001"+
+		"c00c 000f 0001 00000e10 0004 000a c00c"+
+		"00 0029 04d0 00008000 0000"+
+		"c00c 0001 0001 00000e10 0004 c0000201"), false)
+	f.Fuzz(func(t *testing.T, query, answer []byte, tcp bool) {
+		_, q, err := PrepareQuery(nil, query, DefaultPayloadSize)
+		if err != nil {
+			return
+		}
+		if tcp {
+			q.Limit = MaxTCPSize
+		}
+		got, err := PrepareAnswer(nil, answer, q)
+		if err != nil {
+			return
+		}
+		if len(got) > q.Limit || len(got) < headerLen {
+			t.Fatalf("got %d bytes, limit %d", len(got), q.Limit)
+		}
+		if be16(got) != q.ID || got[2]&0x80 == 0 {
+			t.Fatalf("got header %x", got[:headerLen])
+		}
+		if bytes.Equal(got, answer) {
+			return
+		}
+		// Changed: then we built it, and it must parse whenever the answer did.
+		in := new(dns.Msg)
+		if in.Unpack(answer) != nil {
+			return
+		}
+		out := unpack(t, got)
+		if !q.HadOPT && countOPT(out) != 0 {
+			t.Fatalf("OPT sent to a client without one: %v", out)
+		}
+		if len(in.Question) == 1 && (len(out.Question) != 1 || out.Question[0] != in.Question[0]) {
+			t.Fatalf("got question %v, want %v", out.Question, in.Question)
+		}
+		inRRs := len(in.Answer) + len(in.Ns) + len(in.Extra) - countOPT(in)
+		outRRs := len(out.Answer) + len(out.Ns) + len(out.Extra) - countOPT(out)
+		if outRRs < inRRs && !out.Truncated {
+			t.Fatalf("records dropped without TC: %d of %d", outRRs, inRRs)
+		}
+		// Both paths agree.
+		ref, err := prepareAnswerMsg(nil, answer, q.HadOPT, q.Limit)
+		if err != nil {
+			return // e.g. header-only answers, which miekg/dns packs differently
+		}
+		cg, ok1 := canonical(got)
+		cr, ok2 := canonical(ref)
+		if ok1 && ok2 && !bytes.Equal(cg, cr) {
+			t.Fatalf("got %x, msg path %x", got, ref)
+		}
+	})
+}
+
+func FuzzTCReplyBytes(f *testing.F) {
+	for _, s := range [][]byte{seedDig, seedPlain, seedECS, seedTwo, seedLoop, seedNoOPT, seedPlain[:20], nil} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, pkt []byte) {
+		got, err := TCReplyBytes(nil, pkt)
+		_, _, perr := PrepareQuery(nil, pkt, 0)
+		if (err == nil) != (perr == nil) {
+			t.Fatalf("TCReplyBytes error %v, PrepareQuery error %v", err, perr)
+		}
+		if err != nil {
+			return
+		}
+		want := bytes.Clone(pkt)
+		want[2] |= 0x82
+		want[3] |= 0x80
+		if !bytes.Equal(got, want) {
+			t.Fatalf("got %x, want %x", got, want)
+		}
+		m := unpack(t, pkt)
+		r := unpack(t, got)
+		ref := TCReply(m)
+		if r.MsgHdr != ref.MsgHdr || len(r.Answer)+len(r.Ns) != 0 || len(r.Question) != 1 || r.Question[0] != m.Question[0] {
+			t.Fatalf("got %v, TCReply gives %v", r, ref)
+		}
+		if (r.IsEdns0() == nil) != (m.IsEdns0() == nil) {
+			t.Fatalf("got OPT %v, query had %v", r.IsEdns0(), m.IsEdns0())
+		}
+	})
+}
