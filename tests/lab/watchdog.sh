@@ -2,6 +2,8 @@
 # Stop a lab when the process that owns it exits, so that a killed or crashed
 # test run leaves no daemons behind. start.sh runs this (detached, recorded as
 # "watchdog" in STATE_DIR/pids) when LAB_OWNER_PID is set; stop.sh ends it.
+# If the state dir disappears while the lab runs, it stops the processes it
+# last saw recorded there.
 #
 # Usage: watchdog.sh STATE_DIR OWNER_PID OWNER_STARTTIME
 set -uo pipefail
@@ -10,9 +12,27 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 STATE="$1" owner="$2" owner_st="$3"
 PIDS="$STATE/pids"
 
-# Poll once a second: the owner still runs (same PID and start time) and the
-# lab was not stopped or removed meanwhile.
-while [[ -d "$PIDS" && "$(proc_starttime "$owner" 2>/dev/null)" == "$owner_st" ]]; do
+# Poll once a second (builtins only, apart from sleep).
+seen=""
+while [[ "$(proc_starttime "$owner" 2>/dev/null)" == "$owner_st" ]]; do
+  if [[ ! -d "$PIDS" ]]; then
+    log "state dir $STATE is gone; stopping the processes it listed"
+    procs=()
+    while read -r pid st; do
+      [[ -n "$pid" && "$pid" != "$$" && "$(proc_starttime "$pid" 2>/dev/null)" == "$st" ]] || continue
+      kill -TERM "$pid" 2>/dev/null && procs+=("$pid $st")
+    done <<<"$seen"
+    sleep 2
+    for p in "${procs[@]}"; do
+      read -r pid st <<<"$p"
+      [[ "$(proc_starttime "$pid" 2>/dev/null)" != "$st" ]] || kill -KILL "$pid" 2>/dev/null || true
+    done
+    exit 0
+  fi
+  seen=""
+  for f in "$PIDS"/*.pid; do
+    [[ -f "$f" ]] && read -r line <"$f" && seen+="$line"$'\n'
+  done
   sleep 1
 done
 [[ -d "$PIDS" ]] || exit 0

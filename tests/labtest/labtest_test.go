@@ -369,55 +369,65 @@ func TestParallel(t *testing.T) {
 }
 
 // TestWatchdog checks that a lab stops by itself when its owner process
-// exits without calling Close.
+// exits without calling Close, or when its state dir is removed.
 func TestWatchdog(t *testing.T) {
 	t.Parallel()
 	if err := checkTools(); err != nil {
 		Require(t, "test lab", err)
 	}
-	owner := exec.Command("sleep", "300")
-	if err := owner.Start(); err != nil {
-		Require(t, "sleep", err)
-	}
-	defer owner.Process.Kill()
+	for _, tc := range []struct {
+		name string
+		kill func(owner *exec.Cmd, l *Lab)
+	}{
+		{"owner exits", func(owner *exec.Cmd, _ *Lab) { owner.Process.Kill(); owner.Wait() }},
+		{"state dir removed", func(_ *exec.Cmd, l *Lab) { os.RemoveAll(l.Dir) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			owner := exec.Command("sleep", "300")
+			if err := owner.Start(); err != nil {
+				Require(t, "sleep", err)
+			}
+			defer func() { owner.Process.Kill(); owner.Wait() }()
 
-	dir := t.TempDir()
-	l := &Lab{Dir: dir, root: RepoRoot()}
-	defer l.Close()
-	env := []string{"LAB_GO_SERVER=0", "LAB_DNSSEC=0", "LAB_OWNER_PID=" + strconv.Itoa(owner.Process.Pid)}
-	ports, err := freePorts(len(portVars))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := l.runStart(env, ports); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.load(); err != nil {
-		t.Fatal(err)
-	}
-	if got := firstA(query(t, "udp", l.Backend, "www.lab.test", dns.TypeA, false)); got != "127.0.84.10" {
-		t.Fatalf("backend: got %q, want 127.0.84.10", got)
-	}
-	owner.Process.Kill()
-	owner.Wait()
-	begin := time.Now()
-	for {
-		pids, _ := filepath.Glob(filepath.Join(dir, "pids", "*.pid"))
-		_, err := tryQuery("tcp", l.Backend, "www.lab.test", dns.TypeA, false)
-		if len(pids) == 0 && err != nil {
-			break
-		}
-		if time.Since(begin) > 10*time.Second {
-			t.Fatalf("lab still running 10 s after its owner exited (pid files %v, backend error %v)", pids, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Logf("lab stopped %v after its owner exited", time.Since(begin))
-	for _, addr := range []string{l.Plain, l.XSalsa, l.Socks, l.SocksAuth} {
-		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-			c.Close()
-			t.Errorf("%s still accepts connections", addr)
-		}
+			dir := t.TempDir()
+			l := &Lab{Dir: dir, root: RepoRoot()}
+			defer l.Close()
+			ports, err := freePorts(len(portVars))
+			if err != nil {
+				t.Fatal(err)
+			}
+			env := []string{"LAB_GO_SERVER=0", "LAB_DNSSEC=0", "LAB_OWNER_PID=" + strconv.Itoa(owner.Process.Pid)}
+			if err := l.runStart(env, ports); err != nil {
+				t.Fatal(err)
+			}
+			if err := l.load(); err != nil {
+				t.Fatal(err)
+			}
+			if got := firstA(query(t, "udp", l.Backend, "www.lab.test", dns.TypeA, false)); got != "127.0.84.10" {
+				t.Fatalf("backend: got %q, want 127.0.84.10", got)
+			}
+			tc.kill(owner, l)
+			begin := time.Now()
+			for {
+				pids, _ := filepath.Glob(filepath.Join(dir, "pids", "*.pid"))
+				_, err := tryQuery("tcp", l.Backend, "www.lab.test", dns.TypeA, false)
+				if len(pids) == 0 && err != nil {
+					break
+				}
+				if time.Since(begin) > 10*time.Second {
+					t.Fatalf("lab still running 10 s later (pid files %v, backend error %v)", pids, err)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			t.Logf("lab stopped %v later", time.Since(begin))
+			for _, addr := range []string{l.Plain, l.XSalsa, l.Socks, l.SocksAuth} {
+				if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+					c.Close()
+					t.Errorf("%s still accepts connections", addr)
+				}
+			}
+		})
 	}
 }
 
