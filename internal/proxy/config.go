@@ -1,0 +1,206 @@
+package proxy
+
+import (
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/edns"
+)
+
+// LevelNotice sits between Info and Warn, for the 1.x NOTICE lines
+// ("Starting", "Proxying from ... to ...").
+const LevelNotice = slog.Level(2)
+
+// Defaults of the zero Config values.
+const (
+	DefaultMaxActiveRequests = 250
+	DefaultTimeout           = 10 * time.Second // 1.x: 10 s per request
+	DefaultTorTimeout        = 20 * time.Second // a new Tor circuit may take seconds
+	DefaultIsolationEpoch    = 10 * time.Minute
+	DefaultCertRefresh       = time.Hour
+)
+
+// Isolation says how queries through a SOCKS proxy are separated from each
+// other. Tor's IsolateSOCKSAuth gives each distinct SOCKS username/password
+// its own circuit.
+type Isolation int
+
+const (
+	// IsolationNone: one SOCKS identity and one client key pair for the
+	// whole run (unless EphemeralKeys).
+	IsolationNone Isolation = iota
+	// IsolationEpoch: SOCKS credentials and the client key pair change
+	// together every Epoch, so each epoch rides its own circuit with its
+	// own key and the resolver cannot tie epochs together.
+	IsolationEpoch
+	// IsolationQuery: fresh credentials (so a fresh circuit) and a fresh
+	// key pair for every query.
+	IsolationQuery
+)
+
+func (i Isolation) String() string {
+	switch i {
+	case IsolationNone:
+		return "none"
+	case IsolationEpoch:
+		return "epoch"
+	case IsolationQuery:
+		return "query"
+	}
+	return "isolation(" + strconv.Itoa(int(i)) + ")"
+}
+
+// ParseIsolation parses "none", "epoch" or "query".
+func ParseIsolation(s string) (Isolation, error) {
+	for _, i := range []Isolation{IsolationNone, IsolationEpoch, IsolationQuery} {
+		if s == i.String() {
+			return i, nil
+		}
+	}
+	return 0, fmt.Errorf("unknown isolation %q (want none, epoch or query)", s)
+}
+
+// SOCKS configures the SOCKS5 proxy all upstream traffic goes through.
+type SOCKS struct {
+	// Addr is the proxy's "host:port", e.g. "127.0.0.1:9050". It should
+	// be an IP literal: a name would need a local lookup, which Tor mode
+	// never does, so New refuses one.
+	Addr string
+	// User and Password are fixed credentials (RFC 1929). With Isolation
+	// other than IsolationNone they are the prefix of generated ones.
+	User, Password string
+	// Isolation and Epoch: see [Isolation]. Epoch zero means
+	// DefaultIsolationEpoch.
+	Isolation Isolation
+	Epoch     time.Duration
+	// NoOptimisticData turns off sending the encrypted query right after
+	// the CONNECT request, before the proxy's reply (Tor accepts this and
+	// saves a circuit round trip).
+	NoOptimisticData bool
+}
+
+// Config is the proxy's configuration. The zero value of each field is a
+// sensible default; New validates it and does no I/O.
+type Config struct {
+	// ResolverAddr is the DNSCrypt resolver's "ip:port". With SOCKS it may
+	// be "host:port": the name then goes to the proxy, never resolved here.
+	ResolverAddr string
+	// ProviderName is the certificate name, "2.dnscrypt-cert.example.com".
+	ProviderName string
+	// ProviderKey is the provider's Ed25519 public key (32 bytes).
+	ProviderKey ed25519.PublicKey
+
+	// ClientKey is the client key pair; nil makes a random one at start
+	// (1.x "Generating a new session key pair").
+	ClientKey *dnscrypt.KeyPair
+	// EphemeralKeys uses a new key pair for every query (1.x -E).
+	EphemeralKeys bool
+
+	// EDNSPayloadSize is written into the OPT of outgoing queries; zero
+	// means edns.DefaultPayloadSize (1252); <= 512 disables the rewrite
+	// unless the client sent an OPT itself.
+	EDNSPayloadSize int
+	// TCPOnly answers every UDP query at once with TC=1 and sends
+	// everything upstream over TCP, certificates included (1.x -T).
+	TCPOnly bool
+	// MaxActiveRequests caps requests in flight (UDP and TCP together);
+	// when full the oldest is dropped. Zero means 250.
+	MaxActiveRequests int
+	// IgnoreTimestamps accepts certificates that are not valid yet (1.x -I;
+	// expired ones are still refused).
+	IgnoreTimestamps bool
+	// Timeout bounds each request, upstream retries included. Zero means
+	// DefaultTimeout, or DefaultTorTimeout with SOCKS.
+	Timeout time.Duration
+
+	// SOCKS, when set, carries ALL upstream traffic over TCP through a
+	// SOCKS5 proxy: no UDP upstream, no direct connection, no local lookup.
+	SOCKS *SOCKS
+
+	// CertRefresh is the interval between certificate checks; zero means
+	// one hour (with jitter).
+	CertRefresh time.Duration
+
+	// Logger receives the log; nil discards it. Query names only at Debug.
+	Logger *slog.Logger
+	// Now is the clock for certificate validity; nil means time.Now.
+	Now func() time.Time
+	// OnReady, if set, is called once, when the first certificate is
+	// installed and the listeners answer (for --daemonize and sd_notify).
+	OnReady func()
+}
+
+// withDefaults returns cfg with zero fields filled in, or an error for a
+// bad value.
+func (cfg Config) withDefaults() (Config, error) {
+	var errs []error
+	if cfg.ResolverAddr == "" {
+		errs = append(errs, errors.New("no resolver address"))
+	} else if _, _, err := net.SplitHostPort(cfg.ResolverAddr); err != nil {
+		errs = append(errs, fmt.Errorf("resolver address: %w", err))
+	} else if cfg.SOCKS == nil {
+		if _, err := netipAddrPort(cfg.ResolverAddr); err != nil {
+			errs = append(errs, fmt.Errorf("resolver address %q must be an IP address and port", cfg.ResolverAddr))
+		}
+	}
+	if cfg.ProviderName == "" {
+		errs = append(errs, errors.New("no provider name"))
+	}
+	if len(cfg.ProviderKey) != ed25519.PublicKeySize {
+		errs = append(errs, fmt.Errorf("provider key must be %d bytes, got %d", ed25519.PublicKeySize, len(cfg.ProviderKey)))
+	}
+	if cfg.ClientKey != nil && cfg.EphemeralKeys {
+		errs = append(errs, errors.New("a client key and ephemeral keys exclude each other"))
+	}
+	switch {
+	case cfg.EDNSPayloadSize == 0:
+		cfg.EDNSPayloadSize = edns.DefaultPayloadSize
+	case cfg.EDNSPayloadSize < 0 || cfg.EDNSPayloadSize > 65535:
+		errs = append(errs, fmt.Errorf("EDNS payload size %d out of range", cfg.EDNSPayloadSize))
+	}
+	switch {
+	case cfg.MaxActiveRequests == 0:
+		cfg.MaxActiveRequests = DefaultMaxActiveRequests
+	case cfg.MaxActiveRequests < 0:
+		errs = append(errs, fmt.Errorf("max active requests %d must be positive", cfg.MaxActiveRequests))
+	}
+	if cfg.Timeout < 0 {
+		errs = append(errs, fmt.Errorf("timeout %v must be positive", cfg.Timeout))
+	} else if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultTimeout
+		if cfg.SOCKS != nil {
+			cfg.Timeout = DefaultTorTimeout
+		}
+	}
+	if s := cfg.SOCKS; s != nil {
+		sc := *s
+		if _, err := netipAddrPort(sc.Addr); err != nil {
+			errs = append(errs, fmt.Errorf("SOCKS proxy address %q must be an IP address and port", sc.Addr))
+		}
+		if len(sc.User) > 255 || len(sc.Password) > 255 {
+			errs = append(errs, errors.New("SOCKS user and password are limited to 255 bytes"))
+		}
+		if sc.Epoch < 0 {
+			errs = append(errs, errors.New("isolation epoch must be positive"))
+		} else if sc.Epoch == 0 {
+			sc.Epoch = DefaultIsolationEpoch
+		}
+		cfg.SOCKS = &sc
+	}
+	if cfg.CertRefresh <= 0 {
+		cfg.CertRefresh = DefaultCertRefresh
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return cfg, errors.Join(errs...)
+}

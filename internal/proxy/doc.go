@@ -1,0 +1,12 @@
+// Package proxy is the runtime of dnscrypt-proxy: it takes plain DNS
+// queries on UDP and TCP listeners and answers them with the answers of a
+// DNSCrypt v2 resolver, directly or through a SOCKS5 proxy such as Tor.
+//
+//	p, err := proxy.New(proxy.Config{ResolverAddr: "192.0.2.1:443", ProviderName: name, ProviderKey: pk})
+//	pc, _ := net.ListenPacket("udp", "127.0.0.1:53")
+//	ln, _ := net.Listen("tcp", "127.0.0.1:53")
+//	err = p.Serve(ctx, pc, ln) // until ctx is done
+//
+// Serve fetches and verifies the resolver's certificate before it answers,
+// refreshes it hourly, and owns every goroutine it starts.
+package proxy

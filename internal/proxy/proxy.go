@@ -1,0 +1,239 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/tor-dnscrypt/dnscrypt-proxy/certs"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt"
+)
+
+// certFetchTimeout bounds one certificate fetch attempt.
+const certFetchTimeout = 10 * time.Second
+
+// Proxy forwards plain DNS queries to a DNSCrypt resolver. Make one with
+// New; it serves one Serve call at a time.
+type Proxy struct {
+	cfg Config
+	log *slog.Logger
+
+	ids       *identities
+	refresher *certs.Refresher
+	socks     *socksDialer // nil: direct
+	direct    net.Dialer
+	udpWait   time.Duration
+	maxConns  int
+
+	// Per Serve.
+	udp    *udpMux // nil with SOCKS or TCPOnly
+	active activeSet
+	wg     sync.WaitGroup
+
+	udpPad      atomic.Int32
+	failures    atomic.Int32
+	evictions   atomic.Int64
+	conns       atomic.Int64
+	lastFailure atomic.Value // string
+	serving     atomic.Bool
+}
+
+// New validates cfg and returns a Proxy. It does no I/O.
+func New(cfg Config) (*Proxy, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	kp := cfg.ClientKey
+	if kp == nil {
+		if kp, err = dnscrypt.GenerateKeyPair(rand.Reader); err != nil {
+			return nil, fmt.Errorf("proxy: generating the client key pair: %w", err)
+		}
+	}
+	p := &Proxy{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		ids:      newIdentities(&cfg, kp),
+		udpWait:  max(500*time.Millisecond, cfg.Timeout/4),
+		maxConns: max(cfg.MaxActiveRequests, 16),
+	}
+	if s := cfg.SOCKS; s != nil {
+		p.socks = &socksDialer{proxyAddr: s.Addr, optimistic: !s.NoOptimisticData}
+	}
+	p.active.max = cfg.MaxActiveRequests
+	p.udpPad.Store(initialUDPPad)
+	p.refresher = &certs.Refresher{
+		Fetch:    p.fetchCerts,
+		Now:      cfg.Now,
+		Interval: cfg.CertRefresh,
+		Logger:   cfg.Logger,
+	}
+	return p, nil
+}
+
+// Config returns the configuration with defaults filled in.
+func (p *Proxy) Config() Config { return p.cfg }
+
+// FetchCerts makes one attempt at fetching and verifying the resolver's
+// certificates over the configured transport (UDP then TCP; TCP only with
+// TCPOnly; through SOCKS with SOCKS), and returns the valid ones, best
+// first. With no valid certificate the error wraps certs.ErrNoValidCert;
+// other errors are transport failures. It is what --test uses.
+func (p *Proxy) FetchCerts(ctx context.Context) ([]*certs.Cert, error) {
+	return p.fetchCerts(ctx)
+}
+
+func (p *Proxy) fetchCerts(ctx context.Context) ([]*certs.Cert, error) {
+	ctx, cancel := context.WithTimeout(ctx, certFetchTimeout)
+	defer cancel()
+	cs, err := certs.Fetch(ctx, p.certExchanger(), p.cfg.ResolverAddr, p.cfg.ProviderName,
+		p.cfg.ProviderKey, p.cfg.Now(), p.cfg.IgnoreTimestamps)
+	if err != nil {
+		return nil, err
+	}
+	// A certificate whose resolver key is of low order would give a shared
+	// key anyone knows (1.x: "Suspicious public key").
+	usable := cs[:0]
+	var weak error
+	for _, c := range cs {
+		if _, err := dnscrypt.NewSharedKey(c.Construction, p.ids.static.kp, &c.ResolverPK, c.ClientMagic); err != nil {
+			weak = fmt.Errorf("certificate #%d: %w", c.Serial, err)
+			p.log.Error("Suspicious public key in a server certificate", "serial", c.Serial, "err", err)
+			continue
+		}
+		usable = append(usable, c)
+	}
+	if len(usable) == 0 {
+		return nil, fmt.Errorf("%w: %w", certs.ErrNoValidCert, weak)
+	}
+	return usable, nil
+}
+
+// certExchanger is the transport of certificate queries: through SOCKS
+// over TCP (never anything else), TCP only, or UDP with TCP on truncation
+// and timeout.
+func (p *Proxy) certExchanger() certs.Exchanger {
+	if p.socks != nil {
+		user, pass := p.ids.certCredentials()
+		return &certs.DialExchanger{Dialer: socksContextDialer{p.socks, user, pass}, Timeout: certFetchTimeout}
+	}
+	tcp := &dns.Client{Net: "tcp", Timeout: certFetchTimeout / 2}
+	if p.cfg.TCPOnly {
+		return tcp
+	}
+	return &certs.UDPWithTCPFallback{UDP: &dns.Client{Net: "udp", Timeout: 2 * time.Second}, TCP: tcp}
+}
+
+// socksContextDialer adapts socksDialer to proxy.ContextDialer for the
+// certificate exchanges: the connection starts empty, so there is no data
+// to send optimistically and the CONNECT reply is awaited.
+type socksContextDialer struct {
+	d          *socksDialer
+	user, pass string
+}
+
+func (s socksContextDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	if network != "tcp" {
+		return nil, fmt.Errorf("%w: only TCP goes through SOCKS, not %s", errSOCKS, network)
+	}
+	d := *s.d
+	d.optimistic = false
+	return d.dial(ctx, addr, s.user, s.pass, nil)
+}
+
+// Serve answers queries arriving on pc (UDP) and ln (TCP) until ctx is
+// done; either may be nil. It first fetches a valid certificate, retrying
+// with backoff, and calls Config.OnReady once it answers. It closes pc and
+// ln, and returns nil after a shutdown through ctx, once every goroutine it
+// started has ended.
+func (p *Proxy) Serve(ctx context.Context, pc net.PacketConn, ln net.Listener) error {
+	if !p.serving.CompareAndSwap(false, true) {
+		return errors.New("proxy: Serve called twice")
+	}
+	defer p.serving.Store(false)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	closeListeners := func() {
+		if pc != nil {
+			pc.Close()
+		}
+		if ln != nil {
+			ln.Close()
+		}
+	}
+
+	if p.cfg.SOCKS == nil && !p.cfg.TCPOnly {
+		udp, err := newUDPMux(p.cfg.ResolverAddr, min(runtime.GOMAXPROCS(0), 4))
+		if err != nil {
+			closeListeners()
+			return fmt.Errorf("proxy: upstream UDP socket: %w", err)
+		}
+		p.udp = udp
+		defer func() { udp.close(); p.udp = nil }()
+	}
+
+	if err := p.refresher.Init(ctx); err != nil {
+		closeListeners()
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("proxy: %w", err)
+	}
+	var refresh sync.WaitGroup
+	refresh.Go(func() { p.refresher.Run(ctx) })
+
+	if pc != nil {
+		p.wg.Add(1)
+		go p.serveUDP(ctx, pc)
+	}
+	if ln != nil {
+		p.wg.Add(1)
+		go p.serveTCP(ctx, ln)
+	}
+	p.log.Log(ctx, LevelNotice, fmt.Sprintf("Proxying from %s to %s", listenAddr(pc, ln), p.upstreamName()))
+	if p.cfg.OnReady != nil {
+		p.cfg.OnReady()
+	}
+
+	<-ctx.Done()
+	p.log.Info("Stopping proxy")
+	closeListeners()
+	p.wg.Wait()
+	refresh.Wait()
+	if pc != nil {
+		p.log.Info("UDP listener shut down")
+	}
+	if ln != nil {
+		p.log.Info("TCP listener shut down")
+	}
+	return nil
+}
+
+func (p *Proxy) upstreamName() string {
+	if s := p.cfg.SOCKS; s != nil {
+		return p.cfg.ResolverAddr + " through SOCKS5 proxy " + s.Addr
+	}
+	return p.cfg.ResolverAddr
+}
+
+func listenAddr(pc net.PacketConn, ln net.Listener) string {
+	switch {
+	case pc != nil:
+		return pc.LocalAddr().String()
+	case ln != nil:
+		return ln.Addr().String()
+	}
+	return "nowhere"
+}
+
+func netipAddrPort(s string) (netip.AddrPort, error) { return netip.ParseAddrPort(s) }

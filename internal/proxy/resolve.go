@@ -1,0 +1,171 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/edns"
+)
+
+var errNoCert = errors.New("no usable certificate yet")
+
+// Padding of UDP queries. The resolver never answers a UDP query with more
+// bytes than the query had (spec section 9), so the padded length decides
+// the largest answer that can come back over UDP: about paddedLen + 19
+// bytes (68 bytes of query overhead against 48 of response overhead, and at
+// least one byte of padding). Queries are padded to what the client can
+// take, within an adaptive cap that starts at 512 (dnscrypt-proxy 1.x) and
+// grows by 64 after each truncated answer (the spec's min-query-len rule).
+const (
+	initialUDPPad = 512
+	maxUDPPad     = 4096
+	padSlack      = dnscrypt.QueryOverhead - dnscrypt.ResponseOverhead - 1 // 19
+)
+
+// failuresBeforeRecheck consecutive upstream failures make the proxy check
+// the certificates early: the resolver may have changed its key.
+const failuresBeforeRecheck = 4
+
+// resolve sends the prepared query r.q to the resolver and leaves the
+// decrypted answer in r.ans. Over UDP, a truncated answer is retried over
+// TCP when the client could take more than UDP could bring; a UDP timeout
+// also falls back to TCP with the time left.
+func (p *Proxy) resolve(r *request, overTCP bool) error {
+	cert := p.refresher.Current()
+	if cert == nil {
+		return errNoCert
+	}
+	id, err := p.ids.get()
+	if err != nil {
+		return err
+	}
+	k, err := id.sharedKey(cert)
+	if err != nil {
+		return fmt.Errorf("certificate #%d: %w", cert.Serial, err)
+	}
+	if p.udp != nil && !overTCP {
+		done, err := p.resolveUDP(r, k)
+		if done || r.ctx.Err() != nil {
+			return err
+		}
+		if err != nil {
+			p.debug("UDP upstream failed, retrying over TCP", "err", err)
+		}
+	}
+	return p.resolveTCP(r, id, k)
+}
+
+// upstreamLimit is the largest answer the resolver may send over UDP given
+// the OPT record of the query we send.
+func (p *Proxy) upstreamLimit(q *edns.Query) int {
+	if p.cfg.EDNSPayloadSize > edns.MinUDPSize {
+		return p.cfg.EDNSPayloadSize
+	}
+	return min(q.Limit, maxUDPPad) // the client's own OPT, or 512
+}
+
+// resolveUDP tries UDP. done reports that r.ans holds the final answer (or
+// that err is final); otherwise the caller falls back to TCP.
+func (p *Proxy) resolveUDP(r *request, k *dnscrypt.SharedKey) (done bool, err error) {
+	want := min(r.meta.Limit, p.upstreamLimit(&r.meta))
+	need := dnscrypt.UDPPaddedLen(0, want-padSlack)
+	padded := dnscrypt.UDPPaddedLen(len(r.q), min(need, int(p.udpPad.Load())))
+	var nonce [dnscrypt.HalfNonceSize]byte
+	rand.Read(nonce[:])
+	r.pkt, err = dnscrypt.SealQuery(r.pkt[:0], r.q, k, &nonce, padded)
+	if err != nil {
+		return true, err
+	}
+	ctx, cancel := context.WithTimeout(r.ctx, p.udpWait)
+	defer cancel()
+	err = p.udp.exchange(ctx, r, r.pkt, nonce)
+	for err == nil {
+		r.ans, err = dnscrypt.OpenResponse(r.ans[:0], r.resp, k, &nonce)
+		if err == nil {
+			break
+		}
+		p.failed(fmt.Errorf("corrupted reply from the resolver: %w", err))
+		err = p.udp.rearm(ctx, r, nonce)
+	}
+	if err != nil {
+		p.failed(err)
+		return false, err
+	}
+	p.succeeded()
+	if !truncated(r.ans) {
+		return true, nil
+	}
+	// The answer did not fit. If UDP could already bring all the client
+	// can take, the client gets the truncated answer and asks over TCP
+	// itself; otherwise ask over TCP now, and pad later queries more.
+	p.growUDPPad(padded)
+	return min(padded+padSlack, p.upstreamLimit(&r.meta)) >= r.meta.Limit, nil
+}
+
+func (p *Proxy) growUDPPad(used int) {
+	for {
+		cur := p.udpPad.Load()
+		next := min(int32(used+dnscrypt.BlockSize), maxUDPPad)
+		if next <= cur || p.udpPad.CompareAndSwap(cur, next) {
+			return
+		}
+	}
+}
+
+// resolveTCP sends r.q over a new TCP connection.
+func (p *Proxy) resolveTCP(r *request, id *identity, k *dnscrypt.SharedKey) error {
+	var rnd [dnscrypt.HalfNonceSize + 1]byte
+	rand.Read(rnd[:])
+	nonce := [dnscrypt.HalfNonceSize]byte(rnd[:])
+	padded := dnscrypt.TCPPaddedLen(len(r.q), rnd[dnscrypt.HalfNonceSize])
+	pkt, err := dnscrypt.SealQuery(append(r.pkt[:0], 0, 0), r.q, k, &nonce, padded)
+	if err != nil {
+		return err
+	}
+	r.pkt = pkt
+	binary.BigEndian.PutUint16(pkt, uint16(len(pkt)-2))
+	if err := p.tcpExchange(r.ctx, id, r, pkt); err != nil {
+		p.failed(err)
+		return err
+	}
+	r.ans, err = dnscrypt.OpenResponse(r.ans[:0], r.resp, k, &nonce)
+	if err != nil {
+		err = fmt.Errorf("corrupted reply from the resolver: %w", err)
+		p.failed(err)
+		return err
+	}
+	p.succeeded()
+	return nil
+}
+
+func truncated(msg []byte) bool { return len(msg) > 2 && msg[2]&0x02 != 0 }
+
+// failed counts an upstream failure; a run of them triggers an early
+// certificate check. Failures caused by the request's own end (eviction,
+// shutdown) do not count.
+func (p *Proxy) failed(err error) {
+	if errors.Is(err, errEvicted) || errors.Is(err, context.Canceled) {
+		return
+	}
+	if p.failures.Add(1) == failuresBeforeRecheck {
+		p.log.Warn("Repeated upstream failures - checking the server certificates", "err", err)
+		p.refresher.Trigger()
+	}
+}
+
+func (p *Proxy) succeeded() {
+	if p.failures.Load() != 0 {
+		p.failures.Store(0)
+	}
+}
+
+func (p *Proxy) debug(msg string, args ...any) {
+	if p.log.Enabled(context.Background(), slog.LevelDebug) {
+		p.log.Debug(msg, args...)
+	}
+}

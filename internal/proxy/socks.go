@@ -1,0 +1,205 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+)
+
+// SOCKS5 (RFC 1928) with username/password authentication (RFC 1929),
+// CONNECT only. Written here rather than taken from golang.org/x/net/proxy
+// for one reason: x/net waits for the CONNECT reply before it returns the
+// connection, while Tor accepts "optimistic data", the first payload bytes
+// written right after the CONNECT request, and then saves a whole circuit
+// round trip.
+
+// errSOCKS wraps every failure of the SOCKS exchange.
+var errSOCKS = errors.New("socks5")
+
+// socksReplies are the RFC 1928 reply codes, and Tor's extensions
+// (doc/spec socks-extensions) for onion services.
+var socksReplies = map[byte]string{
+	0x01: "general failure",
+	0x02: "connection not allowed by ruleset",
+	0x03: "network unreachable",
+	0x04: "host unreachable",
+	0x05: "connection refused",
+	0x06: "TTL expired",
+	0x07: "command not supported",
+	0x08: "address type not supported",
+	0xf0: "onion service descriptor can not be found",
+	0xf1: "onion service descriptor is invalid",
+	0xf2: "onion service introduction failed",
+	0xf3: "onion service rendezvous failed",
+	0xf4: "onion service missing client authorization",
+	0xf5: "onion service wrong client authorization",
+	0xf6: "onion service invalid address",
+	0xf7: "onion service introduction timed out",
+}
+
+// socksError is a non-zero reply to CONNECT.
+type socksError struct {
+	code   byte
+	target string
+}
+
+func (e *socksError) Error() string {
+	msg, ok := socksReplies[e.code]
+	if !ok {
+		msg = "unknown reply"
+	}
+	return fmt.Sprintf("socks5: CONNECT %s refused: %s (0x%02x)", e.target, msg, e.code)
+}
+
+func (e *socksError) Unwrap() error { return errSOCKS }
+
+// socksDialer opens TCP connections through a SOCKS5 proxy. The only direct
+// connection it ever makes is to the proxy itself.
+type socksDialer struct {
+	proxyAddr  string // IP literal and port
+	optimistic bool
+	dialer     net.Dialer
+}
+
+// dial connects to target ("host:port"; a host name goes to the proxy as a
+// name) with the credentials user/pass (none if both empty), and writes
+// payload. With optimistic data the payload follows the CONNECT request
+// before its reply; otherwise after it. ctx bounds everything; the returned
+// connection carries ctx's deadline.
+func (d *socksDialer) dial(ctx context.Context, target, user, pass string, payload []byte) (net.Conn, error) {
+	req, err := connectRequest(target)
+	if err != nil {
+		return nil, err
+	}
+	c, err := d.dialer.DialContext(ctx, "tcp", d.proxyAddr)
+	if err != nil {
+		return nil, fmt.Errorf("%w: proxy %s: %w", errSOCKS, d.proxyAddr, err)
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		c.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	err = d.handshake(c, req, target, user, pass, payload)
+	if !stop() || ctx.Err() != nil {
+		c.Close()
+		if err == nil || ctx.Err() != nil {
+			err = fmt.Errorf("%w: proxy %s: %w", errSOCKS, d.proxyAddr, context.Cause(ctx))
+		}
+		return nil, err
+	}
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (d *socksDialer) handshake(c net.Conn, req []byte, target, user, pass string, payload []byte) error {
+	var buf [2]byte
+	method := byte(0x00)
+	if user != "" || pass != "" {
+		method = 0x02
+	}
+	if _, err := c.Write([]byte{5, 1, method}); err != nil {
+		return fmt.Errorf("%w: proxy %s: %w", errSOCKS, d.proxyAddr, err)
+	}
+	if _, err := io.ReadFull(c, buf[:]); err != nil {
+		return fmt.Errorf("%w: proxy %s: reading method: %w", errSOCKS, d.proxyAddr, err)
+	}
+	if buf[0] != 5 {
+		return fmt.Errorf("%w: proxy %s does not speak SOCKS5 (version %d)", errSOCKS, d.proxyAddr, buf[0])
+	}
+	if buf[1] != method {
+		if method == 0x02 {
+			return fmt.Errorf("%w: proxy %s refused username/password authentication", errSOCKS, d.proxyAddr)
+		}
+		return fmt.Errorf("%w: proxy %s requires authentication", errSOCKS, d.proxyAddr)
+	}
+	if method == 0x02 {
+		auth := make([]byte, 0, 3+len(user)+len(pass))
+		auth = append(auth, 1, byte(len(user)))
+		auth = append(auth, user...)
+		auth = append(auth, byte(len(pass)))
+		auth = append(auth, pass...)
+		if _, err := c.Write(auth); err != nil {
+			return fmt.Errorf("%w: proxy %s: %w", errSOCKS, d.proxyAddr, err)
+		}
+		if _, err := io.ReadFull(c, buf[:]); err != nil {
+			return fmt.Errorf("%w: proxy %s: reading authentication status: %w", errSOCKS, d.proxyAddr, err)
+		}
+		if buf[1] != 0 {
+			return fmt.Errorf("%w: proxy %s rejected the credentials", errSOCKS, d.proxyAddr)
+		}
+	}
+	if d.optimistic {
+		req = append(req, payload...)
+	}
+	if _, err := c.Write(req); err != nil {
+		return fmt.Errorf("%w: proxy %s: %w", errSOCKS, d.proxyAddr, err)
+	}
+	// Reply: VER REP RSV ATYP BND.ADDR BND.PORT.
+	var head [5]byte
+	if _, err := io.ReadFull(c, head[:]); err != nil {
+		return fmt.Errorf("%w: proxy %s: reading CONNECT reply for %s: %w", errSOCKS, d.proxyAddr, target, err)
+	}
+	if head[0] != 5 {
+		return fmt.Errorf("%w: proxy %s: bad reply version %d", errSOCKS, d.proxyAddr, head[0])
+	}
+	if head[1] != 0 {
+		return &socksError{code: head[1], target: target}
+	}
+	var rest int // bytes left after the first byte of BND.ADDR
+	switch head[3] {
+	case 1:
+		rest = 4 - 1 + 2
+	case 4:
+		rest = 16 - 1 + 2
+	case 3:
+		rest = int(head[4]) + 2
+	default:
+		return fmt.Errorf("%w: proxy %s: bad address type %d in reply", errSOCKS, d.proxyAddr, head[3])
+	}
+	if _, err := io.ReadFull(c, make([]byte, rest)); err != nil {
+		return fmt.Errorf("%w: proxy %s: reading CONNECT reply: %w", errSOCKS, d.proxyAddr, err)
+	}
+	if !d.optimistic {
+		if _, err := c.Write(payload); err != nil {
+			return fmt.Errorf("%w: writing to %s: %w", errSOCKS, target, err)
+		}
+	}
+	return nil
+}
+
+// connectRequest encodes CONNECT target: an IP literal as an address, any
+// other host as a domain name for the proxy to resolve.
+func connectRequest(target string) ([]byte, error) {
+	host, portStr, err := net.SplitHostPort(target)
+	if err != nil {
+		return nil, fmt.Errorf("%w: target %q: %w", errSOCKS, target, err)
+	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil {
+		return nil, fmt.Errorf("%w: target %q: bad port", errSOCKS, target)
+	}
+	req := []byte{5, 1, 0}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		ip = ip.Unmap()
+		if ip.Is4() {
+			req = append(req, 1)
+		} else {
+			req = append(req, 4)
+		}
+		req = append(req, ip.AsSlice()...)
+	} else {
+		if len(host) == 0 || len(host) > 255 {
+			return nil, fmt.Errorf("%w: target host %q: bad length", errSOCKS, host)
+		}
+		req = append(req, 3, byte(len(host)))
+		req = append(req, host...)
+	}
+	return append(req, byte(port>>8), byte(port)), nil
+}

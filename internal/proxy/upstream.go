@@ -1,0 +1,180 @@
+package proxy
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+
+	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt"
+)
+
+// udpMux sends encrypted queries to the resolver over a few connected UDP
+// sockets and hands each response to the request whose client nonce it
+// echoes. Connected sockets only accept datagrams from the resolver's
+// address; the nonce (never repeated, 96 random bits) matches the rest.
+type udpMux struct {
+	conns []*net.UDPConn
+	mu    sync.Mutex
+	// pending maps a client nonce to the request waiting for it.
+	pending map[[dnscrypt.HalfNonceSize]byte]*request
+	next    uint32
+	wg      sync.WaitGroup
+}
+
+func newUDPMux(addr string, n int) (*udpMux, error) {
+	raddr, err := net.ResolveUDPAddr("udp", addr) // an IP literal: no lookup
+	if err != nil {
+		return nil, err
+	}
+	m := &udpMux{pending: make(map[[dnscrypt.HalfNonceSize]byte]*request)}
+	for range n {
+		c, err := net.DialUDP("udp", nil, raddr)
+		if err != nil {
+			m.close()
+			return nil, err
+		}
+		m.conns = append(m.conns, c)
+	}
+	for _, c := range m.conns {
+		m.wg.Add(1)
+		go m.read(c)
+	}
+	return m, nil
+}
+
+// close closes the sockets and waits for the readers.
+func (m *udpMux) close() {
+	for _, c := range m.conns {
+		c.Close()
+	}
+	m.wg.Wait()
+}
+
+func (m *udpMux) read(c *net.UDPConn) {
+	defer m.wg.Done()
+	buf := make([]byte, 65536)
+	for {
+		n, err := c.Read(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// ICMP errors (connection refused) surface here: the waiting
+			// requests time out and the next packets may get through.
+			continue
+		}
+		if n < dnscrypt.ResolverMagicLen+dnscrypt.HalfNonceSize {
+			continue
+		}
+		nonce := [dnscrypt.HalfNonceSize]byte(buf[dnscrypt.ResolverMagicLen:])
+		m.mu.Lock()
+		if r := m.pending[nonce]; r != nil {
+			delete(m.pending, nonce)
+			r.resp = append(r.resp[:0], buf[:n]...)
+			r.udpDone <- struct{}{}
+		}
+		m.mu.Unlock()
+	}
+}
+
+// exchange sends pkt and waits for a response carrying nonce until ctx is
+// done. The response lands in r.resp.
+func (m *udpMux) exchange(ctx context.Context, r *request, pkt []byte, nonce [dnscrypt.HalfNonceSize]byte) error {
+	m.mu.Lock()
+	m.pending[nonce] = r
+	c := m.conns[m.next%uint32(len(m.conns))]
+	m.next++
+	m.mu.Unlock()
+	if _, err := c.Write(pkt); err != nil {
+		m.forget(nonce, r)
+		return err
+	}
+	select {
+	case <-r.udpDone:
+		return nil
+	case <-ctx.Done():
+		m.forget(nonce, r)
+		return context.Cause(ctx)
+	}
+}
+
+// rearm waits again for a response with the same nonce, after the one
+// received did not open: a forged datagram must not cancel the query.
+func (m *udpMux) rearm(ctx context.Context, r *request, nonce [dnscrypt.HalfNonceSize]byte) error {
+	m.mu.Lock()
+	m.pending[nonce] = r
+	m.mu.Unlock()
+	select {
+	case <-r.udpDone:
+		return nil
+	case <-ctx.Done():
+		m.forget(nonce, r)
+		return context.Cause(ctx)
+	}
+}
+
+func (m *udpMux) forget(nonce [dnscrypt.HalfNonceSize]byte, r *request) {
+	m.mu.Lock()
+	if m.pending[nonce] == r {
+		delete(m.pending, nonce)
+	}
+	m.mu.Unlock()
+	select { // delivered just before we gave up
+	case <-r.udpDone:
+	default:
+	}
+}
+
+// tcpExchange sends the framed packet (2-byte length, then the encrypted
+// query) on a new connection, direct or through SOCKS with id's
+// credentials, and reads one framed response into r.resp. DNSCrypt allows
+// one transaction per connection.
+func (p *Proxy) tcpExchange(ctx context.Context, id *identity, r *request, framed []byte) error {
+	var c net.Conn
+	var err error
+	if p.socks != nil {
+		c, err = p.socks.dial(ctx, p.cfg.ResolverAddr, id.user, id.pass, framed)
+	} else {
+		c, err = p.direct.DialContext(ctx, "tcp", p.cfg.ResolverAddr)
+		if err == nil {
+			if dl, ok := ctx.Deadline(); ok {
+				c.SetDeadline(dl)
+			}
+			_, err = c.Write(framed)
+		}
+	}
+	if err != nil {
+		if c != nil {
+			c.Close()
+		}
+		return err
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	var l [2]byte
+	if _, err := io.ReadFull(c, l[:]); err != nil {
+		return p.ctxErr(ctx, fmt.Errorf("reading response length: %w", err))
+	}
+	n := int(binary.BigEndian.Uint16(l[:]))
+	if cap(r.resp) < n {
+		r.resp = make([]byte, n)
+	}
+	r.resp = r.resp[:n]
+	if _, err := io.ReadFull(c, r.resp); err != nil {
+		return p.ctxErr(ctx, fmt.Errorf("reading response: %w", err))
+	}
+	return nil
+}
+
+// ctxErr prefers the cause of ctx's end over the I/O error it provoked.
+func (p *Proxy) ctxErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	return err
+}
