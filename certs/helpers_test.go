@@ -59,3 +59,23 @@ func mustCert(tb testing.TB, t Template) *Cert {
 	}
 	return c
 }
+
+// exampleCert is a certificate for examples: serial 7, es-version 2, valid
+// on 2026-01-01 and 2026-01-02.
+func exampleCert() *Cert {
+	b, err := Create(Template{
+		Construction: dnscrypt.XChaCha20Poly1305,
+		ClientMagic:  [8]byte{'m', 'y', 'm', 'a', 'g', 'i', 'c', '!'},
+		Serial:       7,
+		NotBefore:    time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
+		NotAfter:     time.Date(2026, 1, 3, 0, 0, 0, 0, time.UTC),
+	}, testSK)
+	if err != nil {
+		panic(err)
+	}
+	c, err := Verify(b, testPK, time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC))
+	if err != nil {
+		panic(err)
+	}
+	return c
+}
