@@ -18,6 +18,9 @@ import (
 // Magic starts every certificate.
 const Magic = "DNSC"
 
+// MinSize is the size of a certificate without extensions.
+const MinSize = 124
+
 // Layout of a certificate (all integers big-endian). The signature covers
 // everything from offset signedStart to the end, extensions included.
 const (
@@ -29,14 +32,12 @@ const (
 	offSerial      = 112
 	offTSStart     = 116
 	offTSEnd       = 120
-
-	// MinSize is the size of a certificate without extensions.
-	MinSize = 124
 )
 
-// Cert is a resolver certificate whose signature has been verified. Only
-// [Verify] and [Select] make one, so a *Cert in hand is always authentic.
-// A Cert is immutable: do not modify it or its Raw bytes.
+// Cert is a resolver certificate. [Verify], [Select] and [Fetch] return
+// Certs only for certificates whose signature they verified, and hand out
+// no unverified Cert. A Cert is immutable: do not modify it or its Raw
+// bytes.
 type Cert struct {
 	Construction dnscrypt.Construction // es-version
 	ResolverPK   [32]byte              // the resolver's short-term X25519 public key
