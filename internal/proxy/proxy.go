@@ -76,6 +76,7 @@ func New(cfg Config) (*Proxy, error) {
 		Fetch:    p.fetchCerts,
 		Now:      cfg.Now,
 		Interval: cfg.CertRefresh,
+		Jitter:   cfg.CertRefresh / 36, // 100 s per hour, as 1.x
 		Logger:   cfg.Logger,
 	}
 	return p, nil

@@ -1,0 +1,187 @@
+package proxy
+
+import (
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt/dnscrypttest"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/socks5test"
+)
+
+// TestSOCKSEverythingThrough: with a SOCKS proxy, certificates and queries
+// (from UDP and TCP clients) all go through it, over TCP.
+func TestSOCKSEverythingThrough(t *testing.T) {
+	srv := dnscrypttest.NewServer(t, nil)
+	srv.SetFaults(dnscrypttest.Faults{NoCertUDP: true})
+	socks := socks5test.NewServer(t, socks5test.Config{User: "u", Password: "p"})
+	rp := startProxy(t, srv, Config{SOCKS: &SOCKS{Addr: socks.Addr, User: "u", Password: "p"}})
+	if rp.p.udp != nil {
+		t.Fatal("an upstream UDP socket exists in SOCKS mode")
+	}
+	for _, network := range []string{"udp", "tcp"} {
+		m := query("size-3000.example", dns.TypeTXT)
+		m.SetEdns0(4096, false)
+		r, err := rp.ask(t, network, m)
+		if err != nil || r.Rcode != dns.RcodeSuccess || r.Truncated || len(r.Answer) != 3 {
+			t.Fatalf("%s: %v %v", network, r, err)
+		}
+	}
+	// The 3 KB answer is truncated for a UDP client without EDNS.
+	r, err := rp.ask(t, "udp", query("size-3000.example", dns.TypeTXT))
+	if err != nil || !r.Truncated || r.Len() > 512 {
+		t.Fatalf("UDP without EDNS: %v %v", r, err)
+	}
+	reqs := socks.Requests()
+	if len(reqs) != 4 { // the certificate, then three queries
+		t.Fatalf("%d SOCKS sessions, want 4", len(reqs))
+	}
+	for _, rq := range reqs {
+		if rq.Target != srv.Addr || rq.User != "u" || rq.Password != "p" {
+			t.Fatalf("SOCKS session %+v", rq)
+		}
+	}
+	for _, q := range srv.Queries() {
+		if q.Transport != "tcp" {
+			t.Fatal("a query reached the resolver over UDP")
+		}
+	}
+}
+
+// TestSOCKSHostName: a resolver named by host name goes to SOCKS as that
+// name; nothing is looked up locally.
+func TestSOCKSHostName(t *testing.T) {
+	srv := dnscrypttest.NewServer(t, nil)
+	_, port, _ := net.SplitHostPort(srv.Addr)
+	socks := socks5test.NewServer(t, socks5test.Config{Hosts: map[string]string{"resolver.invalid": "127.0.0.1"}})
+	rp := startProxy(t, srv, Config{ResolverAddr: "resolver.invalid:" + port, SOCKS: &SOCKS{Addr: socks.Addr}})
+	if r, err := rp.ask(t, "udp", query("www.example", dns.TypeA)); err != nil || r.Rcode != dns.RcodeSuccess {
+		t.Fatalf("%v %v", r, err)
+	}
+	for _, rq := range socks.Requests() {
+		if rq.Target != "resolver.invalid:"+port {
+			t.Fatalf("SOCKS target %q, want the name", rq.Target)
+		}
+	}
+	// Without SOCKS a name is refused: it would need a local lookup.
+	if _, err := New(Config{ResolverAddr: "resolver.invalid:443", ProviderName: "2.dnscrypt-cert.x", ProviderKey: srv.ProviderKey}); err == nil {
+		t.Fatal("New accepted a host name without SOCKS")
+	}
+}
+
+func TestSOCKSOptimisticData(t *testing.T) {
+	for _, optimistic := range []bool{true, false} {
+		srv := dnscrypttest.NewServer(t, nil)
+		socks := socks5test.NewServer(t, socks5test.Config{HoldReply: 150 * time.Millisecond})
+		rp := startProxy(t, srv, Config{SOCKS: &SOCKS{Addr: socks.Addr, NoOptimisticData: !optimistic}})
+		if r, err := rp.ask(t, "udp", query("www.example", dns.TypeA)); err != nil || r.Rcode != dns.RcodeSuccess {
+			t.Fatalf("optimistic=%v: %v %v", optimistic, r, err)
+		}
+		reqs := socks.Requests()
+		if len(reqs) != 2 {
+			t.Fatalf("%d sessions", len(reqs))
+		}
+		if len(reqs[0].Early) != 0 {
+			t.Fatal("certificate query sent before the CONNECT reply")
+		}
+		if q := reqs[1].Early; optimistic != (len(q) > 0) {
+			t.Fatalf("optimistic=%v: %d bytes before the CONNECT reply", optimistic, len(q))
+		}
+	}
+}
+
+// TestIsolation: SOCKS credentials and client keys change together, per
+// epoch or per query; none keeps one identity.
+func TestIsolation(t *testing.T) {
+	const epoch = 400 * time.Millisecond
+	for _, tc := range []struct {
+		iso       Isolation
+		ephemeral bool
+		// distinct (user, key) pairs expected among 4 queries: 2 before
+		// and 2 after an epoch boundary.
+		users, keys int
+	}{
+		{IsolationNone, false, 1, 1},
+		{IsolationNone, true, 1, 4},
+		{IsolationEpoch, false, 2, 2},
+		{IsolationEpoch, true, 2, 4},
+		{IsolationQuery, false, 4, 4},
+	} {
+		t.Run(tc.iso.String(), func(t *testing.T) {
+			srv := dnscrypttest.NewServer(t, nil)
+			socks := socks5test.NewServer(t, socks5test.Config{AnyCredentials: true})
+			rp := startProxy(t, srv, Config{EphemeralKeys: tc.ephemeral,
+				SOCKS: &SOCKS{Addr: socks.Addr, User: "iso", Isolation: tc.iso, Epoch: epoch}})
+			for i := range 4 {
+				if i == 2 {
+					time.Sleep(epoch + 50*time.Millisecond)
+				}
+				if r, err := rp.ask(t, "udp", query("www.example", dns.TypeA)); err != nil || r.Rcode != dns.RcodeSuccess {
+					t.Fatalf("%v %v", r, err)
+				}
+			}
+			reqs := socks.Requests()[1:] // skip the certificate fetch
+			qs := srv.Queries()
+			users, keys := map[string]bool{}, map[[32]byte]bool{}
+			userOfKey := map[[32]byte]string{}
+			for i, q := range qs {
+				u := reqs[i].User
+				users[u], keys[q.ClientPK] = true, true
+				if prev, ok := userOfKey[q.ClientPK]; ok && prev != u {
+					t.Fatal("one client key under two SOCKS identities: circuits linkable by key")
+				}
+				userOfKey[q.ClientPK] = u
+				if tc.iso != IsolationNone && !strings.HasPrefix(u, "iso") {
+					t.Fatalf("user %q lost the configured prefix", u)
+				}
+			}
+			if len(users) != tc.users || len(keys) != tc.keys {
+				t.Fatalf("%d users and %d keys, want %d and %d", len(users), len(keys), tc.users, tc.keys)
+			}
+			if tc.iso != IsolationNone && socks.Requests()[0].User == reqs[0].User {
+				t.Fatal("the certificate fetch shares the queries' SOCKS identity")
+			}
+		})
+	}
+}
+
+// TestSOCKSFaults: SOCKS refusing, hanging or down gives SERVFAIL within
+// the deadline, and service resumes when SOCKS is back.
+func TestSOCKSFaults(t *testing.T) {
+	srv := dnscrypttest.NewServer(t, nil)
+	socks := socks5test.NewServer(t, socks5test.Config{})
+	const timeout = time.Second
+	rp := startProxy(t, srv, Config{Timeout: timeout, SOCKS: &SOCKS{Addr: socks.Addr}})
+	for _, tc := range []struct {
+		name string
+		c    socks5test.Config
+	}{
+		{"refused", socks5test.Config{Refuse: 5}},
+		{"host unreachable", socks5test.Config{Refuse: 4}},
+		{"silent", socks5test.Config{Silent: true}},
+	} {
+		socks.Set(tc.c)
+		start := time.Now()
+		r, err := rp.ask(t, "udp", query("www.example", dns.TypeA))
+		if err != nil || r.Rcode != dns.RcodeServerFailure {
+			t.Fatalf("%s: %v %v", tc.name, r, err)
+		}
+		if el := time.Since(start); el > timeout+500*time.Millisecond {
+			t.Fatalf("%s: SERVFAIL after %v", tc.name, el)
+		}
+	}
+	socks.Set(socks5test.Config{})
+	if r, err := rp.ask(t, "tcp", query("www.example", dns.TypeA)); err != nil || r.Rcode != dns.RcodeSuccess {
+		t.Fatalf("after recovery: %v %v", r, err)
+	}
+	// SOCKS down: nothing listens.
+	socks.Close()
+	start := time.Now()
+	r, err := rp.ask(t, "udp", query("www.example", dns.TypeA))
+	if err != nil || r.Rcode != dns.RcodeServerFailure || time.Since(start) > timeout+500*time.Millisecond {
+		t.Fatalf("SOCKS down: %v %v after %v", r, err, time.Since(start))
+	}
+}

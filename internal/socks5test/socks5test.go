@@ -1,0 +1,299 @@
+// Package socks5test runs an in-process SOCKS5 server for tests (RFC 1928
+// CONNECT, RFC 1929 username/password), as net/http/httptest runs HTTP
+// servers. It records every request, so tests can check credentials,
+// targets (names arrive unresolved) and whether the client sent data
+// before the CONNECT reply (optimistic data), and it can misbehave: refuse
+// with a reply code, or accept and never answer.
+package socks5test
+
+import (
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Request is what the server saw of one SOCKS session.
+type Request struct {
+	User, Password string // empty without authentication
+	Target         string // "host:port" as requested
+	// Early is what the client sent after the CONNECT request and before
+	// the server's reply (optimistic data), within Config.HoldReply.
+	Early []byte
+}
+
+// Config sets how the server behaves. The zero value accepts every
+// client without authentication and connects anywhere on loopback.
+type Config struct {
+	// User and Password, if set, are required (method 0x02). With
+	// AnyCredentials, any username/password is accepted, as Tor does.
+	User, Password string
+	AnyCredentials bool
+	// Hosts maps names to IP addresses for CONNECT by name; a name not in
+	// it gets reply 0x04 (host unreachable).
+	Hosts map[string]string
+	// Refuse answers every CONNECT with this reply code when non-zero.
+	Refuse byte
+	// Silent accepts connections and never answers (a hung proxy).
+	Silent bool
+	// HoldReply delays the CONNECT reply, collecting what the client sends
+	// meanwhile into Request.Early.
+	HoldReply time.Duration
+}
+
+// Server is a SOCKS5 server on 127.0.0.1.
+type Server struct {
+	Addr string // "127.0.0.1:port"
+
+	ln net.Listener
+	mu sync.Mutex
+	c  Config
+	rs []Request
+	cs map[net.Conn]bool
+	wg sync.WaitGroup
+}
+
+// NewServer starts a server that stops when the test ends.
+func NewServer(tb testing.TB, c Config) *Server {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s := &Server{Addr: ln.Addr().String(), ln: ln, c: c, cs: map[net.Conn]bool{}}
+	s.wg.Add(1)
+	go s.serve()
+	tb.Cleanup(s.Close)
+	return s
+}
+
+// Set changes the behaviour for new sessions.
+func (s *Server) Set(c Config) {
+	s.mu.Lock()
+	s.c = c
+	s.mu.Unlock()
+}
+
+// Requests returns a copy of the sessions so far, oldest first.
+func (s *Server) Requests() []Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Request(nil), s.rs...)
+}
+
+// Close stops the server, closes every session and waits for them.
+func (s *Server) Close() {
+	s.ln.Close()
+	s.mu.Lock()
+	for c := range s.cs {
+		c.Close()
+	}
+	s.cs = nil // sessions still starting close their own connections
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+func (s *Server) track(c net.Conn, on bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if on {
+		if s.cs == nil {
+			return false
+		}
+		s.cs[c] = true
+	} else {
+		delete(s.cs, c)
+	}
+	return true
+}
+
+func (s *Server) serve() {
+	defer s.wg.Done()
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			return
+		}
+		if !s.track(c, true) {
+			c.Close()
+			return
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer s.track(c, false)
+			defer c.Close()
+			s.session(c)
+		}()
+	}
+}
+
+var errProtocol = errors.New("socks5test: protocol error")
+
+func (s *Server) session(c net.Conn) {
+	s.mu.Lock()
+	cfg := s.c
+	s.mu.Unlock()
+	if cfg.Silent {
+		io.Copy(io.Discard, c)
+		return
+	}
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	var req Request
+	if err := s.negotiate(c, &cfg, &req); err != nil {
+		return
+	}
+	target, err := readConnect(c)
+	if err != nil {
+		return
+	}
+	req.Target = target
+	if cfg.HoldReply > 0 {
+		c.SetReadDeadline(time.Now().Add(cfg.HoldReply))
+		buf := make([]byte, 65536)
+		n, _ := io.ReadAtLeast(c, buf, len(buf))
+		req.Early = buf[:n]
+		c.SetReadDeadline(time.Time{})
+	}
+	s.mu.Lock()
+	s.rs = append(s.rs, req)
+	s.mu.Unlock()
+	if cfg.Refuse != 0 {
+		c.Write([]byte{5, cfg.Refuse, 0, 1, 0, 0, 0, 0, 0, 0})
+		return
+	}
+	host, port, _ := net.SplitHostPort(target)
+	if ip := net.ParseIP(host); ip == nil {
+		mapped, ok := cfg.Hosts[host]
+		if !ok {
+			c.Write([]byte{5, 4, 0, 1, 0, 0, 0, 0, 0, 0})
+			return
+		}
+		host = mapped
+	}
+	up, err := net.DialTimeout("tcp", net.JoinHostPort(host, port), 5*time.Second)
+	if err != nil {
+		c.Write([]byte{5, 5, 0, 1, 0, 0, 0, 0, 0, 0})
+		return
+	}
+	defer up.Close()
+	if !s.track(up, true) {
+		return
+	}
+	defer s.track(up, false)
+	c.Write([]byte{5, 0, 0, 1, 127, 0, 0, 1, 0, 0})
+	c.SetDeadline(time.Time{})
+	up.Write(req.Early)
+	done := make(chan struct{})
+	go func() {
+		io.Copy(up, c)
+		if tc, ok := up.(*net.TCPConn); ok {
+			tc.CloseWrite()
+		}
+		close(done)
+	}()
+	io.Copy(c, up)
+	c.Close()
+	<-done
+}
+
+func (s *Server) negotiate(c net.Conn, cfg *Config, req *Request) error {
+	var h [2]byte
+	if _, err := io.ReadFull(c, h[:]); err != nil || h[0] != 5 {
+		return errProtocol
+	}
+	methods := make([]byte, h[1])
+	if _, err := io.ReadFull(c, methods); err != nil {
+		return err
+	}
+	want := byte(0)
+	if cfg.User != "" || cfg.Password != "" || cfg.AnyCredentials {
+		want = 2
+	}
+	offered := false
+	for _, m := range methods {
+		offered = offered || m == want
+	}
+	if !offered && cfg.AnyCredentials {
+		for _, m := range methods {
+			if m == 0 {
+				offered, want = true, 0
+			}
+		}
+	}
+	if !offered {
+		c.Write([]byte{5, 0xff})
+		return errProtocol
+	}
+	c.Write([]byte{5, want})
+	if want == 0 {
+		return nil
+	}
+	var v [2]byte
+	if _, err := io.ReadFull(c, v[:]); err != nil || v[0] != 1 {
+		return errProtocol
+	}
+	user := make([]byte, v[1])
+	if _, err := io.ReadFull(c, user); err != nil {
+		return err
+	}
+	if _, err := io.ReadFull(c, v[:1]); err != nil {
+		return err
+	}
+	pass := make([]byte, v[0])
+	if _, err := io.ReadFull(c, pass); err != nil {
+		return err
+	}
+	if !cfg.AnyCredentials && (string(user) != cfg.User || string(pass) != cfg.Password) {
+		c.Write([]byte{1, 1})
+		return errProtocol
+	}
+	req.User, req.Password = string(user), string(pass)
+	_, err := c.Write([]byte{1, 0})
+	return err
+}
+
+func readConnect(c net.Conn) (string, error) {
+	var h [4]byte
+	if _, err := io.ReadFull(c, h[:]); err != nil || h[0] != 5 {
+		return "", errProtocol
+	}
+	if h[1] != 1 {
+		c.Write([]byte{5, 7, 0, 1, 0, 0, 0, 0, 0, 0})
+		return "", errProtocol
+	}
+	var host string
+	switch h[3] {
+	case 1, 4:
+		ip := make([]byte, 4)
+		if h[3] == 4 {
+			ip = make([]byte, 16)
+		}
+		if _, err := io.ReadFull(c, ip); err != nil {
+			return "", err
+		}
+		host = net.IP(ip).String()
+	case 3:
+		var l [1]byte
+		if _, err := io.ReadFull(c, l[:]); err != nil {
+			return "", err
+		}
+		name := make([]byte, l[0])
+		if _, err := io.ReadFull(c, name); err != nil {
+			return "", err
+		}
+		host = string(name)
+	default:
+		c.Write([]byte{5, 8, 0, 1, 0, 0, 0, 0, 0, 0})
+		return "", errProtocol
+	}
+	var p [2]byte
+	if _, err := io.ReadFull(c, p[:]); err != nil {
+		return "", err
+	}
+	return net.JoinHostPort(host, strconv.Itoa(int(binary.BigEndian.Uint16(p[:])))), nil
+}
