@@ -2,6 +2,9 @@ package stamps
 
 import (
 	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -17,56 +20,125 @@ const MaxStampLen = 8192
 // Parse decodes an "sdns://" server stamp with go-dnsstamps and checks what
 // that package leaves to its callers:
 //
-//   - DNSCrypt (0x01): the provider public key is 32 bytes, the provider
-//     name is valid (see [ErrInvalidProviderName]) and the address is an
-//     IP literal with a port, IPv6 in brackets;
-//   - plain DNS (0x00): the address is an IP literal with a port;
-//   - DoH (0x02) and DoT (0x03): the host name is not empty, and the
-//     address, when present, is an IP literal with a port.
+//   - every address present is an IP literal with a port, IPv6 in
+//     brackets; host names are never accepted. The result holds it in
+//     canonical form ("[2001:db8::1]:443"), the protocol's default port
+//     filled in;
+//   - DNSCrypt (0x01): the provider public key is 32 bytes and the provider
+//     name is valid (see [ErrInvalidProviderName]);
+//   - plain DNS (0x00), DNSCrypt and DNSCrypt relays (0x81): the address is
+//     present;
+//   - DoH (0x02), DoT (0x03) and DoQ (0x04): the host name is not empty.
 //
-// Host names are never accepted as addresses. The address in the result is
-// canonical ("[2001:db8::1]:443"), with the protocol's default port filled
-// in. Other protocols (DoQ, ODoH, relays) parse with go-dnsstamps' own
-// checks only; callers that cannot use them must reject them by Proto.
-// Relay+server pairs ("sdns://RELAY/SERVER") are not accepted.
+// ODoH stamps parse with go-dnsstamps' checks and the address one only.
+// Callers that cannot use a protocol must reject it by Proto. Relay+server
+// pairs ("sdns://RELAY/SERVER") are not accepted.
 //
-// Errors wrap [ErrInvalidStamp] and, for a bad provider key or name, also
-// [ErrInvalidProviderKey] or [ErrInvalidProviderName].
+// go-dnsstamps rejects DNSCrypt stamps shorter than 66 bytes and relay
+// stamps shorter than 9, lengths the specification does not require; Parse
+// decodes those itself, so that Parse(Format(st)) works for every stamp.
+//
+// Errors wrap [ErrInvalidStamp] and, for a bad provider key, name or
+// address, also [ErrInvalidProviderKey], [ErrInvalidProviderName] or
+// [ErrInvalidAddress].
 func Parse(s string) (dnsstamps.ServerStamp, error) {
 	if len(s) > MaxStampLen {
 		return dnsstamps.ServerStamp{}, fmt.Errorf("%w: %d bytes long, limit %d", ErrInvalidStamp, len(s), MaxStampLen)
 	}
 	st, err := dnsstamps.NewServerStampFromString(s)
 	if err != nil {
+		var ok bool
+		if st, ok = parseShort(s); !ok {
+			return dnsstamps.ServerStamp{}, fmt.Errorf("%w: %w", ErrInvalidStamp, err)
+		}
+	}
+	if err := check(&st); err != nil {
 		return dnsstamps.ServerStamp{}, fmt.Errorf("%w: %w", ErrInvalidStamp, err)
 	}
+	return st, nil
+}
+
+func check(st *dnsstamps.ServerStamp) error {
 	switch st.Proto {
 	case dnsstamps.StampProtoTypeDNSCrypt:
 		if len(st.ServerPk) != ed25519.PublicKeySize {
-			return dnsstamps.ServerStamp{}, fmt.Errorf("%w: %w: %d bytes, want %d",
-				ErrInvalidStamp, ErrInvalidProviderKey, len(st.ServerPk), ed25519.PublicKeySize)
+			return fmt.Errorf("%w: %d bytes, want %d", ErrInvalidProviderKey, len(st.ServerPk), ed25519.PublicKeySize)
 		}
 		if err := checkProviderName(st.ProviderName); err != nil {
-			return dnsstamps.ServerStamp{}, fmt.Errorf("%w: %w", ErrInvalidStamp, err)
+			return err
 		}
-		if st.ServerAddrStr, err = canonicalAddr(st.ServerAddrStr); err != nil {
-			return dnsstamps.ServerStamp{}, fmt.Errorf("%w: %w", ErrInvalidStamp, err)
-		}
-	case dnsstamps.StampProtoTypePlain:
-		if st.ServerAddrStr, err = canonicalAddr(st.ServerAddrStr); err != nil {
-			return dnsstamps.ServerStamp{}, fmt.Errorf("%w: %w", ErrInvalidStamp, err)
-		}
-	case dnsstamps.StampProtoTypeDoH, dnsstamps.StampProtoTypeTLS:
+	case dnsstamps.StampProtoTypeDoH, dnsstamps.StampProtoTypeTLS, dnsstamps.StampProtoTypeDoQ:
 		if st.ProviderName == "" {
-			return dnsstamps.ServerStamp{}, fmt.Errorf("%w: empty host name", ErrInvalidStamp)
-		}
-		if st.ServerAddrStr != "" {
-			if st.ServerAddrStr, err = canonicalAddr(st.ServerAddrStr); err != nil {
-				return dnsstamps.ServerStamp{}, fmt.Errorf("%w: %w", ErrInvalidStamp, err)
-			}
+			return errors.New("empty host name")
 		}
 	}
-	return st, nil
+	switch st.Proto {
+	case dnsstamps.StampProtoTypeDNSCrypt, dnsstamps.StampProtoTypePlain, dnsstamps.StampProtoTypeDNSCryptRelay:
+		if st.ServerAddrStr == "" {
+			return fmt.Errorf("%w: empty", ErrInvalidAddress)
+		}
+	}
+	if st.ServerAddrStr != "" {
+		var err error
+		if st.ServerAddrStr, err = canonicalAddr(st.ServerAddrStr); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// parseShort decodes the DNSCrypt and DNSCrypt relay stamps that
+// go-dnsstamps refuses as too short: they have only length-prefixed fields,
+//
+//	0x01 ‖ props ‖ LP(addr) ‖ LP(pk) ‖ LP(provider name)
+//	0x81 ‖ LP(addr)
+//
+// It fills in the default port as go-dnsstamps does; [check] validates the
+// rest.
+func parseShort(s string) (dnsstamps.ServerStamp, bool) {
+	rest, ok := strings.CutPrefix(s, "sdns:")
+	if !ok {
+		return dnsstamps.ServerStamp{}, false
+	}
+	bin, err := base64.RawURLEncoding.Strict().DecodeString(strings.TrimPrefix(rest, "//"))
+	if err != nil || len(bin) == 0 {
+		return dnsstamps.ServerStamp{}, false
+	}
+	var st dnsstamps.ServerStamp
+	fields := 1
+	switch st.Proto = dnsstamps.StampProtoType(bin[0]); {
+	case st.Proto == dnsstamps.StampProtoTypeDNSCrypt && len(bin) < 66 && len(bin) >= 9:
+		st.Props = dnsstamps.ServerInformalProperties(binary.LittleEndian.Uint64(bin[1:9]))
+		bin, fields = bin[9:], 3
+	case st.Proto == dnsstamps.StampProtoTypeDNSCryptRelay && len(bin) < 9:
+		bin = bin[1:]
+	default:
+		return dnsstamps.ServerStamp{}, false
+	}
+	var lp [3][]byte
+	for i := range fields {
+		if len(bin) == 0 || int(bin[0]) > len(bin)-1 {
+			return dnsstamps.ServerStamp{}, false
+		}
+		lp[i], bin = bin[1:1+int(bin[0])], bin[1+int(bin[0]):]
+	}
+	if len(bin) != 0 {
+		return dnsstamps.ServerStamp{}, false
+	}
+	st.ServerAddrStr = withDefaultPort(string(lp[0]), dnsstamps.DefaultPort)
+	if fields == 3 {
+		st.ServerPk, st.ProviderName = lp[1], string(lp[2])
+	}
+	return st, true
+}
+
+// withDefaultPort appends the port to an address that has none, with
+// go-dnsstamps' rule: a colon after the last ']' starts a port.
+func withDefaultPort(addr string, port int) string {
+	if i := strings.LastIndexByte(addr, ':'); i < 0 || i < strings.LastIndexByte(addr, ']') {
+		return addr + ":" + strconv.Itoa(port)
+	}
+	return addr
 }
 
 // canonicalAddr checks an address go-dnsstamps has already given a port.

@@ -207,7 +207,7 @@ func TestParseOtherProtocols(t *testing.T) {
 			want:  dnsstamps.ServerStamp{Proto: dnsstamps.StampProtoTypeTLS, ServerAddrStr: "192.0.2.1:853", ProviderName: "dot.example.com"},
 		},
 		{
-			name:  "DNSCrypt relay, parsed by go-dnsstamps only",
+			name:  "DNSCrypt relay",
 			stamp: rawStamp([]byte{0x81}, lp("192.0.2.9")),
 			want:  dnsstamps.ServerStamp{Proto: dnsstamps.StampProtoTypeDNSCryptRelay, ServerAddrStr: "192.0.2.9:443"},
 		},
@@ -371,5 +371,60 @@ func TestNewDNSCryptCopiesKey(t *testing.T) {
 	pk[0] = 0xff
 	if st.ServerPk[0] != 0 {
 		t.Errorf("key byte 0: got %x, want 00", st.ServerPk[0])
+	}
+}
+
+// TestParseShortStamps covers stamps valid by the specification that
+// go-dnsstamps refuses as too short (DNSCrypt under 66 bytes, relays under
+// 9): Parse must read them, or Parse(Format(st)) would fail for them.
+func TestParseShortStamps(t *testing.T) {
+	pk := seqKey()
+	for _, tc := range []struct {
+		desc  string
+		stamp string
+		want  dnsstamps.ServerStamp
+	}{
+		{"DNSCrypt, 12 bytes of address and name",
+			rawDNSCrypt(3, "192.0.2.1", pk, "2.p"),
+			dnsstamps.ServerStamp{Proto: dnsstamps.StampProtoTypeDNSCrypt, Props: 3, ServerAddrStr: "192.0.2.1:443", ServerPk: pk, ProviderName: "2.p"}},
+		{"DNSCrypt, 65 bytes",
+			rawDNSCrypt(0, "[::]", pk, strings.Repeat("n", 17)),
+			dnsstamps.ServerStamp{Proto: dnsstamps.StampProtoTypeDNSCrypt, ServerAddrStr: "[::]:443", ServerPk: pk, ProviderName: strings.Repeat("n", 17)}},
+		{"DNSCrypt with a port",
+			rawDNSCrypt(0, "[::1]:53", pk, "2.p"),
+			dnsstamps.ServerStamp{Proto: dnsstamps.StampProtoTypeDNSCrypt, ServerAddrStr: "[::1]:53", ServerPk: pk, ProviderName: "2.p"}},
+		{"relay",
+			rawStamp([]byte{0x81}, lp("[::]")),
+			dnsstamps.ServerStamp{Proto: dnsstamps.StampProtoTypeDNSCryptRelay, ServerAddrStr: "[::]:443"}},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			got, err := Parse(tc.stamp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("got %+v, want %+v", got, tc.want)
+			}
+			if s := Format(got); s != tc.stamp {
+				t.Errorf("Format: got %s, want %s", s, tc.stamp)
+			}
+		})
+	}
+	for _, tc := range []struct{ desc, stamp string }{
+		{"DNSCrypt, 31-byte key", rawDNSCrypt(0, "192.0.2.1", pk[:31], "2.p")},
+		{"DNSCrypt, empty name", rawDNSCrypt(0, "192.0.2.1", pk, "")},
+		{"DNSCrypt, host name", rawDNSCrypt(0, "a.example", pk, "2.p")},
+		{"DNSCrypt, length past the end", rawStamp([]byte{0x01}, props(0), lp("192.0.2.1"), []byte{33}, pk, lp("2.p"))[:60]},
+		{"DNSCrypt, trailing byte", rawStamp([]byte{0x01}, props(0), lp("192.0.2.1"), []byte{32}, pk, lp("2.p"), []byte{0})},
+		{"DNSCrypt, no properties", rawStamp([]byte{0x01, 0, 0})},
+		{"relay, empty", rawStamp([]byte{0x81}, lp(""))},
+		{"relay, host name", rawStamp([]byte{0x81}, lp("a.b"))},
+		{"relay, no length", rawStamp([]byte{0x81})},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			if st, err := Parse(tc.stamp); !errors.Is(err, ErrInvalidStamp) {
+				t.Errorf("got %+v, %v; want an error wrapping ErrInvalidStamp", st, err)
+			}
+		})
 	}
 }
