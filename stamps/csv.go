@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 
 	"github.com/jedisct1/go-dnsstamps"
 )
@@ -103,6 +104,7 @@ func ParseCSV(r io.Reader) ([]Resolver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: header on line %d: %w", ErrInvalidList, hdrLine, err)
 	}
+	header = slices.Clone(header)
 	if len(header) < 4 {
 		return nil, fmt.Errorf("%w: header has %d columns, want at least 4", ErrInvalidList, len(header))
 	}
@@ -290,26 +292,25 @@ func asciiEqualFold(a, b string) bool {
 
 // csvParser splits the 1.x CSV dialect into records.
 type csvParser struct {
-	data []byte
-	pos  int
-	line int // line number at pos
+	data   []byte
+	pos    int
+	line   int      // line number at pos
+	fields []string // reused by record
+	field  []byte   // reused by record
 }
 
 func (p *csvParser) done() bool { return p.pos >= len(p.data) }
 
-// record returns the next record's trimmed fields and the line it starts
-// on. A record ends at a line break outside quotes or at the end of the
-// input. A quote anywhere in a field opens a quoted section that ends at
-// the next lone quote; text before, inside and after quoted sections is
-// kept. An unterminated quote consumes the rest of the input and is an
-// error.
+// record returns the next record's trimmed fields, valid until the next
+// call, and the line it starts on. A record ends at a line break outside
+// quotes or at the end of the input. A quote anywhere in a field opens a
+// quoted section that ends at the next lone quote; text before, inside and
+// after quoted sections is kept. An unterminated quote consumes the rest
+// of the input and is an error.
 func (p *csvParser) record() ([]string, int, error) {
 	start := p.line
-	var (
-		fields []string
-		field  []byte
-		quoted bool
-	)
+	p.fields, p.field = p.fields[:0], p.field[:0]
+	quoted := false
 	for p.pos < len(p.data) {
 		c := p.data[p.pos]
 		p.pos++
@@ -318,11 +319,11 @@ func (p *csvParser) record() ([]string, int, error) {
 		}
 		if quoted {
 			if c != '"' {
-				field = append(field, c)
+				p.field = append(p.field, c)
 				continue
 			}
 			if p.pos < len(p.data) && p.data[p.pos] == '"' {
-				field = append(field, '"')
+				p.field = append(p.field, '"')
 				p.pos++
 				continue
 			}
@@ -333,24 +334,28 @@ func (p *csvParser) record() ([]string, int, error) {
 		case '"':
 			quoted = true
 		case ',':
-			fields = append(fields, trimField(field))
-			field = field[:0]
+			p.fields = append(p.fields, trimField(p.field))
+			p.field = p.field[:0]
 		case '\n':
-			return append(fields, trimField(field)), start, nil
+			return append(p.fields, trimField(p.field)), start, nil
 		default:
-			field = append(field, c)
+			p.field = append(p.field, c)
 		}
 	}
 	if quoted {
 		return nil, start, errors.New("unterminated quoted field")
 	}
-	if fields == nil && len(field) == 0 {
-		return nil, start, nil // empty input
-	}
-	return append(fields, trimField(field)), start, nil
+	return append(p.fields, trimField(p.field)), start, nil
 }
 
 // trimField trims the white space C's isspace knows, as minicsv does.
 func trimField(b []byte) string {
-	return string(bytes.Trim(b, " \t\n\v\f\r"))
+	isSpace := func(c byte) bool { return c == ' ' || '\t' <= c && c <= '\r' }
+	for len(b) > 0 && isSpace(b[0]) {
+		b = b[1:]
+	}
+	for len(b) > 0 && isSpace(b[len(b)-1]) {
+		b = b[:len(b)-1]
+	}
+	return string(b)
 }
