@@ -13,15 +13,15 @@ import (
 //
 // The 1.x rule is:
 //
-//   - "[ipv6]:port", "[ipv6]" and "ipv4:port" (bracketed, or exactly one
-//     colon) carry their own port;
-//   - an unbracketed address with several colons is a bare IPv6 address;
-//   - anything else is a bare IPv4 address.
+//   - bracketed, or with exactly one colon: "[ipv6]:port" or "ipv4:port";
+//   - unbracketed with several colons: a bare IPv6 address, so
+//     "2001:db8::1:443" is one address, not an address and a port;
+//   - anything else: a bare IPv4 address.
 //
-// A bare address gets defaultPort. Host names are not accepted, nor zones
+// A bare address, and "[ipv6]" without a port, get defaultPort (1.x gave
+// "[ipv6]" port 0). Host names are not accepted, nor zones
 // ("fe80::1%eth0"), ports outside 1..65535, or IPv4 forms other than
-// dotted decimal. 1.x gave "[ipv6]" port 0; NormalizeAddr gives it
-// defaultPort. Errors wrap [ErrInvalidAddress].
+// dotted decimal. Errors wrap [ErrInvalidAddress].
 func NormalizeAddr(addr string, defaultPort int) (string, error) {
 	ap, err := parseAddr(addr, defaultPort)
 	if err != nil {
