@@ -33,7 +33,12 @@ SOCKS_PASS="labpass"
 # built from tests/tools by install.sh or by the Go package tests/labtest.
 GO_DNSCRYPT="${LAB_GO_DNSCRYPT:-$LAB_REPO_ROOT/tests/.bin/dnscrypt}"
 
-log() { printf '[lab] %s\n' "$*" >&2; }
+# Log lines carry the seconds since the script started, to see what is slow.
+LAB_T0=${EPOCHREALTIME/[.,]/}
+log() {
+  local us=$((${EPOCHREALTIME/[.,]/} - LAB_T0))
+  printf '[lab %d.%02ds] %s\n' $((us / 1000000)) $((us % 1000000 / 10000)) "$*" >&2
+}
 die() { printf '[lab] ERROR: %s\n' "$*" >&2; exit 1; }
 
 # all_ports: the ports start.sh binds, in a fixed order.

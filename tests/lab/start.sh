@@ -14,6 +14,7 @@
 #   LAB_CERT_TTL=86400          resolver certificate lifetime in seconds
 #   LAB_STAMP_PROPS=7           props byte of the sdns:// stamps (1 DNSSEC, 2 no-log, 4 no-filter)
 #   LAB_DNSSEC=1                sign lab.test (set 0 to serve it unsigned)
+#   LAB_DNSSEC_KEY_CACHE=DIR    reuse the DNSSEC key pair kept in DIR (made there once)
 #   LAB_REUSE_PROVIDER_KEY=0    1: keep the provider key pair of a previous start
 #   LAB_GO_SERVER=auto          1: the Go DNSCrypt server must start; 0: do not
 #                               start it; auto: start it if it is built
@@ -71,15 +72,31 @@ cp "$LAB_DIR_SCRIPTS/lab.test.zone" "$STATE/lab.test.zone"
 zonefile="$STATE/lab.test.zone"
 sign_pid=""
 if [[ "$dnssec" == 1 ]]; then
-  # Fresh RSA-2048 keys on every start make the signed answers large.
+  # RSA-2048 keys make the signed answers large. Making them is the slowest
+  # step of a start, so LAB_DNSSEC_KEY_CACHE may name a directory to keep one
+  # key pair in and reuse (the first start that finds none fills it).
   rm -f "$STATE/dnssec"/*
+  cache="${LAB_DNSSEC_KEY_CACHE:-}"
   (
-    cd "$STATE/dnssec" &&
-    ksk=$(ldns-keygen -r /dev/urandom -a RSASHA256 -b 2048 -k "$ZONE") &&
-    zsk=$(ldns-keygen -r /dev/urandom -a RSASHA256 -b 2048 "$ZONE") &&
+    cd "$STATE/dnssec"
+    if [[ -n "$cache" && -s "$cache/names" ]]; then
+      read -r ksk zsk <"$cache/names"
+      cp "$cache/$ksk.key" "$cache/$ksk.private" "$cache/$ksk.ds" "$cache/$zsk.key" "$cache/$zsk.private" .
+    else
+      ksk=$(ldns-keygen -r /dev/urandom -a RSASHA256 -b 2048 -k "$ZONE")
+      zsk=$(ldns-keygen -r /dev/urandom -a RSASHA256 -b 2048 "$ZONE")
+      if [[ -n "$cache" ]]; then
+        mkdir -p "$(dirname "$cache")"
+        tmp=$(mktemp -d "$cache.tmp.XXXXXX")
+        cp "$ksk".* "$zsk".* "$tmp/"
+        echo "$ksk $zsk" >"$tmp/names"
+        # Atomic: if another lab filled the cache meanwhile, keep that one.
+        mv -T "$tmp" "$cache" 2>/dev/null || rm -rf "$tmp"
+      fi
+    fi
     ldns-signzone -i $((now - 3600)) -e $((now + 30 * 86400)) -o "$ZONE." \
-      -f "$STATE/lab.test.zone.signed" "$STATE/lab.test.zone" "$zsk" "$ksk" &&
-    cp "$ksk.ds" trust-anchor.ds &&
+      -f "$STATE/lab.test.zone.signed" "$STATE/lab.test.zone" "$zsk" "$ksk"
+    cp "$ksk.ds" trust-anchor.ds
     cp "$ksk.key" trust-anchor.dnskey
   ) >"$STATE/dnssec/sign.log" 2>&1 &
   sign_pid=$!
@@ -107,8 +124,10 @@ dnsdist --check-config -C "$K/generate.lua" >"$K/generate.log" 2>&1 || { cat "$K
 for f in provider.pub provider.key xsalsa.cert xsalsa.key xchacha.cert xchacha.key mixed1.cert mixed2.cert; do
   [[ -s "$K/$f" ]] || { cat "$K/generate.log" >&2; die "dnsdist did not write $K/$f"; }
 done
+log "dnscrypt keys and certificates made"
 if [[ -n "$sign_pid" ]]; then
   wait "$sign_pid" || { cat "$STATE/dnssec/sign.log" >&2; die "signing lab.test failed"; }
+  log "lab.test signed"
 fi
 
 # --- 2. configuration files -------------------------------------------------------
@@ -238,6 +257,8 @@ es_version: 1
 certificate_ttl: ${cert_ttl}s
 EOF
 fi
+
+log "configuration written"
 
 # --- 3. start every daemon, then wait until each one really answers ---------------
 start_bg unbound "$STATE/unbound.log" unbound -d -c "$STATE/unbound.conf"

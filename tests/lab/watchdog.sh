@@ -29,10 +29,12 @@ while [[ "$(proc_starttime "$owner" 2>/dev/null)" == "$owner_st" ]]; do
     done
     exit 0
   fi
-  seen=""
+  # Keep the last non-empty list: the dir may vanish in the middle of this.
+  now_seen=""
   for f in "$PIDS"/*.pid; do
-    [[ -f "$f" ]] && read -r line <"$f" && seen+="$line"$'\n'
+    [[ -f "$f" ]] && read -r line <"$f" && now_seen+="$line"$'\n'
   done
+  [[ -z "$now_seen" ]] || seen="$now_seen"
   sleep 1
 done
 [[ -d "$PIDS" ]] || exit 0

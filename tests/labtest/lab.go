@@ -129,6 +129,9 @@ func Start(opts Options) (*Lab, error) {
 		"LAB_DNSSEC=1",
 		"LAB_CERT_TTL=86400",
 		"LAB_STAMP_PROPS=7",
+		// Making RSA keys is the slowest step of a start; one key pair
+		// for lab.test is kept in the repository's ignored tests/.bin.
+		"LAB_DNSSEC_KEY_CACHE=" + filepath.Join(root, "tests", ".bin", "dnssec-keys"),
 	}
 	if !opts.NoGoServer {
 		bin, err := GoServerBinary()

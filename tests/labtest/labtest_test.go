@@ -415,8 +415,8 @@ func TestWatchdog(t *testing.T) {
 				if len(pids) == 0 && err != nil {
 					break
 				}
-				if time.Since(begin) > 10*time.Second {
-					t.Fatalf("lab still running 10 s later (pid files %v, backend error %v)", pids, err)
+				if time.Since(begin) > 20*time.Second {
+					t.Fatalf("lab still running 20 s later (pid files %v, backend error %v)", pids, err)
 				}
 				time.Sleep(100 * time.Millisecond)
 			}
