@@ -14,6 +14,7 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt"
+	"golang.org/x/net/proxy"
 )
 
 const testProvider = "2.dnscrypt-cert.example.test"
@@ -544,6 +545,11 @@ func TestDialExchangerDirect(t *testing.T) {
 	}
 	if want := "tcp " + ln.Addr().String(); len(d.calls) != 1 || d.calls[0] != want {
 		t.Errorf("dialer calls %q, want [%q]", d.calls, want)
+	}
+	direct := proxy.Direct // x/net/proxy's direct dialer is a ContextDialer
+	cs, err = Fetch(context.Background(), &DialExchanger{Dialer: direct}, ln.Addr().String(), testProvider, testPK, testNow, false)
+	if err != nil || len(cs) != 1 || !bytes.Equal(cs[0].Raw, cert) {
+		t.Fatalf("proxy.Direct: got %v, %v", cs, err)
 	}
 }
 
