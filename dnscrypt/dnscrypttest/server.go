@@ -69,6 +69,21 @@ type certKey struct {
 	magic  [dnscrypt.ClientMagicSize]byte
 	kp     *dnscrypt.KeyPair
 	hidden bool
+
+	// keys caches the shared key per client public key, as resolvers do.
+	keys sync.Map // [32]byte -> *dnscrypt.SharedKey
+}
+
+func (ck *certKey) key(h *dnscrypt.QueryHeader) (*dnscrypt.SharedKey, error) {
+	if k, ok := ck.keys.Load(h.ClientPK); ok {
+		return k.(*dnscrypt.SharedKey), nil
+	}
+	k, err := dnscrypt.NewResolverKey(ck.cons, &ck.kp.Secret, h)
+	if err != nil {
+		return nil, err
+	}
+	ck.keys.Store(h.ClientPK, k)
+	return k, nil
 }
 
 // Server is an in-process DNSCrypt resolver on 127.0.0.1.
@@ -405,7 +420,7 @@ func (s *Server) handleEncrypted(transport string, pkt []byte, ck *certKey, f Fa
 	if err != nil {
 		return nil
 	}
-	k, err := dnscrypt.NewResolverKey(ck.cons, &ck.kp.Secret, &h)
+	k, err := ck.key(&h)
 	if err != nil {
 		return nil
 	}

@@ -25,13 +25,11 @@ const (
 	acceptPause = time.Second
 )
 
-// startRequest registers r as active, derives its context with the request
-// deadline, and drops the oldest request if there are too many.
-func (p *Proxy) startRequest(ctx context.Context, r *request) {
-	r.ctx, r.cancel = context.WithCancelCause(ctx)
-	r.ctx, r.stop = context.WithTimeout(r.ctx, p.cfg.Timeout)
+// startRequest gives r its deadline and registers it as active, dropping
+// the oldest request if there are too many.
+func (p *Proxy) startRequest(r *request) {
+	r.ctx, r.cancel = context.WithTimeout(context.Background(), p.cfg.Timeout)
 	if old := p.active.add(r); old != nil {
-		old.cancel(errEvicted)
 		p.evictions.Add(1)
 		p.debug("Too many active requests, dropping the oldest")
 	}
@@ -94,7 +92,7 @@ func (p *Proxy) serveUDP(ctx context.Context, pc net.PacketConn) {
 			continue
 		}
 		r.q, r.meta, r.client = q, meta, from
-		p.startRequest(ctx, r)
+		p.startRequest(r)
 		p.wg.Add(1)
 		go p.handleUDP(pc, uc, addr, r)
 	}
@@ -130,7 +128,7 @@ func (p *Proxy) answer(r *request, overTCP bool) (out []byte, ok bool) {
 		}
 		err = errors.Join(errors.New("the resolver's answer does not match the query"), err)
 	}
-	if cause := context.Cause(r.ctx); cause == errEvicted || errors.Is(cause, context.Canceled) {
+	if r.dropped.Load() {
 		return nil, false
 	}
 	p.upstreamFailed(err)
@@ -265,7 +263,7 @@ func (p *Proxy) serveConn(ctx context.Context, c net.Conn) {
 		}
 		meta.Limit = edns.MaxTCPSize
 		r.q, r.meta, r.conn = q, meta, cc
-		p.startRequest(ctx, r)
+		p.startRequest(r)
 		cc.inflight.Add(1)
 		cc.pending.Add(1)
 		p.wg.Add(1)

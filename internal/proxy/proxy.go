@@ -70,7 +70,6 @@ func New(cfg Config) (*Proxy, error) {
 	if s := cfg.SOCKS; s != nil {
 		p.socks = &socksDialer{proxyAddr: s.Addr, optimistic: !s.NoOptimisticData}
 	}
-	p.active.max = cfg.MaxActiveRequests
 	p.udpPad.Store(initialUDPPad)
 	p.refresher = &certs.Refresher{
 		Fetch:    p.fetchCerts,
@@ -162,6 +161,7 @@ func (p *Proxy) Serve(ctx context.Context, pc net.PacketConn, ln net.Listener) e
 		return errors.New("proxy: Serve called twice")
 	}
 	defer p.serving.Store(false)
+	p.active = activeSet{max: p.cfg.MaxActiveRequests}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	closeListeners := func() {
@@ -209,6 +209,7 @@ func (p *Proxy) Serve(ctx context.Context, pc net.PacketConn, ln net.Listener) e
 	<-ctx.Done()
 	p.log.Info("Stopping proxy")
 	closeListeners()
+	p.active.close()
 	p.wg.Wait()
 	refresh.Wait()
 	if pc != nil {

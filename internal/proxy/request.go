@@ -2,22 +2,26 @@ package proxy
 
 import (
 	"context"
-	"errors"
 	"net/netip"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/tor-dnscrypt/dnscrypt-proxy/edns"
 )
 
-// errEvicted ends a request dropped to make room for a newer one.
-var errEvicted = errors.New("dropped: too many active requests")
-
 // request is one client query in flight. Requests and their buffers are
 // recycled through a pool, so the steady state allocates little.
 type request struct {
-	ctx    context.Context
-	cancel context.CancelCauseFunc // ends the request with a cause (eviction)
-	stop   context.CancelFunc      // releases the deadline's timer
+	// ctx carries the request's deadline. It is not derived from the
+	// serving context: shutdown and eviction go through the active set,
+	// which sets dropped and cancels, so no request registers with a
+	// shared parent.
+	ctx     context.Context
+	cancel  context.CancelFunc
+	dropped atomic.Bool // evicted, or the proxy is stopping: no answer
+	// wait bounds the UDP attempt; reused across requests.
+	wait *time.Timer
 
 	meta edns.Query
 	// Buffers, reused: the prepared query, the sealed packet (with two
@@ -46,8 +50,15 @@ var requestPool = sync.Pool{New: func() any {
 		ans:     make([]byte, 0, 2048),
 		out:     make([]byte, 0, 2048),
 		udpDone: make(chan struct{}, 1),
+		wait:    stoppedTimer(),
 	}
 }}
+
+func stoppedTimer() *time.Timer {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return t
+}
 
 // maxPooledBuf keeps the pool from holding on to the rare huge buffers.
 const maxPooledBuf = 8192
@@ -56,14 +67,14 @@ func getRequest() *request { return requestPool.Get().(*request) }
 
 func putRequest(r *request) {
 	if r.cancel != nil {
-		r.stop()
-		r.cancel(nil)
+		r.cancel()
 	}
 	select { // a late UDP delivery
 	case <-r.udpDone:
 	default:
 	}
-	r.ctx, r.cancel, r.stop, r.conn, r.client = nil, nil, nil, nil, netip.AddrPort{}
+	r.ctx, r.cancel, r.conn, r.client = nil, nil, nil, netip.AddrPort{}
+	r.dropped.Store(false)
 	r.meta = edns.Query{}
 	for _, b := range []*[]byte{&r.q, &r.pkt, &r.resp, &r.ans, &r.out} {
 		if cap(*b) > maxPooledBuf {
@@ -81,16 +92,22 @@ type activeSet struct {
 	mu         sync.Mutex
 	max, n     int
 	head, tail *request
+	closed     bool
 }
 
-// add inserts r as the newest request and returns the request it evicted,
-// if any; the caller cancels that one.
-func (s *activeSet) add(r *request) (evicted *request) {
+// add inserts r as the newest request. When the set is full it drops the
+// oldest request and returns it; after close it drops r itself.
+func (s *activeSet) add(r *request) (dropped *request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		drop(r)
+		return nil
+	}
 	if s.n >= s.max && s.head != nil {
-		evicted = s.head
-		s.unlink(evicted)
+		dropped = s.head
+		s.unlink(dropped)
+		drop(dropped)
 	}
 	r.prev, r.next, r.active = s.tail, nil, true
 	if s.tail != nil {
@@ -100,7 +117,25 @@ func (s *activeSet) add(r *request) (evicted *request) {
 	}
 	s.tail = r
 	s.n++
-	return evicted
+	return dropped
+}
+
+// close drops every request in the set, and every request added later.
+func (s *activeSet) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	for s.head != nil {
+		r := s.head
+		s.unlink(r)
+		drop(r)
+	}
+}
+
+// drop ends r without an answer.
+func drop(r *request) {
+	r.dropped.Store(true)
+	r.cancel()
 }
 
 // remove takes r out of the set if it is still there.

@@ -81,16 +81,16 @@ func (p *Proxy) resolveUDP(r *request, k *dnscrypt.SharedKey) (done bool, err er
 	if err != nil {
 		return true, err
 	}
-	ctx, cancel := context.WithTimeout(r.ctx, p.udpWait)
-	defer cancel()
-	err = p.udp.exchange(ctx, r, r.pkt, nonce)
+	r.wait.Reset(p.udpWait)
+	defer r.wait.Stop()
+	err = p.udp.exchange(r, r.pkt, nonce)
 	for err == nil {
 		r.ans, err = dnscrypt.OpenResponse(r.ans[:0], r.resp, k, &nonce)
 		if err == nil {
 			break
 		}
 		p.failed(fmt.Errorf("corrupted reply from the resolver: %w", err))
-		err = p.udp.rearm(ctx, r, nonce)
+		err = p.udp.rearm(r, nonce)
 	}
 	if err != nil {
 		p.failed(err)
@@ -149,7 +149,7 @@ func truncated(msg []byte) bool { return len(msg) > 2 && msg[2]&0x02 != 0 }
 // certificate check. Failures caused by the request's own end (eviction,
 // shutdown) do not count.
 func (p *Proxy) failed(err error) {
-	if errors.Is(err, errEvicted) || errors.Is(err, context.Canceled) {
+	if errors.Is(err, context.Canceled) {
 		return
 	}
 	if p.failures.Add(1) == failuresBeforeRecheck {

@@ -81,9 +81,12 @@ func (m *udpMux) read(c *net.UDPConn) {
 	}
 }
 
-// exchange sends pkt and waits for a response carrying nonce until ctx is
-// done. The response lands in r.resp.
-func (m *udpMux) exchange(ctx context.Context, r *request, pkt []byte, nonce [dnscrypt.HalfNonceSize]byte) error {
+// errUDPTimeout ends a UDP attempt that got no response in time.
+var errUDPTimeout = errors.New("no response over UDP")
+
+// exchange sends pkt and waits for a response carrying nonce, until r ends
+// or r.wait fires. The response lands in r.resp.
+func (m *udpMux) exchange(r *request, pkt []byte, nonce [dnscrypt.HalfNonceSize]byte) error {
 	m.mu.Lock()
 	m.pending[nonce] = r
 	c := m.conns[m.next%uint32(len(m.conns))]
@@ -93,28 +96,29 @@ func (m *udpMux) exchange(ctx context.Context, r *request, pkt []byte, nonce [dn
 		m.forget(nonce, r)
 		return err
 	}
+	return m.await(r, nonce)
+}
+
+func (m *udpMux) await(r *request, nonce [dnscrypt.HalfNonceSize]byte) error {
 	select {
 	case <-r.udpDone:
 		return nil
-	case <-ctx.Done():
+	case <-r.ctx.Done():
 		m.forget(nonce, r)
-		return context.Cause(ctx)
+		return r.ctx.Err()
+	case <-r.wait.C:
+		m.forget(nonce, r)
+		return errUDPTimeout
 	}
 }
 
 // rearm waits again for a response with the same nonce, after the one
 // received did not open: a forged datagram must not cancel the query.
-func (m *udpMux) rearm(ctx context.Context, r *request, nonce [dnscrypt.HalfNonceSize]byte) error {
+func (m *udpMux) rearm(r *request, nonce [dnscrypt.HalfNonceSize]byte) error {
 	m.mu.Lock()
 	m.pending[nonce] = r
 	m.mu.Unlock()
-	select {
-	case <-r.udpDone:
-		return nil
-	case <-ctx.Done():
-		m.forget(nonce, r)
-		return context.Cause(ctx)
-	}
+	return m.await(r, nonce)
 }
 
 func (m *udpMux) forget(nonce [dnscrypt.HalfNonceSize]byte, r *request) {
@@ -171,10 +175,10 @@ func (p *Proxy) tcpExchange(ctx context.Context, id *identity, r *request, frame
 	return nil
 }
 
-// ctxErr prefers the cause of ctx's end over the I/O error it provoked.
+// ctxErr prefers the end of ctx over the I/O error it provoked.
 func (p *Proxy) ctxErr(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
-		return context.Cause(ctx)
+		return ctx.Err()
 	}
 	return err
 }
