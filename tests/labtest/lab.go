@@ -113,15 +113,15 @@ type Lab struct {
 //
 // Start does not install anything: tests/lab/install.sh does that.
 func Start(opts Options) (*Lab, error) {
+	if opts.CertTTL < 0 {
+		return nil, fmt.Errorf("labtest: negative CertTTL %v", opts.CertTTL)
+	}
 	root := RepoRoot()
 	if root == "" {
 		return nil, fmt.Errorf("%w: repository root (go.mod of %s) not found", ErrUnavailable, modulePath)
 	}
 	if err := checkTools(); err != nil {
 		return nil, err
-	}
-	if opts.CertTTL < 0 {
-		return nil, fmt.Errorf("labtest: negative CertTTL %v", opts.CertTTL)
 	}
 	env := []string{
 		"LAB_GO_SERVER=0",

@@ -471,6 +471,20 @@ func TestPortClash(t *testing.T) {
 	}
 }
 
+func TestStartMissingTool(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	l, err := Start(Options{NoGoServer: true})
+	if !errors.Is(err, ErrUnavailable) || l != nil {
+		t.Fatalf("Start with an empty PATH: got %v, %v; want ErrUnavailable", l, err)
+	}
+	if !strings.Contains(err.Error(), "dnsdist") || !strings.Contains(err.Error(), "install.sh") {
+		t.Errorf("error %q should name dnsdist and install.sh", err)
+	}
+	if _, err := Start(Options{CertTTL: -time.Second}); err == nil || errors.Is(err, ErrUnavailable) {
+		t.Errorf("negative CertTTL: got %v, want an options error", err)
+	}
+}
+
 func TestGoServerBinary(t *testing.T) {
 	bin, err := GoServerBinary()
 	Require(t, "Go DNSCrypt server", err)
@@ -647,5 +661,41 @@ func TestRequire(t *testing.T) {
 		if got := InCI(); got != tc.inCIwant {
 			t.Errorf("CI=%q: InCI got %v, want %v", tc.ci, got, tc.inCIwant)
 		}
+	}
+}
+
+// BenchmarkStart measures Start plus Close:
+// go test -run=^$ -bench=Start -benchtime=5x ./tests/labtest
+func BenchmarkStart(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		opts Options
+	}{
+		{"all", Options{}},
+		{"no-go-no-dnssec", Options{NoGoServer: true, NoDNSSEC: true}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			if bc.opts.NoGoServer {
+				if err := checkTools(); err != nil {
+					Require(b, "test lab", err)
+				}
+			} else {
+				_, err := GoServerBinary()
+				Require(b, "Go DNSCrypt server", err)
+			}
+			var start time.Duration
+			for b.Loop() {
+				begin := time.Now()
+				l, err := Start(bc.opts)
+				if err != nil {
+					b.Fatal(err)
+				}
+				start += time.Since(begin)
+				if err := l.Close(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(start.Milliseconds())/float64(b.N), "start-ms/op")
+		})
 	}
 }
