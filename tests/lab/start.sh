@@ -79,13 +79,15 @@ if [[ "$dnssec" == 1 ]]; then
   cache="${LAB_DNSSEC_KEY_CACHE:-}"
   (
     cd "$STATE/dnssec"
-    if [[ -n "$cache" && -s "$cache/names" ]]; then
-      read -r ksk zsk <"$cache/names"
-      cp "$cache/$ksk.key" "$cache/$ksk.private" "$cache/$ksk.ds" "$cache/$zsk.key" "$cache/$zsk.private" .
+    ksk="" zsk=""
+    if [[ -n "$cache" && -s "$cache/names" ]] && read -r ksk zsk <"$cache/names" &&
+       cp "$cache/$ksk.key" "$cache/$ksk.private" "$cache/$ksk.ds" "$cache/$zsk.key" "$cache/$zsk.private" .; then
+      echo "reusing the DNSSEC keys in $cache"
     else
+      [[ -z "$cache" || ! -e "$cache" ]] || echo "unusable key cache $cache; making new keys"
       ksk=$(ldns-keygen -r /dev/urandom -a RSASHA256 -b 2048 -k "$ZONE")
       zsk=$(ldns-keygen -r /dev/urandom -a RSASHA256 -b 2048 "$ZONE")
-      if [[ -n "$cache" ]]; then
+      if [[ -n "$cache" && ! -e "$cache" ]]; then
         mkdir -p "$(dirname "$cache")"
         tmp=$(mktemp -d "$cache.tmp.XXXXXX")
         cp "$ksk".* "$zsk".* "$tmp/"
