@@ -28,7 +28,12 @@ import (
 // The common cases (the answer fits; the OPT to strip is the last record) run
 // on the wire bytes without allocating when dst has room; truncation and
 // unusual layouts go through [dns.Msg]. Records beyond the question are not
-// validated when the answer passes unchanged. dst may be answer[:0].
+// validated when the answer passes unchanged. Stripping the last record on
+// the wire relies on RFC 1035 name compression: a pointer refers to a prior
+// name, so no name runs into the removed record nor reads the header
+// counts; an answer that breaks this (no conforming encoder produces one)
+// may come out unparsable, which the client then rejects. dst may be
+// answer[:0].
 func PrepareAnswer(dst, answer []byte, q Query) ([]byte, error) {
 	if len(answer) < headerLen {
 		return dst, errShort

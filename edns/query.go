@@ -40,10 +40,14 @@ type queryScan struct {
 	size   uint16 // the client's advertised payload size, if hasOPT
 	hasOPT bool
 	signed bool // the last additional record is a TSIG or SIG(0)
-	// simple: no additional record but the client's OPT, and that OPT has
-	// only options miekg/dns keeps as opaque bytes. The wire checks of
-	// scanQuery then imply that miekg/dns parses the query; other queries
-	// are parsed with it to make sure.
+	// bare: no additional record but the client's OPT. Then the message
+	// holds no compression pointer at all (the question may not, the OPT
+	// owner is the root and its RDATA holds no names), so it may be
+	// rewritten on the wire.
+	bare bool
+	// simple: bare, and the OPT has only options that miekg/dns keeps as
+	// opaque bytes. The wire checks of scanQuery then imply that miekg/dns
+	// parses the query; other queries are parsed with it to make sure.
 	simple bool
 }
 
@@ -106,24 +110,27 @@ func scanQuery(pkt []byte) (queryScan, error) {
 	if off != len(pkt) {
 		return s, errTrailing
 	}
-	s.simple = opaque && (s.ar == 0 || s.ar == 1 && s.hasOPT)
+	s.bare = s.ar == 0 || s.ar == 1 && s.hasOPT
+	s.simple = s.bare && opaque
 	return s, nil
 }
 
 // checkQuery validates a client query: scanQuery, and for anything but the
-// simple layouts a parse with miekg/dns, so that every output of
-// PrepareQuery parses with it.
-func checkQuery(pkt []byte) (queryScan, error) {
+// simple layouts a parse with miekg/dns, whose result it returns, so that
+// every output of PrepareQuery parses with it.
+func checkQuery(pkt []byte) (queryScan, *dns.Msg, error) {
 	s, err := scanQuery(pkt)
 	if err != nil {
-		return s, err
+		return s, nil, err
 	}
-	if !s.simple {
-		if err := new(dns.Msg).Unpack(pkt); err != nil {
-			return s, fmt.Errorf("%w: %w", ErrMalformed, err)
-		}
+	if s.simple {
+		return s, nil, nil
 	}
-	return s, nil
+	m := new(dns.Msg)
+	if err := m.Unpack(pkt); err != nil {
+		return s, nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	return s, m, nil
 }
 
 func (s *queryScan) query() Query {
@@ -140,26 +147,30 @@ func (s *queryScan) query() Query {
 // opcode not QUERY) or ErrMalformed (everything else).
 //
 // The rewrite: if payloadSize is above MinUDPSize, a query without OPT gets
-// one at the end (root owner, version 0, DO clear, no options, the given
-// size) and the client's own OPT gets its size set to payloadSize, its DO
-// bit, extended RCODE, version, Z flags and options kept byte for byte. If
-// payloadSize is MinUDPSize or less the query passes unchanged, and so does
-// a query signed with TSIG or SIG(0), whose signature any change would
-// break. Nothing else is altered; no option (such as EDNS Client Subnet) is
-// ever added. The result is byte for byte what Unpack, SetPayloadSize and
-// Pack give for a query that miekg/dns packs as it was received.
+// one (root owner, version 0, DO clear, no options, the given size) and the
+// client's own OPT gets its size set to payloadSize, its DO bit, extended
+// RCODE, version, Z flags and options kept. If payloadSize is MinUDPSize or
+// less the query passes unchanged, and so does a query signed with TSIG or
+// SIG(0), whose signature any change would break. Nothing else is altered;
+// no option (such as EDNS Client Subnet) is ever added.
 //
 // A valid query has QR clear, opcode QUERY, exactly one question whose name
 // is uncompressed and at most 255 bytes long, no answer or authority records,
 // at most one OPT record (owned by the root, options well framed) and no
 // bytes after its last record. Other header bits pass unchanged. A query
 // with additional records besides its OPT, or with options that have a
-// structure (Client Subnet, ...), must also parse with miekg/dns: that rare
-// check allocates; everything else works on the wire bytes without
-// allocating when dst has room. dst may be pkt[:0]: the query is then
-// rewritten in place (it grows by 11 bytes when an OPT is added).
+// structure (Client Subnet, ...), must also parse with miekg/dns.
+//
+// Queries whose only additional record is the OPT, if any, are handled on
+// the wire bytes, without allocating when dst has room (unless an option
+// needs the parse above); the client's options are then kept byte for byte.
+// Other layouts, where a compression pointer could refer to bytes that the
+// rewrite changes, go through Unpack, SetPayloadSize and Pack, and the result
+// must parse again. Both give the message that Unpack, SetPayloadSize and Pack
+// give. dst may be pkt[:0]: the query is then rewritten in place (it grows by
+// 11 bytes when an OPT is added).
 func PrepareQuery(dst, pkt []byte, payloadSize uint16) ([]byte, Query, error) {
-	s, err := checkQuery(pkt)
+	s, m, err := checkQuery(pkt)
 	if err != nil {
 		return dst, Query{}, err
 	}
@@ -168,17 +179,29 @@ func PrepareQuery(dst, pkt []byte, payloadSize uint16) ([]byte, Query, error) {
 	switch {
 	case payloadSize <= MinUDPSize || s.signed:
 		dst = append(dst, pkt...)
+	case !s.bare:
+		SetPayloadSize(m, payloadSize)
+		out, err := m.Pack()
+		if err != nil {
+			return dst, Query{}, fmt.Errorf("%w: packing: %w", ErrMalformed, err)
+		}
+		if len(out) > MaxTCPSize {
+			return dst, Query{}, errOutputTooBig
+		}
+		if err := new(dns.Msg).Unpack(out); err != nil {
+			// miekg/dns does not pack back every odd record it unpacks.
+			return dst, Query{}, fmt.Errorf("%w: repacking: %w", ErrMalformed, err)
+		}
+		dst = append(dst, out...)
 	case s.hasOPT:
 		dst = append(dst, pkt...)
 		binary.BigEndian.PutUint16(dst[start+s.opt.hdr+2:], payloadSize)
 	default:
-		// Appending cannot break a compression pointer, which only points
-		// backwards.
 		if len(pkt)+11 > MaxTCPSize {
 			return dst, Query{}, errOutputTooBig
 		}
 		dst = append(dst, pkt...)
-		binary.BigEndian.PutUint16(dst[start+10:], uint16(s.ar+1))
+		binary.BigEndian.PutUint16(dst[start+10:], 1)
 		dst = append(dst,
 			0,                    // owner: root
 			0, byte(dns.TypeOPT), // TYPE
@@ -198,10 +221,26 @@ func PrepareQuery(dst, pkt []byte, payloadSize uint16) ([]byte, Query, error) {
 // record gets its own OPT back (dig warns about a reply without one), and a
 // client that sent none gets none. Unlike 1.x, which echoed the query after
 // its OPT rewrite, the reply never carries the proxy's upstream payload
-// size. dst may be pkt[:0].
+// size.
+//
+// A query with additional records besides its OPT, where a compression
+// pointer could refer to the header bytes that change, is re-encoded
+// through TCReply instead: the same message, possibly other bytes. dst may
+// be pkt[:0].
 func TCReplyBytes(dst, pkt []byte) ([]byte, error) {
-	if _, err := checkQuery(pkt); err != nil {
+	s, m, err := checkQuery(pkt)
+	if err != nil {
 		return dst, err
+	}
+	if !s.bare {
+		out, err := TCReply(m).Pack()
+		if err == nil {
+			err = new(dns.Msg).Unpack(out)
+		}
+		if err != nil {
+			return dst, fmt.Errorf("%w: repacking: %w", ErrMalformed, err)
+		}
+		return append(dst, out...), nil
 	}
 	start := len(dst)
 	dst = append(dst, pkt...)

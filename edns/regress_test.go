@@ -1,0 +1,112 @@
+package edns
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/miekg/dns"
+)
+
+// Regression tests for inputs the fuzzers found; the raw inputs are also in
+// testdata/fuzz.
+
+// FuzzPrepareQuery/8d40d0680661f56e: an OPT with a Client Subnet option
+// whose address has bits beyond the prefix. Going through *dns.Msg, which
+// masks them, changed the client's option; it must pass byte for byte.
+func TestRegressionECSBytesKept(t *testing.T) {
+	pkt := []byte("00\x010\x00\x01\x00\x00\x00\x00\x00\x01\x000000\x00\x00)000000\x00\v\x00\b\x00\a\x00\x01\b 000")
+	for _, size := range []uint16{512, 1252} {
+		got, _, err := PrepareQuery(nil, pkt, size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := bytes.Clone(pkt)
+		if size > MinUDPSize {
+			want[20], want[21] = byte(size>>8), byte(size) // OPT CLASS
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("size %d: got %x, want %x", size, got, want)
+		}
+	}
+}
+
+// FuzzPrepareQuery/d7cb3a9be0badf55: a TSIG record with empty RDATA, which
+// miekg/dns unpacks but packs back as 16 bytes it cannot unpack. Signed
+// queries now pass unchanged (a rewrite would break the signature anyway).
+func TestRegressionSignedQueryUnchanged(t *testing.T) {
+	pkt := []byte("00\x010\x00\x01\x00\x00\x00\x00\x00\x01\x000000\x00\x00\xfa000000\x00\x00")
+	got, q, err := PrepareQuery(nil, pkt, 517)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, pkt) || q.HadOPT || q.Limit != MinUDPSize {
+		t.Errorf("got %x %+v, want the query unchanged", got, q)
+	}
+}
+
+// FuzzPrepareQuery/04377d3a6ef4bb8e: a record after the OPT whose owner
+// name is a compression pointer into the OPT's CLASS field. Rewriting the
+// size on the wire changed that name; layouts with records besides the OPT
+// now go through *dns.Msg.
+func TestRegressionPointerIntoOPT(t *testing.T) {
+	pkt := []byte("00\x010\x00\x01\x00\x00\x00\x00\x00\x02\x010\x000000\x00\x00)\x1000000\x00\x00\xc0\x160000000\x00\x00\x040000")
+	got, _, err := PrepareQuery(nil, pkt, 1252)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, out := unpack(t, pkt), unpack(t, got)
+	if out.IsEdns0().UDPSize() != 1252 {
+		t.Errorf("got OPT %v, want size 1252", out.IsEdns0())
+	}
+	if in.Extra[1].Header().Name != out.Extra[1].Header().Name {
+		t.Errorf("got name %q, want %q", out.Extra[1].Header().Name, in.Extra[1].Header().Name)
+	}
+}
+
+// FuzzTCReplyBytes/2290c1f922a165aa: an additional record whose owner name
+// points at the header flags, which the TC reply sets. Such layouts are now
+// re-encoded through TCReply.
+func TestRegressionPointerIntoHeader(t *testing.T) {
+	pkt := []byte("00\x010\x00\x01\x00\x00\x00\x00\x00\x02\x000000\x0000000000\x00\x00\xc0\x0200000000\x00\x040000")
+	got, err := TCReplyBytes(nil, pkt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, out := unpack(t, pkt), unpack(t, got)
+	if !out.Response || !out.Truncated || !out.RecursionAvailable {
+		t.Errorf("got header %+v", out.MsgHdr)
+	}
+	if in.Extra[1].Header().Name != out.Extra[1].Header().Name {
+		t.Errorf("got name %q, want %q", out.Extra[1].Header().Name, in.Extra[1].Header().Name)
+	}
+}
+
+// FuzzPrepareAnswer/8e8b36ba08c0c804: answer names that point into the
+// answer records' RDATA and run on into the trailing OPT record. Cutting the
+// OPT on the wire leaves them unterminated. This violates RFC 1035 name
+// compression; the documented result is an answer the client rejects, never
+// an error or panic here, and the OPT is gone.
+func TestRegressionNameIntoStrippedOPT(t *testing.T) {
+	query := []byte("\x124\x010\x00\x01\x00\x00\x00\x00\x00\x00\x03www\aeXAmple\x03Com\x00\x00\x01\x00\x01")
+	answer := []byte("\x124\x810\x00\x01\x00\x03\x00\x00\x00\x01\x03www\aeXAmple\x03Com\x00\x00\x01\x00\x01\xc0000000000\x00\x04000 \xc0000000000\x00\x040000\xc0000000000\x00\x040000\x00\x00)000000\x00\x00")
+	_, q, err := PrepareQuery(nil, query, DefaultPayloadSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.Limit = MaxTCPSize
+	got, err := PrepareAnswer(nil, answer, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := len(answer) - 11; len(got) != want || be16(got[10:]) != 0 {
+		t.Errorf("got %d bytes, ARCOUNT %d; want %d, 0", len(got), be16(got[10:]), want)
+	}
+	if !namesAbuseLayout(answer) {
+		t.Error("namesAbuseLayout does not flag it")
+	}
+	// A well-formed answer is not flagged.
+	qm := newQuery("www.example.com.", dns.TypeA)
+	if namesAbuseLayout(pack(t, answerFor(qm, 5, true))) {
+		t.Error("namesAbuseLayout flags a normal answer")
+	}
+}
