@@ -216,11 +216,11 @@ func TestRefresherInitContext(t *testing.T) {
 			f := &fakeResolver{}
 			tc.set(f)
 			r := &Refresher{Fetch: f.Fetch, MinBackoff: 10 * time.Millisecond, Now: func() time.Time { return testTill.Add(time.Hour) }}
-			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 			defer cancel()
 			start := time.Now()
 			err := r.Init(ctx)
-			if d := time.Since(start); d > time.Second {
+			if d := time.Since(start); d > 2*time.Second {
 				t.Errorf("Init returned after %v", d)
 			}
 			if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, tc.want) {
@@ -229,8 +229,8 @@ func TestRefresherInitContext(t *testing.T) {
 			if r.Current() != nil {
 				t.Errorf("Current %v, want nil", r.Current())
 			}
-			if n := f.calls(); n < 3 {
-				t.Errorf("%d fetches in 100ms with 10ms backoff", n)
+			if n := f.calls(); n < 2 {
+				t.Errorf("%d fetches in 300ms with 10ms backoff", n)
 			}
 		})
 	}
@@ -582,7 +582,7 @@ func TestRefresherShutdown(t *testing.T) {
 			case <-time.After(2 * time.Second):
 				t.Fatal("Run did not return")
 			}
-			if d := time.Since(start); d > 100*time.Millisecond {
+			if d := time.Since(start); d > 500*time.Millisecond {
 				t.Errorf("Run took %v to return", d)
 			}
 			for deadline := time.Now().Add(time.Second); runtime.NumGoroutine() > base && time.Now().Before(deadline); {
