@@ -63,10 +63,6 @@ mkdir -p "$STATE/keys" "$STATE/dnssec" "$PIDS"
 rm -f "$STATE"/stamp-*.txt "$STATE"/provider-key.* "$STATE/lab.env"
 now=$(date +%s)
 
-if [[ -n "$owner" ]]; then
-  start_bg watchdog "$STATE/watchdog.log" "$LAB_DIR_SCRIPTS/watchdog.sh" "$STATE" "$owner" "$owner_st"
-fi
-
 # --- 1. keys, in parallel: DNSSEC keys + signed zone, DNSCrypt keys + certs ---------
 cp "$LAB_DIR_SCRIPTS/lab.test.zone" "$STATE/lab.test.zone"
 zonefile="$STATE/lab.test.zone"
@@ -308,6 +304,12 @@ if [[ $go_server == 1 ]]; then
 fi
 wait_for socks "SOCKS5 on $LAB_IP:$PORT_SOCKS" "$STATE/socks.log" 20 socks_dns_check "$PORT_SOCKS"
 wait_for socks-auth "SOCKS5 with auth on $LAB_IP:$PORT_SOCKS_AUTH" "$STATE/socks-auth.log" 20 socks_dns_check "$PORT_SOCKS_AUTH" "$SOCKS_USER" "$SOCKS_PASS"
+
+# Started last, so that the pid list it reads at once is complete. If the
+# owner died meanwhile, it stops the lab right away.
+if [[ -n "$owner" ]]; then
+  start_bg watchdog "$STATE/watchdog.log" "$LAB_DIR_SCRIPTS/watchdog.sh" "$STATE" "$owner" "$owner_st"
+fi
 
 # --- 4. provider key in both notations, stamps, lab.env ----------------------------
 pk_hex=$(od -An -v -tx1 "$K/provider.pub" | tr -d ' \n')

@@ -3,6 +3,7 @@ package labtest
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"encoding/hex"
@@ -123,32 +124,34 @@ func Start(opts Options) (*Lab, error) {
 	if err := checkTools(); err != nil {
 		return nil, err
 	}
+	goServer, goBin := "1", ""
+	if opts.NoGoServer {
+		goServer = "0"
+	} else {
+		var err error
+		if goBin, err = GoServerBinary(); err != nil {
+			return nil, err
+		}
+	}
+	dnssec := "1"
+	if opts.NoDNSSEC {
+		dnssec = "0"
+	}
+	ttl := int64(86400)
+	if opts.CertTTL > 0 {
+		ttl = int64((opts.CertTTL + time.Second - 1) / time.Second)
+	}
+	props := cmp.Or(opts.StampProps, 7)
 	env := []string{
-		"LAB_GO_SERVER=0",
+		"LAB_GO_SERVER=" + goServer,
+		"LAB_GO_DNSCRYPT=" + goBin,
 		"LAB_OWNER_PID=" + strconv.Itoa(os.Getpid()),
-		"LAB_DNSSEC=1",
-		"LAB_CERT_TTL=86400",
-		"LAB_STAMP_PROPS=7",
+		"LAB_DNSSEC=" + dnssec,
+		"LAB_CERT_TTL=" + strconv.FormatInt(ttl, 10),
+		"LAB_STAMP_PROPS=" + strconv.Itoa(int(props)),
 		// Making RSA keys is the slowest step of a start; one key pair
 		// for lab.test is kept in the repository's ignored tests/.bin.
 		"LAB_DNSSEC_KEY_CACHE=" + filepath.Join(root, "tests", ".bin", "dnssec-keys"),
-	}
-	if !opts.NoGoServer {
-		bin, err := GoServerBinary()
-		if err != nil {
-			return nil, err
-		}
-		env[0] = "LAB_GO_SERVER=1"
-		env = append(env, "LAB_GO_DNSCRYPT="+bin)
-	}
-	if opts.NoDNSSEC {
-		env[2] = "LAB_DNSSEC=0"
-	}
-	if opts.CertTTL > 0 {
-		env[3] = "LAB_CERT_TTL=" + strconv.FormatInt(int64((opts.CertTTL+time.Second-1)/time.Second), 10)
-	}
-	if opts.StampProps != 0 {
-		env[4] = "LAB_STAMP_PROPS=" + strconv.Itoa(int(opts.StampProps))
 	}
 
 	dir, err := os.MkdirTemp("", "dnscrypt-lab-")
