@@ -1,0 +1,87 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"runtime"
+	"runtime/debug"
+)
+
+// Version is the version printed by -V and logged at start. Release
+// builds set it with -ldflags "-X github.com/tor-dnscrypt/dnscrypt-proxy/internal/cli.Version=...".
+var Version = "1.10.0-dev"
+
+// writeVersion prints the -V block, laid out as in 1.x: the name and
+// version, a blank line, then one line per build property.
+func writeVersion(w io.Writer) {
+	fmt.Fprintf(w, "dnscrypt-proxy %s\n\n", Version)
+	fmt.Fprintf(w, "Go version: %s (%s/%s)\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		var rev, when, modified string
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.time":
+				when = s.Value
+			case "vcs.modified":
+				if s.Value == "true" {
+					modified = " (modified)"
+				}
+			}
+		}
+		if rev != "" {
+			fmt.Fprintf(w, "Source revision: %s%s %s\n", rev, modified, when)
+		}
+	}
+	fmt.Fprintln(w, "Features: DNSCrypt es 1, es 2, SOCKS5/Tor")
+	fmt.Fprintln(w, "Support for systemd socket activation: present")
+	fmt.Fprintln(w, "Support for the XChaCha20-Poly1305 cipher: present")
+	fmt.Fprintln(w, "Support for plugins: absent")
+}
+
+// writeUsage prints the -h text: the version block, then one line per
+// option as 1.x did ("  -a\t--local-address=..."), with a description.
+func writeUsage(w io.Writer) {
+	writeVersion(w)
+	fmt.Fprint(w, "\nUsage: dnscrypt-proxy [OPTION]...\n       dnscrypt-proxy CONFIG-FILE\n\nOptions:\n\n")
+	for i := range options {
+		opt := &options[i]
+		if opt.hidden {
+			continue
+		}
+		short := "    "
+		if opt.short != 0 {
+			short = "  -" + string(opt.short)
+		}
+		long := "--" + opt.long
+		if opt.arg != "" {
+			long += "=" + opt.arg
+		}
+		fmt.Fprintf(w, "%s\t%-32s %s\n", short, long, opt.help)
+		for _, a := range opt.alias {
+			fmt.Fprintf(w, "    \t%-32s same as --%s\n", "--"+a+"="+opt.arg, opt.long)
+		}
+	}
+	fmt.Fprint(w, usageNotes)
+}
+
+const usageNotes = `
+Notes:
+  A configuration file in the 1.x format (one "Property value" per line,
+  e.g. "LocalAddress 127.0.0.1:5353", "TCPOnly yes", "Include FILE") may be
+  given as the only argument instead of options.
+  -P/--local-port and --resolver-port are the 1.0.x spellings: with
+  --local-address=IP they set its port, alone they mean 127.0.0.1:PORT.
+  Without -R, -r/-N/-k or --stamp the built-in resolver '` + defaultResolverName + `' is used;
+  -R looks in the built-in list unless -L is given.
+  --user does not chroot (1.x did): the process keeps the real file system
+  for its log file and syslog. The pid file is removed on exit, by a small
+  root helper process when --user has dropped the rights to do it.
+  With --proxy or --tor every packet, certificate queries included, goes
+  over TCP through the SOCKS proxy; nothing is sent directly and no name is
+  resolved locally. Ephemeral keys and epoch isolation are on by default.
+  Plugins (-X, BlackList, QueryLogFile, ...) are not supported: exit 2.
+  Exit statuses: 0 success, 1 usage or setup error, 2 plugin or --test
+  without a valid certificate, 3 --test timeout, 4 --test margin not met.
+`

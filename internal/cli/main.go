@@ -1,0 +1,231 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/proxy"
+)
+
+// Main runs dnscrypt-proxy with the command-line arguments args (without
+// the program name) and returns the exit status.
+func Main(args []string, stdout, stderr io.Writer) int {
+	if path := os.Getenv(pidHelperEnv); path != "" {
+		return runPidFileHelper(path)
+	}
+	child := openDaemonChild()
+	code := run(args, stdout, stderr, DefaultEnv(), child)
+	child.close()
+	return code
+}
+
+// Parse reads the command line, or the configuration file when it is the
+// only argument and does not start with '-' (1.x's rule).
+func Parse(args []string) (*Options, error) {
+	if len(args) == 1 && !strings.HasPrefix(args[0], "-") {
+		cargs, err := ReadConfigFile(args[0])
+		if err != nil {
+			return nil, err
+		}
+		o, err := ParseArgs(cargs)
+		if err != nil {
+			if ee, ok := errors.AsType[*ExitError](err); ok {
+				e := *ee
+				e.Msg = args[0] + ": " + e.Msg
+				e.Hint = false
+				return nil, &e
+			}
+			return nil, err
+		}
+		if o.Help || o.Version {
+			return nil, configErrorf("%s: no help or version in a configuration file", args[0])
+		}
+		return o, nil
+	}
+	return ParseArgs(args)
+}
+
+// report prints an error that ends the program before logging is set up.
+func report(w io.Writer, child *daemonChild, err error) int {
+	ee, ok := errors.AsType[*ExitError](err)
+	if !ok {
+		ee = &ExitError{Code: ExitFailure, Msg: err.Error(), Err: err}
+	}
+	if ee.Hint {
+		fmt.Fprintf(w, "dnscrypt-proxy: %s\nTry 'dnscrypt-proxy --help' for more information.\n", ee.Msg)
+	} else {
+		line := prioLabels[prioErr] + ee.Msg
+		fmt.Fprintf(w, "%s %s\n", time.Now().Format(time.ANSIC), line)
+		child.log(line)
+	}
+	return ee.Code
+}
+
+func run(args []string, stdout, stderr io.Writer, env *Env, child *daemonChild) int {
+	o, err := Parse(args)
+	if err != nil {
+		return report(stderr, child, err)
+	}
+	switch {
+	case o.Help:
+		writeUsage(stdout)
+		return ExitOK
+	case o.Version:
+		writeVersion(stdout)
+		return ExitOK
+	}
+	plan, err := o.Plan(env)
+	if err != nil {
+		return report(stderr, child, err)
+	}
+	if len(o.Args) > 0 {
+		plan.note(slog.LevelWarn, "Ignoring the arguments %q: a configuration file must be the only argument", o.Args)
+	}
+	// The daemon leaves the working directory: make paths absolute.
+	for _, p := range []*string{&plan.PidFile, &plan.Log.File} {
+		if *p != "" {
+			if abs, err := filepath.Abs(*p); err == nil {
+				*p = abs
+			}
+		}
+	}
+	if plan.Daemonize && child == nil {
+		return daemonize(args, plan, stderr)
+	}
+	return runPlan(plan, stdout, stderr, child)
+}
+
+// runPlan sets up logging, the pid file, the sockets and the user, then
+// serves (or tests the certificate) until a signal.
+func runPlan(plan *Plan, stdout, stderr io.Writer, child *daemonChild) int {
+	h, err := OpenLogHandler(plan.Log, stdout, stderr)
+	if err != nil {
+		return report(stderr, child, setupErrorf("Unable to open log file [%s]: %v", plan.Log.File, unwrapPathError(err)))
+	}
+	defer h.Close()
+	if child != nil {
+		h.setTee(func(prio int, line string) { child.log(line) })
+	}
+	log := slog.New(h)
+	fail := func(format string, args ...any) int {
+		logf(log, slog.LevelError, format, args...)
+		return ExitFailure
+	}
+
+	logf(log, proxy.LevelNotice, "Starting dnscrypt-proxy %s", Version)
+	for _, n := range plan.Notes {
+		logf(log, n.Level, "%s", n.Msg)
+	}
+	switch plan.KeyMode {
+	case KeyEphemeral:
+		logf(log, slog.LevelInfo, "Ephemeral keys enabled - generating a new seed")
+	case KeyFile:
+		logf(log, slog.LevelInfo, "Using a user-supplied client secret key")
+	default:
+		logf(log, slog.LevelInfo, "Generating a new session key pair")
+	}
+	logf(log, slog.LevelInfo, "Done")
+
+	signal.Ignore(syscall.SIGPIPE)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	if plan.Test {
+		if plan.User != nil {
+			if err := dropPrivileges(plan.User); err != nil {
+				return fail("Unable to switch to user [%s]: %v", plan.User.Name, err)
+			}
+		}
+		return testCerts(ctx, plan, log)
+	}
+
+	var helper *pidFileHelper
+	if plan.PidFile != "" {
+		if err := writePidFile(plan.PidFile); err != nil {
+			return fail("Unable to create pid file [%s]: %v", plan.PidFile, unwrapPathError(err))
+		}
+		pid := os.Getpid()
+		defer func() {
+			if helper != nil {
+				helper.done()
+			} else if err := removePidFile(plan.PidFile, pid); err != nil {
+				logf(log, slog.LevelWarn, "Unable to remove pid file [%s]: %v", plan.PidFile, unwrapPathError(err))
+			}
+		}()
+	}
+
+	pc, ln, fromSystemd, err := systemdSockets()
+	if err != nil {
+		return fail("%v", err)
+	}
+	if !fromSystemd {
+		if pc, ln, err = bind(plan.Listen); err != nil {
+			return fail("%v", err)
+		}
+	}
+	closeSockets := func() { pc.Close(); ln.Close() }
+
+	if plan.User != nil {
+		if plan.PidFile != "" {
+			if helper, err = startPidFileHelper(plan.PidFile); err != nil {
+				closeSockets()
+				return fail("Unable to start the pid file helper: %v", err)
+			}
+		}
+		if err := dropPrivileges(plan.User); err != nil {
+			closeSockets()
+			return fail("Unable to switch to user [%s]: %v", plan.User.Name, err)
+		}
+	}
+	if child != nil {
+		os.Chdir("/")
+	}
+
+	cfg := plan.Proxy
+	cfg.Logger = log
+	var readyOnce sync.Once
+	cfg.OnReady = func() {
+		readyOnce.Do(func() {
+			if err := sdNotify(fmt.Sprintf("READY=1\nMAINPID=%d", os.Getpid())); err != nil {
+				logf(log, slog.LevelDebug, "sd_notify failed: %v", err)
+			}
+			h.setTee(nil)
+			child.ready()
+		})
+	}
+	p, err := proxy.New(cfg)
+	if err != nil {
+		closeSockets()
+		return fail("Invalid configuration: %v", err)
+	}
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			if err := h.Reopen(); err != nil {
+				logf(log, slog.LevelError, "Unable to reopen the log file [%s]: %v", plan.Log.File, unwrapPathError(err))
+			} else if plan.Log.File != "" {
+				logf(log, slog.LevelInfo, "Log file reopened")
+			}
+		}
+	}()
+
+	err = p.Serve(ctx, pc, ln)
+	sdNotify("STOPPING=1")
+	if err != nil && ctx.Err() == nil {
+		return fail("%v", err)
+	}
+	return ExitOK // the proxy logged "Stopping proxy"
+}

@@ -1,0 +1,196 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/proxy"
+)
+
+// Plan is what the options mean: the proxy's configuration and what the
+// process around it does.
+type Plan struct {
+	// Proxy is the proxy's configuration, without Logger and OnReady.
+	Proxy proxy.Config
+	// Listen is the "ip:port" to bind UDP and TCP to (unless systemd
+	// passes the sockets).
+	Listen string
+
+	Daemonize bool
+	PidFile   string
+	User      *User // nil: keep the current user
+	Log       LogSettings
+
+	// Test is --test: check the certificate, then exit.
+	Test       bool
+	TestMargin time.Duration
+
+	// KeyMode says where the client key comes from, for the 1.x start
+	// lines.
+	KeyMode KeyMode
+
+	// Notes are log lines about the choices made, for once logging works.
+	Notes []Note
+}
+
+// KeyMode is the origin of the client key pair.
+type KeyMode int
+
+const (
+	KeySession   KeyMode = iota // one random pair per start (or per isolation epoch)
+	KeyEphemeral                // a new pair per query
+	KeyFile                     // --client-key
+)
+
+// LogSettings say where the log goes.
+type LogSettings struct {
+	File        string // -l: append to this file
+	Syslog      bool   // -S, or -d without -l
+	Prefix      string // -Z
+	MaxPriority int    // -m: syslog priorities up to this one are logged
+}
+
+// DefaultLogLevel is 1.x's default --loglevel (LOG_INFO).
+const DefaultLogLevel = 6
+
+// Plan checks the options together and against the system (files, user
+// accounts) and works out what to do. Errors are [*ExitError]s with 1.x's
+// messages and exit statuses.
+func (o *Options) Plan(env *Env) (*Plan, error) {
+	if env == nil {
+		env = DefaultEnv()
+	}
+	p := &Plan{
+		Daemonize: o.Daemonize,
+		PidFile:   o.PidFile,
+		Test:      o.Test,
+		Log: LogSettings{
+			File:        o.LogFile,
+			Syslog:      o.Syslog,
+			Prefix:      o.SyslogPrefix,
+			MaxPriority: DefaultLogLevel,
+		},
+	}
+	if o.Given("loglevel") {
+		p.Log.MaxPriority = o.LogLevel
+	}
+	if o.LogFile != "" && o.Syslog {
+		return nil, setupErrorf("--logfile and --syslog are mutually exclusive")
+	}
+	if o.Test {
+		p.TestMargin = o.TestMargin
+		if o.Daemonize {
+			p.Daemonize = false
+			p.note(slog.LevelInfo, "--test: not going to the background")
+		}
+		if o.PidFile != "" {
+			p.PidFile = ""
+			p.note(slog.LevelInfo, "--test: no pid file")
+		}
+	}
+	if p.Daemonize && p.Log.File == "" {
+		p.Log.Syslog = true // 1.x: --daemonize implies --syslog unless --logfile
+	}
+
+	cfg := &p.Proxy
+	cfg.TCPOnly = o.TCPOnly
+	cfg.IgnoreTimestamps = o.IgnoreTimestamps
+	cfg.MaxActiveRequests = o.MaxActiveRequests
+	if o.Given("edns-payload-size") {
+		// 1.x: 512 or less disables the rewrite; Config's zero means 1252.
+		cfg.EDNSPayloadSize = max(o.EDNSPayloadSize, 512)
+	}
+
+	// Proxy and Tor.
+	viaProxy := o.Proxy != "" || o.Tor
+	if viaProxy {
+		s := &proxy.SOCKS{Addr: torSOCKSAddr, Isolation: proxy.IsolationEpoch}
+		if o.Proxy != "" {
+			u, err := parseProxyURL(o.Proxy)
+			if err != nil {
+				return nil, err
+			}
+			s.Addr, s.User, s.Password = u.Addr, u.User, u.Password
+		}
+		if o.Isolation != "" {
+			iso, err := proxy.ParseIsolation(o.Isolation)
+			if err != nil {
+				return nil, valueErrorf("Invalid isolation: [%s] (want none, epoch or query)", o.Isolation)
+			}
+			s.Isolation = iso
+		}
+		s.Epoch = o.IsolationEpoch
+		s.NoOptimisticData = o.NoOptimisticData
+		cfg.SOCKS = s
+	} else {
+		for _, name := range []string{"isolation", "isolation-epoch", "no-optimistic-data"} {
+			if o.Given(name) {
+				return nil, setupErrorf("--%s needs --proxy or --tor", name)
+			}
+		}
+	}
+
+	// Client key.
+	ephemeralGiven := o.Given("ephemeral-keys")
+	if o.ClientKeyFile != "" {
+		if ephemeralGiven && o.EphemeralKeys {
+			return nil, setupErrorf("--client-key and --ephemeral-keys are mutually exclusive")
+		}
+		kp, err := readClientKey(env, o.ClientKeyFile)
+		if err != nil {
+			return nil, setupErrorf("Client key file [%s] could not be used: %v", o.ClientKeyFile, err)
+		}
+		cfg.ClientKey = kp
+		p.KeyMode = KeyFile
+	} else {
+		cfg.EphemeralKeys = o.EphemeralKeys
+		if !ephemeralGiven && viaProxy {
+			cfg.EphemeralKeys = true // Tor mode default
+		}
+		if cfg.EphemeralKeys {
+			p.KeyMode = KeyEphemeral
+		}
+	}
+
+	// Resolver.
+	res, err := chooseResolver(o, env, viaProxy)
+	if err != nil {
+		return nil, err
+	}
+	cfg.ResolverAddr, cfg.ProviderName, cfg.ProviderKey = res.addr, res.provider, res.key
+	p.Notes = append(p.Notes, res.notes...)
+
+	// Listening address (also checked in --test mode, as 1.x does).
+	if p.Listen, err = localAddr(o); err != nil {
+		return nil, err
+	}
+
+	if o.User != "" {
+		u, err := env.LookupUser(o.User)
+		if err != nil {
+			return nil, setupErrorf("Unknown user: [%s]", o.User)
+		}
+		p.User = u
+	}
+
+	if _, err := proxy.New(p.Proxy); err != nil {
+		return nil, setupErrorf("Invalid configuration: %v", errors.Unwrap(err))
+	}
+	return p, nil
+}
+
+func (p *Plan) note(level slog.Level, format string, args ...any) {
+	p.Notes = append(p.Notes, Note{level, fmt.Sprintf(format, args...)})
+}
+
+func readClientKey(env *Env, path string) (*dnscrypt.KeyPair, error) {
+	f, err := env.Open(path)
+	if err != nil {
+		return nil, unwrapPathError(err)
+	}
+	defer f.Close()
+	return readClientKeyFrom(f)
+}

@@ -1,0 +1,119 @@
+package cli
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// Tor's defaults.
+const (
+	torSOCKSAddr      = "127.0.0.1:9050"
+	defaultSOCKSPort  = 1080
+	maxSOCKSCredLen   = 255 // RFC 1929
+	maxHostNameLength = 253
+)
+
+// socksURL is a parsed --proxy value.
+type socksURL struct {
+	Addr           string // "ip:port", IPv6 in brackets
+	User, Password string
+}
+
+// parseProxyURL parses "socks5://[user[:password]@]ip[:port]" (socks5h://
+// too, and a bare "ip:port"). The host must be an IP address: a name
+// would need a local lookup, which a Tor setup must never make. The port
+// defaults to 1080.
+func parseProxyURL(s string) (socksURL, error) {
+	bad := func(why string) (socksURL, error) {
+		return socksURL{}, valueErrorf("Invalid proxy: [%s]: %s", s, why)
+	}
+	raw := s
+	if !strings.Contains(raw, "://") {
+		raw = "socks5://" + raw
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return bad("not a URL (want socks5://[USER:PASS@]IP:PORT)")
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "socks5", "socks5h":
+	default:
+		return bad(fmt.Sprintf("unsupported scheme %q (want socks5)", u.Scheme))
+	}
+	if u.Opaque != "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		return bad("unexpected text after the address")
+	}
+	host := u.Hostname()
+	if host == "" {
+		return bad("no proxy address")
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil || ip.Zone() != "" {
+		return bad(fmt.Sprintf("%q is not an IP address (a host name would need a local DNS lookup)", host))
+	}
+	port := defaultSOCKSPort
+	if p := u.Port(); p != "" {
+		n, ok := parseDecimal(p)
+		if !ok || n == 0 || n > 65535 {
+			return bad(fmt.Sprintf("port %q out of range 1..65535", p))
+		}
+		port = int(n)
+	} else if strings.HasSuffix(u.Host, ":") {
+		return bad("empty port")
+	}
+	su := socksURL{Addr: netip.AddrPortFrom(ip.Unmap(), uint16(port)).String()}
+	if u.User != nil {
+		su.User = u.User.Username()
+		su.Password, _ = u.User.Password()
+		if su.User == "" {
+			return bad("empty user name")
+		}
+		if len(su.User) > maxSOCKSCredLen || len(su.Password) > maxSOCKSCredLen {
+			return bad(fmt.Sprintf("user name and password are limited to %d bytes", maxSOCKSCredLen))
+		}
+	}
+	return su, nil
+}
+
+// normalizeHostPort checks a "host[:port]" resolver address for use
+// through a proxy, which resolves the name itself, and adds the default
+// port.
+func normalizeHostPort(s string, defaultPort int) (string, error) {
+	host, port := s, strconv.Itoa(defaultPort)
+	if i := strings.LastIndexByte(s, ':'); i >= 0 {
+		host, port = s[:i], s[i+1:]
+		n, ok := parseDecimal(port)
+		if !ok || n == 0 || n > 65535 {
+			return "", fmt.Errorf("port %q out of range 1..65535", port)
+		}
+	}
+	if err := checkHostName(host); err != nil {
+		return "", err
+	}
+	return net.JoinHostPort(strings.ToLower(strings.TrimSuffix(host, ".")), port), nil
+}
+
+// checkHostName accepts letters, digits, '-' and '_' in dot-separated
+// labels of 1 to 63 bytes, 253 bytes at most (".onion" names included).
+func checkHostName(host string) error {
+	h := strings.TrimSuffix(host, ".")
+	if h == "" || len(h) > maxHostNameLength {
+		return fmt.Errorf("%q is not a host name", host)
+	}
+	for label := range strings.SplitSeq(h, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return fmt.Errorf("%q is not a host name", host)
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+				return fmt.Errorf("%q is not a host name", host)
+			}
+		}
+	}
+	return nil
+}
