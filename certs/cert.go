@@ -69,7 +69,7 @@ func (c *Cert) ValidAt(t time.Time) bool {
 //
 // Errors: [ErrProviderKey], [ErrShort], [ErrBadMagic], [ErrUnsupported]
 // (an es-version this package cannot use), [ErrSignature],
-// [ErrBadClientMagic], [ErrBadValidity], and a [*ValidityError] (matching
+// [ErrBadValidity], and a [*ValidityError] (matching
 // [ErrExpired] or [ErrNotYetValid]) that carries the otherwise good Cert.
 // The protocol minor version is not checked, as other clients do not.
 func Verify(b []byte, providerPK ed25519.PublicKey, now time.Time) (*Cert, error) {
@@ -100,9 +100,6 @@ func Verify(b []byte, providerPK ed25519.PublicKey, now time.Time) (*Cert, error
 	}
 	copy(c.ResolverPK[:], raw[signedStart:offClientMagic])
 	copy(c.ClientMagic[:], raw[offClientMagic:offSerial])
-	if bytes.Equal(c.ClientMagic[:7], make([]byte, 7)) {
-		return nil, ErrBadClientMagic
-	}
 	if !c.NotBefore.Before(c.NotAfter) {
 		return nil, ErrBadValidity
 	}

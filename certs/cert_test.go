@@ -152,8 +152,6 @@ func TestVerifyErrors(t *testing.T) {
 		{"signed by another key", func() []byte { b, _ := Create(valid, otherSK); return b }(), testPK, testNow, []error{ErrSignature}},
 		{"nil provider key", good, nil, testNow, []error{ErrProviderKey}},
 		{"31-byte provider key", good, testPK[:31], testNow, []error{ErrProviderKey}},
-		{"zero client magic", with(func(t *Template) { t.ClientMagic = [8]byte{} }), testPK, testNow, []error{ErrBadClientMagic, ErrFormat}},
-		{"7 zero bytes of client magic", with(func(t *Template) { t.ClientMagic = [8]byte{0, 0, 0, 0, 0, 0, 0, 0xff} }), testPK, testNow, []error{ErrBadClientMagic, ErrFormat}},
 		{"start == end", with(func(t *Template) { t.NotAfter = t.NotBefore }), testPK, testFrom, []error{ErrBadValidity, ErrFormat}},
 		{"start > end", with(func(t *Template) { t.NotBefore, t.NotAfter = t.NotAfter, t.NotBefore }), testPK, testNow, []error{ErrBadValidity, ErrFormat}},
 		{"expired", good, testPK, testTill.Add(time.Second), []error{ErrExpired}},
@@ -162,7 +160,7 @@ func TestVerifyErrors(t *testing.T) {
 		{"not yet valid by a year", good, testPK, testFrom.AddDate(-1, 0, 0), []error{ErrNotYetValid}},
 	}
 	all := []error{ErrShort, ErrFormat, ErrBadMagic, ErrUnsupported, ErrSignature, ErrProviderKey,
-		ErrBadClientMagic, ErrBadValidity, ErrExpired, ErrNotYetValid, ErrNoValidCert}
+		ErrBadValidity, ErrExpired, ErrNotYetValid, ErrNoValidCert}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := Verify(tc.cert, tc.pk, tc.now)

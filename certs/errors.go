@@ -7,7 +7,7 @@ import (
 )
 
 // Errors returned by [Verify], [Select], [Fetch] and [Refresher]. Malformed
-// certificates (ErrShort, ErrBadMagic, ErrBadClientMagic, ErrBadValidity)
+// certificates (ErrShort, ErrBadMagic, ErrBadValidity)
 // also match ErrFormat with [errors.Is].
 var (
 	// ErrNoValidCert: no offered certificate survived verification. Select
@@ -30,9 +30,6 @@ var (
 	ErrShort = fmt.Errorf("%w: too short", ErrFormat)
 	// ErrBadMagic: the certificate does not start with "DNSC".
 	ErrBadMagic = fmt.Errorf("%w: bad magic", ErrFormat)
-	// ErrBadClientMagic: the client magic starts with 7 zero bytes, which the
-	// specification forbids (such queries would look like other protocols).
-	ErrBadClientMagic = fmt.Errorf("%w: client magic starts with 7 zero bytes", ErrFormat)
 	// ErrBadValidity: ts-start is not before ts-end.
 	ErrBadValidity = fmt.Errorf("%w: ts-start not before ts-end", ErrFormat)
 

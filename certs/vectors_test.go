@@ -7,6 +7,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -24,7 +25,10 @@ var (
 
 func readTestdata(tb testing.TB, name string) []byte {
 	tb.Helper()
-	b, err := os.ReadFile("testdata/dnsdist/" + name)
+	if !strings.Contains(name, "/") {
+		name = "dnsdist/" + name
+	}
+	b, err := os.ReadFile("testdata/" + name)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -135,5 +139,22 @@ func TestDigPresentation(t *testing.T) {
 	}
 	if i != len(want) {
 		t.Errorf("got %d lines, want %d", i, len(want))
+	}
+}
+
+// TestAmeshkovCert verifies a certificate captured from the ameshkov/dnscrypt
+// v2.4.0 server (AdGuard's DNSCrypt library), which uses an all-zero client
+// magic and its start time as serial. The protocol does not forbid such a
+// magic, and refusing it would cut the proxy off from these resolvers: a
+// regression test for a rule once wrongly enforced here.
+func TestAmeshkovCert(t *testing.T) {
+	pk := ed25519.PublicKey(readTestdata(t, "ameshkov/provider.pub"))
+	raw := readTestdata(t, "ameshkov/c.cert")
+	c, err := Verify(raw, pk, time.Unix(1795302960, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ClientMagic != [8]byte{} || c.Construction != dnscrypt.XSalsa20Poly1305 || c.Serial != 1795302937 {
+		t.Fatalf("got magic %x, es %v, serial %d", c.ClientMagic, c.Construction, c.Serial)
 	}
 }
