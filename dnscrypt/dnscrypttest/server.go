@@ -238,7 +238,6 @@ func (s *Server) makeCert(sp CertSpec, now time.Time) (*certKey, error) {
 	}
 	var magic [8]byte
 	rand.Read(magic[:])
-	magic[0] |= 1 // never 7 leading zero bytes
 	raw, err := certs.Create(certs.Template{
 		Construction: sp.Construction,
 		ResolverPK:   kp.Public,

@@ -2,11 +2,7 @@ package dnscrypttest_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/binary"
 	"errors"
-	"io"
-	"net"
 	"testing"
 	"time"
 
@@ -17,81 +13,24 @@ import (
 	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt/dnscrypttest"
 )
 
-// client is a minimal DNSCrypt client for the self-test.
-type client struct {
-	srv  *dnscrypttest.Server
-	cert *certs.Cert
-	key  *dnscrypt.SharedKey
-}
+type client struct{ *dnscrypttest.Client }
 
 func newClient(t *testing.T, srv *dnscrypttest.Server, ex certs.Exchanger) *client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	cs, err := certs.Fetch(ctx, ex, srv.Addr, dnscrypttest.ProviderName, srv.ProviderKey, time.Now(), false)
+	c, err := dnscrypttest.NewClient(ctx, ex, srv.Addr, dnscrypttest.ProviderName, srv.ProviderKey)
 	if err != nil {
 		t.Fatalf("fetching certificates: %v", err)
 	}
-	kp, err := dnscrypt.GenerateKeyPair(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := dnscrypt.NewSharedKey(cs[0].Construction, kp, &cs[0].ResolverPK, cs[0].ClientMagic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &client{srv: srv, cert: cs[0], key: k}
+	return &client{c}
 }
 
-// exchange sends q over network and returns the opened answer.
 func (c *client) exchange(t *testing.T, network string, q *dns.Msg) (*dns.Msg, error) {
 	t.Helper()
-	msg, err := q.Pack()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var nonce [dnscrypt.HalfNonceSize]byte
-	rand.Read(nonce[:])
-	padded := dnscrypt.UDPPaddedLen(len(msg), dnscrypt.MinUDPQueryLen)
-	if network == "tcp" {
-		padded = dnscrypt.TCPPaddedLen(len(msg), nonce[0])
-	}
-	pkt, err := dnscrypt.SealQuery(nil, msg, c.key, &nonce, padded)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := net.Dial(network, c.srv.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(time.Second))
-	resp := make([]byte, dnscrypt.MaxDNSSize)
-	var n int
-	if network == "tcp" {
-		conn.Write(binary.BigEndian.AppendUint16(nil, uint16(len(pkt))))
-		conn.Write(pkt)
-		var l [2]byte
-		if _, err := io.ReadFull(conn, l[:]); err != nil {
-			return nil, err
-		}
-		n, err = io.ReadFull(conn, resp[:binary.BigEndian.Uint16(l[:])])
-	} else {
-		conn.Write(pkt)
-		n, err = conn.Read(resp)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if network == "udp" && n > len(pkt) {
-		t.Errorf("UDP response of %d bytes to a query of %d", n, len(pkt))
-	}
-	plain, err := dnscrypt.OpenResponse(nil, resp[:n], c.key, &nonce)
-	if err != nil {
-		return nil, err
-	}
-	r := new(dns.Msg)
-	return r, r.Unpack(plain)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	return c.Exchange(ctx, network, q)
 }
 
 func query(name string, qtype uint16) *dns.Msg {
@@ -105,8 +44,8 @@ func TestServerAnswers(t *testing.T) {
 		t.Run(c.String(), func(t *testing.T) {
 			srv := dnscrypttest.NewServer(t, nil, dnscrypttest.CertSpec{Construction: c})
 			cl := newClient(t, srv, &dns.Client{Net: "udp"})
-			if cl.cert.Construction != c {
-				t.Fatalf("construction: got %v, want %v", cl.cert.Construction, c)
+			if cl.Cert.Construction != c {
+				t.Fatalf("construction: got %v, want %v", cl.Cert.Construction, c)
 			}
 			for _, network := range []string{"udp", "tcp"} {
 				r, err := cl.exchange(t, network, query("www.example.", dns.TypeA))
@@ -131,7 +70,7 @@ func TestServerAnswers(t *testing.T) {
 				t.Fatalf("tcp big: %v %v", r, err)
 			}
 			qs := srv.Queries()
-			if len(qs) != 6 || qs[0].ClientPK != cl.key.ClientPublicKey() || qs[5].Transport != "tcp" {
+			if len(qs) != 6 || qs[0].ClientPK != cl.Key.ClientPublicKey() || qs[5].Transport != "tcp" {
 				t.Fatalf("recorded queries: %+v", qs)
 			}
 		})
@@ -185,8 +124,8 @@ func TestServerCerts(t *testing.T) {
 		dnscrypttest.CertSpec{Serial: 7, BadSignature: true},
 	)
 	cl := newClient(t, srv, &dns.Client{Net: "udp"})
-	if cl.cert.Serial != 2 {
-		t.Fatalf("chose serial %d, want 2", cl.cert.Serial)
+	if cl.Cert.Serial != 2 {
+		t.Fatalf("chose serial %d, want 2", cl.Cert.Serial)
 	}
 	// Rotation: the new certificate is offered, the old one still answers.
 	if err := srv.SetCerts(dnscrypttest.CertSpec{Serial: 3}); err != nil {
@@ -195,8 +134,8 @@ func TestServerCerts(t *testing.T) {
 	if _, err := cl.exchange(t, "udp", query("www.example.", dns.TypeA)); err != nil {
 		t.Fatalf("old certificate after rotation: %v", err)
 	}
-	if cl2 := newClient(t, srv, &dns.Client{Net: "tcp"}); cl2.cert.Serial != 3 {
-		t.Fatalf("after rotation: serial %d, want 3", cl2.cert.Serial)
+	if cl2 := newClient(t, srv, &dns.Client{Net: "tcp"}); cl2.Cert.Serial != 3 {
+		t.Fatalf("after rotation: serial %d, want 3", cl2.Cert.Serial)
 	}
 	srv.ForgetOldCerts()
 	if _, err := cl.exchange(t, "udp", query("www.example.", dns.TypeA)); err == nil {
