@@ -14,8 +14,10 @@ import (
 //     an OPT record (or the answer carries none);
 //   - the answer without its OPT record when the client sent none (RFC 6891
 //     section 7); an extended RCODE, which needs the OPT, becomes SERVFAIL;
-//   - the answer cut to q.Limit with TC set (see Truncate) when it is larger;
-//     the question is kept, and so is the OPT record if the client sent one.
+//   - when larger than q.Limit, the answer cut down with TC set as
+//     [dns.Msg.Truncate] does: the header, the question, as many whole
+//     records as fit, in order, from the answer, authority and additional
+//     sections, and the OPT record if the client sent one.
 //
 // The answer must have QR set, opcode QUERY, the query's ID and its question
 // (name compared without regard to ASCII case); an answer with an error RCODE
@@ -25,15 +27,21 @@ import (
 // cannot be parsed where it must be; the proxy drops such answers. On error
 // dst is returned unchanged.
 //
-// The common cases (the answer fits; the OPT to strip is the last record) run
-// on the wire bytes without allocating when dst has room; truncation and
-// unusual layouts go through [dns.Msg]. Records beyond the question are not
-// validated when the answer passes unchanged. Stripping the last record on
-// the wire relies on RFC 1035 name compression: a pointer refers to a prior
-// name, so no name runs into the removed record nor reads the header
-// counts; an answer that breaks this (no conforming encoder produces one)
-// may come out unparsable, which the client then rejects. dst may be
-// answer[:0].
+// All this runs on the wire bytes without allocating when dst has room, as
+// long as the answer's OPT record, if any, is its last record. Other layouts
+// (an OPT followed by a TSIG, an OPT outside the additional section, a
+// record that overruns the message) and an OPT too large to keep go through
+// [dns.Msg]: Unpack, the OPT removed for a client without one, Truncate, Pack.
+// Records beyond the question are not validated when the answer passes
+// unchanged.
+//
+// On the wire, records are kept or cut as they come, with their original
+// compression. Upstream answers are normally compressed; one that is not may
+// keep fewer records than [dns.Msg.Truncate], which recompresses. Cutting
+// relies on RFC 1035 name compression: a pointer refers to a prior name, so
+// no kept name reads the header counts or runs into a removed record; an
+// answer that breaks this (no conforming encoder produces one) may come out
+// unparsable, which the client then rejects. dst may be answer[:0].
 func PrepareAnswer(dst, answer []byte, q Query) ([]byte, error) {
 	if len(answer) < headerLen {
 		return dst, errShort
@@ -51,7 +59,7 @@ func PrepareAnswer(dst, answer []byte, q Query) ([]byte, error) {
 		return dst, errRespOpcode
 	}
 	rcode := answer[3] & 0x0F
-	off := headerLen
+	qEnd := headerLen
 	switch be16(answer[4:]) {
 	case 1:
 		if len(answer) == headerLen && rcode != dns.RcodeSuccess {
@@ -67,7 +75,7 @@ func PrepareAnswer(dst, answer []byte, q Query) ([]byte, error) {
 		if aq != q.q {
 			return dst, errQuestion
 		}
-		off = end
+		qEnd = end
 	case 0:
 		if rcode == dns.RcodeSuccess {
 			return dst, errNoQuestion
@@ -76,49 +84,76 @@ func PrepareAnswer(dst, answer []byte, q Query) ([]byte, error) {
 		return dst, errQDCount
 	}
 	limit := min(max(q.Limit, MinUDPSize), MaxTCPSize)
-	if q.HadOPT {
-		if len(answer) <= limit {
-			return append(dst, answer...), nil
-		}
-		return prepareAnswerMsg(dst, answer, true, limit)
+	if q.HadOPT && len(answer) <= limit {
+		return append(dst, answer...), nil
 	}
 
-	// The client sent no OPT: find the answer's.
+	// Find the answer's OPT record; only a last one is handled here.
 	an, ns, ar := int(be16(answer[6:])), int(be16(answer[8:])), int(be16(answer[10:]))
 	n := an + ns + ar
-	optIdx := -1
 	var opt rr
+	hasOPT := false
+	end := qEnd // end of the last record
 	for i := range n {
-		r, err := scanRR(answer, off)
-		if err != nil {
+		r, err := scanRR(answer, end)
+		if err != nil || r.rrtype == dns.TypeOPT && i != n-1 {
 			// Let miekg/dns judge (it tolerates counts that overstate).
-			return prepareAnswerMsg(dst, answer, false, limit)
+			return prepareAnswerMsg(dst, answer, q.HadOPT, limit)
 		}
 		if r.rrtype == dns.TypeOPT {
-			if i < an+ns || optIdx >= 0 {
-				return prepareAnswerMsg(dst, answer, false, limit)
+			opt, hasOPT = r, true
+		}
+		end = r.end
+	}
+	if !hasOPT && len(answer) <= limit {
+		return append(dst, answer...), nil
+	}
+	records := n // records other than the OPT, all before it
+	optLen := 0  // bytes of OPT record to keep
+	body := end  // end of the records other than the OPT
+	if hasOPT {
+		records--
+		body = opt.start
+		if q.HadOPT {
+			optLen = opt.end - opt.start
+			if qEnd+optLen > limit {
+				// Its options must go: Truncate does that.
+				return prepareAnswerMsg(dst, answer, q.HadOPT, limit)
 			}
-			optIdx, opt = i, r
 		}
-		off = r.end
 	}
-	switch {
-	case optIdx < 0:
-		if len(answer) <= limit {
-			return append(dst, answer...), nil
+	cut, kept := body, records
+	if body+optLen > limit {
+		cut, kept = qEnd, 0
+		for kept < records {
+			r, _ := scanRR(answer, cut) // walked above
+			if r.end+optLen > limit {
+				break
+			}
+			cut, kept = r.end, kept+1
 		}
-	case optIdx == n-1 && opt.start <= limit:
-		// The OPT is the last record, so no compression pointer refers to
-		// it or past it: cutting it off leaves the rest valid.
-		start := len(dst)
-		dst = append(dst, answer[:opt.start]...)
-		binary.BigEndian.PutUint16(dst[start+10:], uint16(ar-1))
-		if answer[opt.hdr+4] != 0 { // extended RCODE
-			dst[start+3] = dst[start+3]&0xF0 | dns.RcodeServerFailure
-		}
-		return dst, nil
 	}
-	return prepareAnswerMsg(dst, answer, false, limit)
+	start := len(dst)
+	dst = append(dst, answer[:cut]...)
+	keptAN := min(kept, an)
+	keptNS := min(kept-keptAN, ns)
+	keptAR := kept - keptAN - keptNS
+	if optLen > 0 {
+		dst = append(dst, answer[opt.start:opt.end]...)
+		keptAR++
+	}
+	h := dst[start:] // after the last append, which may move dst
+	binary.BigEndian.PutUint16(h[6:], uint16(keptAN))
+	binary.BigEndian.PutUint16(h[8:], uint16(keptNS))
+	binary.BigEndian.PutUint16(h[10:], uint16(keptAR))
+	if kept < records {
+		h[2] |= 0x02 // TC
+	}
+	if hasOPT && optLen == 0 && answer[opt.hdr+4] != 0 {
+		// The extended RCODE goes with the OPT.
+		h[3] = h[3]&0xF0 | dns.RcodeServerFailure
+	}
+	return dst, nil
 }
 
 // prepareAnswerMsg is PrepareAnswer through *dns.Msg, for an answer whose

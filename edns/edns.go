@@ -98,8 +98,7 @@ func Truncate(m *dns.Msg, limit int) {
 	if opt := m.IsEdns0(); opt != nil && len(opt.Option) > 0 {
 		bare := dns.Msg{MsgHdr: m.MsgHdr, Question: m.Question}
 		if bare.Len()+dns.Len(opt) > limit {
-			opt.Option = nil
-			m.Truncated = true
+			opt.Option = nil // not a record: no TC for this alone
 		}
 	}
 	m.Truncate(limit)

@@ -155,35 +155,13 @@ func FuzzPrepareAnswer(f *testing.F) {
 		if bytes.Equal(got, answer) {
 			return
 		}
-		// Changed: then we built it, and it must parse whenever the answer
-		// did, unless names in the answer read the header or run into the
-		// OPT record cut off on the wire (see PrepareAnswer).
-		in := new(dns.Msg)
-		if in.Unpack(answer) != nil || namesAbuseLayout(answer) {
+		// Changed: then we built it, and it must keep the promises whenever
+		// the answer parsed, unless names in the answer read the header or
+		// past their record (see PrepareAnswer).
+		if new(dns.Msg).Unpack(answer) != nil || namesAbuseLayout(answer) {
 			return
 		}
-		out := unpack(t, got)
-		if !q.HadOPT && countOPT(out) != 0 {
-			t.Fatalf("OPT sent to a client without one: %v", out)
-		}
-		if len(in.Question) == 1 && (len(out.Question) != 1 || out.Question[0] != in.Question[0]) {
-			t.Fatalf("got question %v, want %v", out.Question, in.Question)
-		}
-		inRRs := len(in.Answer) + len(in.Ns) + len(in.Extra) - countOPT(in)
-		outRRs := len(out.Answer) + len(out.Ns) + len(out.Extra) - countOPT(out)
-		if outRRs < inRRs && !out.Truncated {
-			t.Fatalf("records dropped without TC: %d of %d", outRRs, inRRs)
-		}
-		// Both paths agree.
-		ref, err := prepareAnswerMsg(nil, answer, q.HadOPT, q.Limit)
-		if err != nil {
-			return // e.g. header-only answers, which miekg/dns packs differently
-		}
-		cg, ok1 := canonical(got)
-		cr, ok2 := canonical(ref)
-		if ok1 && ok2 && !bytes.Equal(cg, cr) {
-			t.Fatalf("got %x, msg path %x", got, ref)
-		}
+		checkAnswer(t, answer, got, q)
 	})
 }
 
@@ -225,48 +203,41 @@ func FuzzTCReplyBytes(f *testing.F) {
 }
 
 // namesAbuseLayout reports whether answer may have a compression pointer
-// into the header, or a name that runs into its last record: patterns that
-// no conforming encoder produces, and that stripping the last record on the
-// wire may break. It over-approximates: any c0xx pair with xx < 12 counts.
+// into the header, or a name that reads past the end of its own record:
+// patterns that no conforming encoder produces, and that cutting records on
+// the wire may break. It over-approximates: any c0xx pair with xx < 12
+// counts, and so does a name reading into a later record that is kept.
 func namesAbuseLayout(answer []byte) bool {
 	for i := headerLen; i+1 < len(answer); i++ {
 		if answer[i]&0xC0 == 0xC0 && answer[i]&0x3F == 0 && answer[i+1] < headerLen {
 			return true
 		}
 	}
-	// Poison the last record: if the answer no longer parses once its
-	// count is lowered, something read into it.
-	s, err := scanAll(answer)
-	if err != nil || s < 0 {
-		return false
+	off := headerLen
+	if be16(answer[4:]) != 0 {
+		var err error
+		if _, off, err = scanQuestion(answer, headerLen); err != nil {
+			return false
+		}
 	}
-	p := bytes.Clone(answer)
-	for i := s; i < len(p); i++ {
-		p[i] = 0xBF // reserved label type
-	}
-	if ar := be16(p[10:]); ar > 0 {
-		p[10], p[11] = byte((ar-1)>>8), byte(ar-1)
-	}
-	return new(dns.Msg).Unpack(p) != nil
-}
-
-// scanAll returns the start of the last record of answer, or -1.
-func scanAll(answer []byte) (int, error) {
-	_, off, err := scanQuestion(answer, headerLen)
-	if be16(answer[4:]) == 0 {
-		off, err = headerLen, nil
-	}
-	if err != nil {
-		return -1, err
-	}
-	last := -1
-	n := int(be16(answer[6:])) + int(be16(answer[8:])) + int(be16(answer[10:]))
-	for range n {
+	an, ns, ar := int(be16(answer[6:])), int(be16(answer[8:])), int(be16(answer[10:]))
+	for i := range an + ns + ar {
 		r, err := scanRR(answer, off)
 		if err != nil {
-			return -1, err
+			return false
 		}
-		last, off = r.start, r.end
+		// The message cut after record i must still parse.
+		p := bytes.Clone(answer[:r.end])
+		k := i + 1
+		kan := min(k, an)
+		kns := min(k-kan, ns)
+		p[6], p[7] = byte(kan>>8), byte(kan)
+		p[8], p[9] = byte(kns>>8), byte(kns)
+		p[10], p[11] = byte((k-kan-kns)>>8), byte(k-kan-kns)
+		if new(dns.Msg).Unpack(p) != nil {
+			return true
+		}
+		off = r.end
 	}
-	return last, nil
+	return false
 }

@@ -1,0 +1,118 @@
+package edns
+
+import (
+	"testing"
+
+	"github.com/miekg/dns"
+)
+
+// The wire functions against the plain *dns.Msg path doing the same job.
+
+func benchQueries(b *testing.B) map[string][]byte {
+	cookie := &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708"}
+	return map[string][]byte{
+		// glibc-style: no OPT.
+		"plain": pack(b, newQuery("www.example.com.", dns.TypeA)),
+		// dig-style: OPT 1232, DO, client cookie.
+		"dig": pack(b, withOPT(newQuery("www.example.com.", dns.TypeA), 1232, true, cookie)),
+	}
+}
+
+func BenchmarkPrepareQuery(b *testing.B) {
+	for _, name := range []string{"plain", "dig"} {
+		pkt := benchQueries(b)[name]
+		b.Run(name+"/wire", func(b *testing.B) {
+			buf := make([]byte, 0, 512)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, err := PrepareQuery(buf, pkt, DefaultPayloadSize); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(name+"/msg", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				m := new(dns.Msg)
+				if err := m.Unpack(pkt); err != nil {
+					b.Fatal(err)
+				}
+				SetPayloadSize(m, DefaultPayloadSize)
+				if _, err := m.Pack(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkPrepareAnswer(b *testing.B) {
+	qOPT := withOPT(newQuery("www.example.com.", dns.TypeA), 1232, true)
+	qPlain := newQuery("www.example.com.", dns.TypeA)
+	cases := []struct {
+		name  string
+		query *dns.Msg
+		n     int // A records in the answer, which carries an OPT
+	}{
+		{"fits", qOPT, 4},           // client OPT, 4 A records: unchanged
+		{"strip", qPlain, 4},        // client without OPT: OPT removed
+		{"truncate1232", qOPT, 200}, // 200 A records cut to 1232
+		{"truncate512", qPlain, 200},
+	}
+	for _, c := range cases {
+		q := mustPrepare(b, pack(b, c.query), DefaultPayloadSize)
+		ans := pack(b, answerFor(c.query, c.n, true))
+		b.Run(c.name+"/wire", func(b *testing.B) {
+			buf := make([]byte, 0, 4096)
+			b.ReportAllocs()
+			b.SetBytes(int64(len(ans)))
+			for b.Loop() {
+				if _, err := PrepareAnswer(buf, ans, q); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(c.name+"/msg", func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(ans)))
+			for b.Loop() {
+				m := new(dns.Msg)
+				if err := m.Unpack(ans); err != nil {
+					b.Fatal(err)
+				}
+				if !q.HadOPT {
+					removeOPT(m)
+				}
+				Truncate(m, q.Limit)
+				if _, err := m.Pack(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkTCReply(b *testing.B) {
+	pkt := benchQueries(b)["dig"]
+	b.Run("wire", func(b *testing.B) {
+		buf := make([]byte, 0, 512)
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := TCReplyBytes(buf, pkt); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("msg", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			m := new(dns.Msg)
+			if err := m.Unpack(pkt); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := TCReply(m).Pack(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
