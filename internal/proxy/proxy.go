@@ -151,6 +151,13 @@ func (s socksContextDialer) DialContext(ctx context.Context, network, addr strin
 	return d.dial(ctx, addr, s.user, s.pass, nil)
 }
 
+// RefreshCerts asks for an early certificate check (SIGUSR1), without
+// waiting for it. The certificate in use stays until a better one is found.
+func (p *Proxy) RefreshCerts() {
+	p.log.Info("Refetching server certificates")
+	p.refresher.Trigger()
+}
+
 // Serve answers queries arriving on pc (UDP) and ln (TCP) until ctx is
 // done; either may be nil. It first fetches a valid certificate, retrying
 // with backoff, and calls Config.OnReady once it answers. It closes pc and

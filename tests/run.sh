@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Runs every test of the project, the way CI does:
+#   1. installs what the tests need (Debian packages, the Go DNSCrypt test
+#      server; root is needed only when something is missing),
+#   2. gofmt and go vet,
+#   3. unit and end-to-end tests (race detector, shuffled order),
+#   4. every fuzz target for FUZZTIME (default 10s) each,
+#   5. every benchmark once, so they keep working (numbers: see README).
+#
+# Usage: sudo tests/run.sh            (CI=true makes a missing real
+#                                      component a failure, not a skip)
+# Knobs: FUZZTIME=30s, SKIP_FUZZ=1, SKIP_INSTALL=1, GOTESTFLAGS="-run X".
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+[[ -x /usr/local/go/bin/go ]] && export PATH="/usr/local/go/bin:$PATH"
+command -v go >/dev/null || { echo "run.sh: no go command (Go 1.26 is needed)" >&2; exit 1; }
+
+step() { printf '\n=== %s\n' "$*"; }
+started=$SECONDS
+
+if [[ "${SKIP_INSTALL:-0}" != 1 ]]; then
+  step "install test dependencies"
+  tests/lab/install.sh
+fi
+
+step "gofmt and go vet"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './tests/tools/*'))
+if [[ -n "$unformatted" ]]; then
+  echo "gofmt would change:" >&2
+  echo "$unformatted" >&2
+  exit 1
+fi
+go vet ./...
+
+step "unit and end-to-end tests"
+# shellcheck disable=SC2086
+go test -race -shuffle=on -timeout 45m ${GOTESTFLAGS:-} ./...
+
+if [[ "${SKIP_FUZZ:-0}" != 1 ]]; then
+  step "fuzz targets, ${FUZZTIME:-10s} each"
+  for pkg in $(go list ./...); do
+    for target in $(go test -list '^Fuzz' "$pkg" | grep '^Fuzz' || true); do
+      echo "--- $pkg $target"
+      go test -run='^$' -fuzz="^${target}\$" -fuzztime="${FUZZTIME:-10s}" -fuzzminimizetime=5s "$pkg"
+    done
+  done
+fi
+
+step "benchmarks, one iteration each"
+go test -run='^$' -bench=. -benchtime=1x ./... >/dev/null
+
+step "all tests passed in $((SECONDS - started)) s"
