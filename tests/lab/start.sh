@@ -305,10 +305,12 @@ fi
 wait_for socks "SOCKS5 on $LAB_IP:$PORT_SOCKS" "$STATE/socks.log" 20 socks_dns_check "$PORT_SOCKS"
 wait_for socks-auth "SOCKS5 with auth on $LAB_IP:$PORT_SOCKS_AUTH" "$STATE/socks-auth.log" 20 socks_dns_check "$PORT_SOCKS_AUTH" "$SOCKS_USER" "$SOCKS_PASS"
 
-# Started last, so that the pid list it reads at once is complete. If the
-# owner died meanwhile, it stops the lab right away.
+# Started last, with the complete pid list. If the owner died meanwhile, it
+# stops the lab right away.
 if [[ -n "$owner" ]]; then
-  start_bg watchdog "$STATE/watchdog.log" "$LAB_DIR_SCRIPTS/watchdog.sh" "$STATE" "$owner" "$owner_st"
+  pidlist=""
+  for f in "$PIDS"/*.pid; do read -r line <"$f" && pidlist+="$line"$'\n'; done
+  start_bg watchdog "$STATE/watchdog.log" "$LAB_DIR_SCRIPTS/watchdog.sh" "$STATE" "$owner" "$owner_st" "$pidlist"
 fi
 
 # --- 4. provider key in both notations, stamps, lab.env ----------------------------

@@ -5,15 +5,16 @@
 # If the state dir disappears while the lab runs, it stops the processes it
 # last saw recorded there.
 #
-# Usage: watchdog.sh STATE_DIR OWNER_PID OWNER_STARTTIME
+# Usage: watchdog.sh STATE_DIR OWNER_PID OWNER_STARTTIME PIDLIST
+# PIDLIST: the lab's "PID STARTTIME" lines when it was started (so that the
+# list is known even if the state dir goes before this script reads it).
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-[[ $# == 3 ]] || die "usage: watchdog.sh STATE_DIR OWNER_PID OWNER_STARTTIME"
-STATE="$1" owner="$2" owner_st="$3"
+[[ $# == 4 ]] || die "usage: watchdog.sh STATE_DIR OWNER_PID OWNER_STARTTIME PIDLIST"
+STATE="$1" owner="$2" owner_st="$3" seen="$4"
 PIDS="$STATE/pids"
 
 # Poll once a second (builtins only, apart from sleep).
-seen=""
 while [[ "$(proc_starttime "$owner" 2>/dev/null)" == "$owner_st" ]]; do
   if [[ ! -d "$PIDS" ]]; then
     log "state dir $STATE is gone; stopping the processes it listed"
