@@ -1,0 +1,73 @@
+package tests
+
+import (
+	"bufio"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/miekg/dns"
+)
+
+// digResult is what dig or kdig printed, parsed.
+type digResult struct {
+	Status string   // NOERROR, NXDOMAIN, ...
+	Flags  []string // qr rd ra ad tc ...
+	Answer []string // answer records, TTL set to 0, sorted
+	Out    string
+}
+
+func (r *digResult) flag(f string) bool { return slices.Contains(r.Flags, f) }
+
+var (
+	statusRE = regexp.MustCompile(`status: ([A-Z]+)`)
+	flagsRE  = regexp.MustCompile(`;; [Ff]lags: ([a-z ]*)[;]`)
+)
+
+// runDig runs dig (or kdig) with args and parses its output. A timeout or
+// error without output gives a result with an empty Status.
+func runDig(t testing.TB, tool string, args ...string) *digResult {
+	t.Helper()
+	base := []string{"+time=5", "+tries=1"}
+	if tool == "kdig" {
+		base = []string{"+time=5", "+retry=0"}
+	}
+	out, _ := exec.Command(tool, append(base, args...)...).CombinedOutput()
+	r := &digResult{Out: string(out)}
+	if m := statusRE.FindStringSubmatch(r.Out); m != nil {
+		r.Status = m[1]
+	}
+	if m := flagsRE.FindStringSubmatch(r.Out); m != nil {
+		r.Flags = strings.Fields(m[1])
+	}
+	inAnswer := false
+	sc := bufio.NewScanner(strings.NewReader(r.Out))
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, ";; ANSWER SECTION"):
+			inAnswer = true
+		case strings.HasPrefix(line, ";;") || strings.TrimSpace(line) == "":
+			if inAnswer && !strings.HasPrefix(line, ";; ANSWER") {
+				inAnswer = false
+			}
+		case inAnswer:
+			rr, err := dns.NewRR(line)
+			if err != nil || rr == nil {
+				t.Fatalf("%s printed an answer record that does not parse: %q: %v", tool, line, err)
+			}
+			rr.Header().Ttl = 0
+			r.Answer = append(r.Answer, rr.String())
+		}
+	}
+	slices.Sort(r.Answer)
+	return r
+}
+
+// at returns the dig arguments for a server "IP:PORT".
+func at(addr string) []string {
+	host, port, _ := strings.Cut(addr, ":")
+	return []string{"@" + host, "-p", port}
+}
