@@ -141,7 +141,7 @@ func (o *Options) Plan(env *Env) (*Plan, error) {
 		}
 		kp, err := readClientKey(env, o.ClientKeyFile)
 		if err != nil {
-			return nil, setupErrorf("Client key file [%s] could not be used: %v", o.ClientKeyFile, err)
+			return nil, setupErrorf("Client key file [%s] could not be used: %s", o.ClientKeyFile, userText(err))
 		}
 		cfg.ClientKey = kp
 		p.KeyMode = KeyFile

@@ -1,0 +1,29 @@
+// Package cli is the command line of dnscrypt-proxy: it reads the
+// options and configuration file of dnscrypt-proxy 1.x (so that existing
+// command lines, configuration files and scripts keep working), turns
+// them into an [proxy.Config], and runs the process around the proxy:
+// logging, daemonizing, the pid file, dropping privileges, systemd socket
+// activation and notification, signals, and the --test certificate check.
+//
+// The main function is one line:
+//
+//	os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr))
+//
+// The steps are usable alone:
+//
+//	o, err := cli.Parse(args)        // options, or the config file given alone
+//	plan, err := o.Plan(nil)          // resolver, key, user, addresses; no network I/O
+//	h, err := cli.OpenLogHandler(plan.Log, os.Stdout, os.Stderr)
+//
+// Errors that end the program are [*ExitError]s carrying 1.x's exit
+// status and wording: 1 for usage and setup errors, 2 for plugins (not
+// supported) and for --test without a valid certificate, 3 for a --test
+// timeout, 4 for a certificate ending within the --test margin.
+//
+// Differences from 1.x, by design: --user does not chroot; -R without -L
+// uses a built-in list; with no resolver at all a built-in default is
+// used; a pid file of another running dnscrypt-proxy is not overwritten;
+// --daemonize returns only once the proxy answers; and there are new
+// options for stamps and Tor (--stamp, --proxy, --tor, --isolation,
+// --isolation-epoch, --no-optimistic-data, --no-ephemeral-keys).
+package cli

@@ -1,0 +1,382 @@
+package cli
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jedisct1/go-dnsstamps"
+
+	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/proxy"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/stamps"
+)
+
+const (
+	scalewayAddr = "212.47.228.136:443"
+	scalewayName = "2.dnscrypt-cert.fr.dnscrypt.org"
+	scalewayKey  = "E801:B84E:A606:BFB0:BAC0:CE43:445B:B15E:BA64:B02F:A3C4:AA31:AE10:636A:0790:324D"
+	scalewayStmp = "sdns://AQcAAAAAAAAADjIxMi40Ny4yMjguMTM2IOgBuE6mBr-wusDOQ0RbsV66ZLAvo8SqMa4QY2oHkDJNHzIuZG5zY3J5cHQtY2VydC5mci5kbnNjcnlwdC5vcmc"
+	csvPath      = "testdata/resolvers-1.9.5.csv"
+)
+
+const randomCSV = `Name,Full name,DNSSEC validation,No logs,Resolver address,Provider name,Provider public key
+logger,Logs,yes,no,192.0.2.1:443,2.dnscrypt-cert.logger.example,` + scalewayKey + `
+v6,IPv6,yes,yes,[2001:db8::1]:443,2.dnscrypt-cert.v6.example,` + scalewayKey + `
+good,Good,yes,yes,192.0.2.3:443,2.dnscrypt-cert.good.example,` + scalewayKey + `
+`
+
+// testEnv reads testdata and a few in-memory files, and knows one user.
+func testEnv() *Env {
+	mem := memFiles(map[string]string{
+		"/mem/random.csv": randomCSV,
+		"/mem/system.csv": "Name,Resolver address,Provider name,Provider public key\nold-one,192.0.2.9,2.dnscrypt-cert.old.example," + scalewayKey + "\n",
+		"/mem/key":        "0101" + testSKHex + "\n",
+		"/mem/badkey":     "0101",
+	})
+	return &Env{
+		Open: func(path string) (io.ReadCloser, error) {
+			if strings.HasPrefix(path, "/mem/") {
+				return mem(path)
+			}
+			return os.Open(path)
+		},
+		LookupUser: func(name string) (*User, error) {
+			if name == "dnscrypt" {
+				return &User{Name: "dnscrypt", UID: 900, GID: 900, Groups: []int{900}, Home: "/var/empty"}, nil
+			}
+			return nil, errors.New("unknown user")
+		},
+		SystemLists: []string{"/mem/nosuch.csv", "/mem/system.csv"},
+	}
+}
+
+func plan(t *testing.T, args ...string) *Plan {
+	t.Helper()
+	o, err := ParseArgs(args)
+	if err != nil {
+		t.Fatalf("ParseArgs(%q): %v", args, err)
+	}
+	p, err := o.Plan(testEnv())
+	if err != nil {
+		t.Fatalf("Plan(%q): %v", args, err)
+	}
+	return p
+}
+
+func hasNote(p *Plan, level slog.Level, msg string) bool {
+	return slices.ContainsFunc(p.Notes, func(n Note) bool { return n.Level == level && strings.Contains(n.Msg, msg) })
+}
+
+func TestPlanDefaults(t *testing.T) {
+	p := plan(t)
+	c := p.Proxy
+	if c.ResolverAddr != scalewayAddr || c.ProviderName != scalewayName || stamps.FormatProviderKey(c.ProviderKey) != scalewayKey {
+		t.Errorf("default resolver: got %s %s %s", c.ResolverAddr, c.ProviderName, stamps.FormatProviderKey(c.ProviderKey))
+	}
+	if p.Listen != "127.0.0.1:53" {
+		t.Errorf("listen: got %s, want 127.0.0.1:53", p.Listen)
+	}
+	if p.Log != (LogSettings{MaxPriority: 6}) {
+		t.Errorf("log: got %+v", p.Log)
+	}
+	if c.SOCKS != nil || c.EphemeralKeys || c.ClientKey != nil || c.TCPOnly || c.EDNSPayloadSize != 0 || c.MaxActiveRequests != 0 {
+		t.Errorf("proxy config: got %+v", c)
+	}
+	if p.Daemonize || p.PidFile != "" || p.User != nil || p.Test || p.KeyMode != KeySession {
+		t.Errorf("plan: got %+v", p)
+	}
+	if !hasNote(p, slog.LevelInfo, "No resolver given: using [scaleway-fr] from the built-in list") {
+		t.Errorf("notes: got %+v", p.Notes)
+	}
+}
+
+func TestPlanResolverSelection(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     []string
+		addr     string
+		provider string
+		notes    []Note
+	}{
+		{"-R with -L", []string{"-R", "cs-uswest", "-L", csvPath}, "76.164.234.11:443", "2.dnscrypt-cert.cryptostorm.is",
+			[]Note{{slog.LevelInfo, "- [cs-uswest] does not support DNS Security Extensions"}, {slog.LevelInfo, "+ Namecoin domains can be resolved"}, {slog.LevelInfo, "+ Provider supposedly doesn't keep logs"}}},
+		{"-R ignores case", []string{"--resolver-name=DNSCRYPT.EU-NL", "-L", csvPath}, "176.56.237.171:443", "2.dnscrypt-cert.resolver1.dnscrypt.eu",
+			[]Note{{slog.LevelInfo, "+ DNS Security Extensions are supported"}}},
+		{"-R logging resolver", []string{"-R", "cisco", "-L", csvPath}, "208.67.220.220:443", "2.dnscrypt-cert.opendns.com",
+			[]Note{{slog.LevelWarn, "- [cisco] logs your activity"}}},
+		{"-R IPv6 row", []string{"-R", "cisco-ipv6", "-L", csvPath}, "[2620:0:ccc::2]:443", "2.dnscrypt-cert.opendns.com", nil},
+		{"-R with -r override", []string{"-R", "cisco", "-L", csvPath, "-r", "192.0.2.7:5353"}, "192.0.2.7:5353", "2.dnscrypt-cert.opendns.com",
+			[]Note{{slog.LevelInfo, "Resolver address forced to [192.0.2.7:5353]"}}},
+		{"-R with -N and -k", []string{"-R", "cisco", "-L", csvPath, "-N", "2.x", "-k", scalewayKey}, "208.67.220.220:443", "2.dnscrypt-cert.opendns.com",
+			[]Note{{slog.LevelWarn, "--provider-name and --provider-key are ignored"}}},
+		{"-R random", []string{"-R", "random", "-L", "/mem/random.csv"}, "192.0.2.3:443", "2.dnscrypt-cert.good.example",
+			[]Note{{slog.LevelInfo, "Randomly chosen resolver: [good]"}}},
+		{"-R RANDOM", []string{"-R", "RANDOM", "-L", "/mem/random.csv"}, "192.0.2.3:443", "2.dnscrypt-cert.good.example", nil},
+		{"-R built-in", []string{"-R", "scaleway-fr"}, scalewayAddr, scalewayName, nil},
+		{"-R from a system list", []string{"-R", "old-one"}, "192.0.2.9:443", "2.dnscrypt-cert.old.example", nil},
+		{"-r -N -k", []string{"-r", "192.0.2.1", "-N", "2.dnscrypt-cert.example.com", "-k", scalewayKey}, "192.0.2.1:443", "2.dnscrypt-cert.example.com", nil},
+		{"-r IPv6 bare", []string{"-r", "2001:db8::53", "-N", "2.x", "-k", scalewayKey}, "[2001:db8::53]:443", "2.x", nil},
+		{"-r IPv6 port", []string{"-r", "[2001:db8::53]:5353", "-N", "2.x", "-k", scalewayKey}, "[2001:db8::53]:5353", "2.x", nil},
+		{"-r --resolver-port", []string{"-r", "192.0.2.1", "--resolver-port=5353", "-N", "2.x", "-k", scalewayKey}, "192.0.2.1:5353", "2.x", nil},
+		{"default --resolver-port", []string{"--resolver-port=5353"}, "212.47.228.136:5353", scalewayName, nil},
+		{"--stamp", []string{"--stamp", scalewayStmp}, scalewayAddr, scalewayName, nil},
+		{"--stamp with -r", []string{"--stamp", scalewayStmp, "-r", "127.0.0.1:4443"}, "127.0.0.1:4443", scalewayName, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := plan(t, tt.args...)
+			if p.Proxy.ResolverAddr != tt.addr || p.Proxy.ProviderName != tt.provider || len(p.Proxy.ProviderKey) != 32 {
+				t.Errorf("got %s %s %x, want %s %s", p.Proxy.ResolverAddr, p.Proxy.ProviderName, p.Proxy.ProviderKey, tt.addr, tt.provider)
+			}
+			for _, n := range tt.notes {
+				if !hasNote(p, n.Level, n.Msg) {
+					t.Errorf("note %v %q missing from %+v", n.Level, n.Msg, p.Notes)
+				}
+			}
+		})
+	}
+}
+
+func TestPlanErrors(t *testing.T) {
+	doh := dnsstamps.ServerStamp{Proto: dnsstamps.StampProtoTypeDoH, ServerAddrStr: "192.0.2.1:443", ProviderName: "doh.example", Path: "/dns-query"}
+	key := []string{"-N", "2.dnscrypt-cert.x", "-k", scalewayKey}
+	tests := []struct {
+		name string
+		args []string
+		code int
+		msg  string
+	}{
+		{"-E and -K", []string{"-E", "-K", "/mem/key"}, 1, "--client-key and --ephemeral-keys are mutually exclusive"},
+		{"-l and -S", []string{"-l", "/tmp/log", "-S"}, 1, "--logfile and --syslog are mutually exclusive"},
+		{"-d -l -S", []string{"-d", "-S", "-l", "/tmp/log"}, 1, "--logfile and --syslog are mutually exclusive"},
+		{"-N version", append([]string{"-r", "192.0.2.1", "-k", scalewayKey}, "-N", "1.dnscrypt-cert.x"), 1, "Unsupported server protocol version"},
+		{"-N without dot", []string{"-r", "192.0.2.1", "-k", scalewayKey, "-N", "2"}, 1, "Unsupported server protocol version"},
+		{"-N with a space", []string{"-r", "192.0.2.1", "-k", scalewayKey, "-N", "2.a b"}, 1, "Invalid provider name"},
+		{"-k short", []string{"-r", "192.0.2.1", "-N", "2.x", "-k", "E801:B84E"}, 1, "Invalid provider key: [E801:B84E]: invalid provider key: 4 bytes, want 32"},
+		{"-r alone", []string{"-r", "192.0.2.1"}, 1, "--provider-name and --provider-key missing"},
+		{"-N -k alone", key, 1, "--resolver-address missing"},
+		{"-r bad", append([]string{"-r", "192.0.2.300"}, key...), 1, "Unsupported resolver address: 192.0.2.300"},
+		{"-r name without proxy", append([]string{"-r", "dns.example:443"}, key...), 1, "host names only work through --proxy or --tor"},
+		{"-r port conflict", append([]string{"-r", "192.0.2.1:443", "--resolver-port=53"}, key...), 1, "--resolver-port=53 conflicts with the port of --resolver-address=192.0.2.1:443"},
+		{"-R unknown", []string{"-R", "nosuch", "-L", csvPath}, 1, "No resolver named [nosuch] found in the [" + csvPath + "] list"},
+		{"-R unknown, built-in", []string{"-R", "nosuch"}, 1, "No resolver named [nosuch] found in the [built-in] or [/mem/system.csv] list"},
+		{"-L unreadable", []string{"-R", "x", "-L", "/mem/nosuch.csv"}, 1, "Unable to read [/mem/nosuch.csv]: file does not exist"},
+		{"-L not a list", []string{"-R", "x", "-L", "/mem/key"}, 1, "Unable to use the resolvers list [/mem/key]"},
+		{"-R random without candidates", []string{"-R", "random", "-L", csvPath + "x"}, 1, "Unable to read"},
+		{"--stamp bad", []string{"--stamp=sdns://AAAA"}, 1, "Invalid stamp: [sdns://AAAA]"},
+		{"--stamp DoH", []string{"--stamp=" + doh.String()}, 1, "Unsupported stamp: this is a DoH stamp; only DNSCrypt stamps are supported for now"},
+		{"--stamp and -R", []string{"--stamp=" + scalewayStmp, "-R", "x"}, 1, "--stamp and --resolver-name exclude each other"},
+		{"--stamp and -k", []string{"--stamp=" + scalewayStmp, "-k", scalewayKey}, 1, "--stamp already gives the provider name and key"},
+		{"-a bad", []string{"-a", "localhost"}, 1, "Unsupported local address: localhost"},
+		{"-a bad port", []string{"-a", "127.0.0.1:0"}, 1, "Unsupported local address: 127.0.0.1:0"},
+		{"-a -P conflict", []string{"-a", "127.0.0.1:53", "-P", "5800"}, 1, "--local-port=5800 conflicts with the port of --local-address=127.0.0.1:53"},
+		{"-u unknown", []string{"-u", "nosuchuser"}, 1, "Unknown user: [nosuchuser]"},
+		{"-K unreadable", []string{"-K", "/mem/nosuch"}, 1, "Client key file [/mem/nosuch] could not be used: file does not exist"},
+		{"-K bad", []string{"-K", "/mem/badkey"}, 1, "Client key file [/mem/badkey] could not be used: unsupported client key format: 2 bytes, want 34 (01 01 + key) or 32 (key)"},
+		{"--isolation without proxy", []string{"--isolation=query"}, 1, "--isolation needs --proxy or --tor"},
+		{"--isolation-epoch without proxy", []string{"--isolation-epoch=1m"}, 1, "--isolation-epoch needs --proxy or --tor"},
+		{"--no-optimistic-data without proxy", []string{"--no-optimistic-data"}, 1, "--no-optimistic-data needs --proxy or --tor"},
+		{"--proxy name", []string{"--proxy=socks5://tor.example:9050"}, 1, "\"tor.example\" is not an IP address"},
+		{"--proxy scheme", []string{"--proxy=http://127.0.0.1:8080"}, 1, "unsupported scheme \"http\""},
+		{"--proxy port", []string{"--proxy=socks5://127.0.0.1:99999"}, 1, "port \"99999\" out of range"},
+		{"--proxy path", []string{"--proxy=socks5://127.0.0.1:9050/x"}, 1, "unexpected text after the address"},
+		{"--proxy empty", []string{"--proxy=socks5://"}, 1, "no proxy address"},
+		{"--proxy zone", []string{"--proxy=socks5://[fe80::1%25eth0]:9050"}, 1, "is not an IP address"},
+		{"--tor -E -K", []string{"--tor", "-E", "-K", "/mem/key"}, 1, "mutually exclusive"},
+		{"-r name bad through proxy", append([]string{"--tor", "-r", "bad_host!:443"}, key...), 1, "Unsupported resolver address: bad_host!:443"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o, err := ParseArgs(tt.args)
+			if err != nil {
+				t.Fatalf("ParseArgs(%q): %v", tt.args, err)
+			}
+			p, err := o.Plan(testEnv())
+			if err == nil {
+				t.Fatalf("Plan(%q) = %+v, want an error", tt.args, p)
+			}
+			ee, ok := errors.AsType[*ExitError](err)
+			if !ok {
+				t.Fatalf("Plan(%q): %T %v, want *ExitError", tt.args, err, err)
+			}
+			if ee.Code != tt.code || !strings.Contains(ee.Msg, tt.msg) {
+				t.Errorf("Plan(%q): got exit %d %q, want exit %d %q", tt.args, ee.Code, ee.Msg, tt.code, tt.msg)
+			}
+		})
+	}
+}
+
+func TestPlanListen(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "127.0.0.1:53"},
+		{[]string{"-a", "127.0.0.2"}, "127.0.0.2:53"},
+		{[]string{"-a", "0.0.0.0:5353"}, "0.0.0.0:5353"},
+		{[]string{"-a", "::1"}, "[::1]:53"},
+		{[]string{"-a", "[::1]"}, "[::1]:53"},
+		{[]string{"-a", "[::1]:40"}, "[::1]:40"},
+		{[]string{"--local-port=5800"}, "127.0.0.1:5800"},
+		{[]string{"-P", "5800", "-a", "10.0.0.1"}, "10.0.0.1:5800"},
+		{[]string{"-a", "10.0.0.1:5800", "-P", "5800"}, "10.0.0.1:5800"},
+		{[]string{"-a", "::1", "-P", "5800"}, "[::1]:5800"},
+	} {
+		if got := plan(t, tt.args...).Listen; got != tt.want {
+			t.Errorf("%q: got %s, want %s", tt.args, got, tt.want)
+		}
+	}
+}
+
+func TestPlanProcessAndLogging(t *testing.T) {
+	p := plan(t, "-d")
+	if !p.Daemonize || !p.Log.Syslog {
+		t.Errorf("-d: got daemonize %v syslog %v, want both (1.x: -d implies -S)", p.Daemonize, p.Log.Syslog)
+	}
+	p = plan(t, "-d", "-l", "/var/log/x.log", "-Z", "pfx", "-m", "3")
+	if !p.Daemonize || p.Log != (LogSettings{File: "/var/log/x.log", Prefix: "pfx", MaxPriority: 3}) {
+		t.Errorf("-d -l: got %+v", p.Log)
+	}
+	p = plan(t, "-m", "0")
+	if p.Log.MaxPriority != 0 {
+		t.Errorf("-m 0: got %d", p.Log.MaxPriority)
+	}
+	p = plan(t, "-u", "dnscrypt", "-p", "/run/x.pid")
+	if p.User == nil || p.User.UID != 900 || p.PidFile != "/run/x.pid" {
+		t.Errorf("-u -p: got %+v %q", p.User, p.PidFile)
+	}
+	p = plan(t, "-t", "60", "-d", "-p", "/run/x.pid")
+	if !p.Test || p.TestMargin != time.Hour || p.Daemonize || p.PidFile != "" || p.Log.Syslog {
+		t.Errorf("--test: got %+v", p)
+	}
+	if !hasNote(p, slog.LevelInfo, "--test: not going to the background") || !hasNote(p, slog.LevelInfo, "--test: no pid file") {
+		t.Errorf("--test notes: got %+v", p.Notes)
+	}
+	p = plan(t, "-T", "-I", "-n", "1000", "-e", "4096")
+	if c := p.Proxy; !c.TCPOnly || !c.IgnoreTimestamps || c.MaxActiveRequests != 1000 || c.EDNSPayloadSize != 4096 {
+		t.Errorf("-T -I -n -e: got %+v", c)
+	}
+	for _, e := range []string{"0", "100", "512"} {
+		if got := plan(t, "-e", e).Proxy.EDNSPayloadSize; got != 512 {
+			t.Errorf("-e %s: got %d, want 512 (rewrite off)", e, got)
+		}
+	}
+}
+
+func TestPlanKeys(t *testing.T) {
+	p := plan(t, "-K", "/mem/key")
+	if p.KeyMode != KeyFile || p.Proxy.ClientKey == nil || p.Proxy.EphemeralKeys {
+		t.Errorf("-K: got mode %v key %v ephemeral %v", p.KeyMode, p.Proxy.ClientKey, p.Proxy.EphemeralKeys)
+	}
+	p = plan(t, "-E")
+	if p.KeyMode != KeyEphemeral || !p.Proxy.EphemeralKeys {
+		t.Errorf("-E: got mode %v ephemeral %v", p.KeyMode, p.Proxy.EphemeralKeys)
+	}
+	p = plan(t, "-E", "--ephemeral-keys=false")
+	if p.KeyMode != KeySession || p.Proxy.EphemeralKeys {
+		t.Errorf("-E --ephemeral-keys=false: got mode %v ephemeral %v", p.KeyMode, p.Proxy.EphemeralKeys)
+	}
+	p = plan(t, "-E=false", "-K", "/mem/key")
+	if p.KeyMode != KeyFile {
+		t.Errorf("-E=false -K: got mode %v", p.KeyMode)
+	}
+}
+
+func TestPlanTor(t *testing.T) {
+	p := plan(t, "--tor")
+	want := proxy.SOCKS{Addr: "127.0.0.1:9050", Isolation: proxy.IsolationEpoch}
+	if p.Proxy.SOCKS == nil || *p.Proxy.SOCKS != want {
+		t.Errorf("--tor: got %+v, want %+v", p.Proxy.SOCKS, want)
+	}
+	if !p.Proxy.EphemeralKeys || p.KeyMode != KeyEphemeral {
+		t.Errorf("--tor: ephemeral keys off")
+	}
+
+	p = plan(t, "--tor", "--proxy=socks5://127.0.0.1:9150", "--isolation=query", "--isolation-epoch=30m", "--no-optimistic-data", "--no-ephemeral-keys")
+	want = proxy.SOCKS{Addr: "127.0.0.1:9150", Isolation: proxy.IsolationQuery, Epoch: 30 * time.Minute, NoOptimisticData: true}
+	if *p.Proxy.SOCKS != want || p.Proxy.EphemeralKeys {
+		t.Errorf("--tor with options: got %+v ephemeral %v, want %+v", p.Proxy.SOCKS, p.Proxy.EphemeralKeys, want)
+	}
+
+	p = plan(t, "--proxy=socks5h://user:p%40ss@[::1]", "--isolation", "none")
+	want = proxy.SOCKS{Addr: "[::1]:1080", User: "user", Password: "p@ss", Isolation: proxy.IsolationNone}
+	if *p.Proxy.SOCKS != want || !p.Proxy.EphemeralKeys {
+		t.Errorf("--proxy: got %+v ephemeral %v, want %+v", p.Proxy.SOCKS, p.Proxy.EphemeralKeys, want)
+	}
+
+	p = plan(t, "--proxy=192.0.2.5:1081")
+	if p.Proxy.SOCKS.Addr != "192.0.2.5:1081" {
+		t.Errorf("bare --proxy: got %s", p.Proxy.SOCKS.Addr)
+	}
+
+	p = plan(t, "--tor", "-K", "/mem/key")
+	if p.Proxy.EphemeralKeys || p.KeyMode != KeyFile {
+		t.Errorf("--tor -K: the explicit key must win over the Tor default")
+	}
+
+	p = plan(t, "--tor", "-r", "DNSCrypt.Example.onion", "-N", "2.dnscrypt-cert.x", "-k", scalewayKey)
+	if p.Proxy.ResolverAddr != "dnscrypt.example.onion:443" {
+		t.Errorf("host name through Tor: got %s", p.Proxy.ResolverAddr)
+	}
+	p = plan(t, "--tor", "-r", "resolver.example:5353", "--stamp", scalewayStmp)
+	if p.Proxy.ResolverAddr != "resolver.example:5353" || p.Proxy.ProviderName != scalewayName {
+		t.Errorf("host name through Tor with a stamp: got %s %s", p.Proxy.ResolverAddr, p.Proxy.ProviderName)
+	}
+	p = plan(t, "--tor", "-r", "192.0.2.1", "-N", "2.x", "-k", scalewayKey)
+	if p.Proxy.ResolverAddr != "192.0.2.1:443" {
+		t.Errorf("IP through Tor: got %s", p.Proxy.ResolverAddr)
+	}
+}
+
+func TestPlanFromConfigFile(t *testing.T) {
+	o, err := Parse([]string{"testdata/dnscrypt-proxy.conf"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := testEnv()
+	env.LookupUser = func(name string) (*User, error) { return &User{Name: name, UID: 901, GID: 901}, nil }
+	o.ResolversList = csvPath // the file names /usr/local/share/...
+	p, err := o.Plan(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Proxy.ResolverAddr != "176.56.237.171:443" || !p.Proxy.TCPOnly || p.Listen != "127.0.0.2:53" ||
+		p.Log.File != "/var/log/dnscrypt-proxy.log" || p.PidFile != "/var/run/dnscrypt-proxy.pid" || p.User.Name != "_dnscrypt-proxy" {
+		t.Errorf("got %+v", p)
+	}
+}
+
+func TestParseConfigMode(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, s string) string {
+		path := dir + "/" + name
+		if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	good := write("good.conf", "TCPOnly yes\nLocalAddress 127.0.0.1:40\n")
+	o, err := Parse([]string{good})
+	if err != nil || !o.TCPOnly || o.LocalAddress != "127.0.0.1:40" {
+		t.Errorf("config mode: got %+v, %v", o, err)
+	}
+	// With another argument, or an option, a file name is an ignored argument (1.x).
+	o, err = Parse([]string{good, "-T"})
+	if err != nil || !slices.Equal(o.Args, []string{good}) || !o.TCPOnly || o.LocalAddress != "" {
+		t.Errorf("file and option: got %+v, %v", o, err)
+	}
+	bad := write("bad.conf", "EDNSPayloadSize 99999\n")
+	_, err = Parse([]string{bad})
+	if err == nil || !strings.HasPrefix(err.Error(), bad+": Invalid EDNS payload size: [99999]") || exitCode(err) != 1 {
+		t.Errorf("bad value in config: got %v", err)
+	}
+	_, err = Parse([]string{dir + "/nosuch.conf"})
+	if err == nil || !strings.Contains(err.Error(), "Unable to read the configuration file") {
+		t.Errorf("missing config: got %v", err)
+	}
+}
