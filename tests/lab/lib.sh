@@ -37,7 +37,8 @@ GO_DNSCRYPT="${LAB_GO_DNSCRYPT:-$LAB_REPO_ROOT/tests/.bin/dnscrypt}"
 LAB_T0=${EPOCHREALTIME/[.,]/}
 log() {
   local us=$((${EPOCHREALTIME/[.,]/} - LAB_T0))
-  printf '[lab %d.%02ds] %s\n' $((us / 1000000)) $((us % 1000000 / 10000)) "$*" >&2
+  # Never fails: a log line that cannot be written must not stop a cleanup.
+  printf '[lab %d.%02ds] %s\n' $((us / 1000000)) $((us % 1000000 / 10000)) "$*" >&2 2>/dev/null || true
 }
 die() { printf '[lab] ERROR: %s\n' "$*" >&2; exit 1; }
 
@@ -164,6 +165,10 @@ wait_for() {
   local name="$1" desc="$2" logfile="$3" secs="$4"; shift 4
   local deadline=$((SECONDS + secs))
   until "$@" >/dev/null 2>&1; do
+    # start.sh sets LAB_OWNER/LAB_OWNER_ST: no use going on for a dead owner.
+    if [[ -n "${LAB_OWNER:-}" && "$(proc_starttime "$LAB_OWNER" 2>/dev/null)" != "$LAB_OWNER_ST" ]]; then
+      die "owner process $LAB_OWNER is gone; giving up"
+    fi
     if ! pid_alive "$name" >/dev/null; then
       log "$desc: the process exited; last lines of $logfile:"
       tail -n 40 "$logfile" >&2 || true

@@ -25,6 +25,10 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 lab_set_state_dir "${1:-}"
+# If whoever reads our output goes away (a killed test binary), carry on
+# instead of dying of SIGPIPE half-way, which would leave daemons behind:
+# the watchdog or the final failing write (and the EXIT trap) stop them.
+trap '' PIPE
 
 for bin in unbound unbound-checkconf dnsdist dig microsocks ldns-keygen ldns-signzone setsid od base64 sha256sum timeout; do
   command -v "$bin" >/dev/null || die "$bin not found; run $LAB_DIR_SCRIPTS/install.sh first"
@@ -47,6 +51,7 @@ owner="${LAB_OWNER_PID:-}" owner_st=""
 if [[ -n "$owner" ]]; then
   owner_st="$(proc_starttime "$owner")" || die "owner process $owner (LAB_OWNER_PID) does not run"
 fi
+LAB_OWNER="$owner" LAB_OWNER_ST="$owner_st"   # for wait_for
 
 # A second start replaces the first one.
 "$LAB_DIR_SCRIPTS/stop.sh" "$STATE" 2>/dev/null || true
