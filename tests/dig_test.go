@@ -30,11 +30,18 @@ var (
 // error without output gives a result with an empty Status.
 func runDig(t testing.TB, tool string, args ...string) *digResult {
 	t.Helper()
+	return runDigCmd(t, nil, tool, args...)
+}
+
+// runDigCmd is runDig with a command prefix (namespace, user).
+func runDigCmd(t testing.TB, prefix []string, tool string, args ...string) *digResult {
+	t.Helper()
 	base := []string{"+time=5", "+tries=1"}
 	if tool == "kdig" {
 		base = []string{"+time=5", "+retry=0"}
 	}
-	out, _ := exec.Command(tool, append(base, args...)...).CombinedOutput()
+	argv := append(append(append(append([]string(nil), prefix...), tool), base...), args...)
+	out, _ := exec.Command(argv[0], argv[1:]...).CombinedOutput()
 	r := &digResult{Out: string(out)}
 	if m := statusRE.FindStringSubmatch(r.Out); m != nil {
 		r.Status = m[1]

@@ -232,6 +232,8 @@ func (p *Proxy) serveConn(ctx context.Context, c net.Conn) {
 	defer c.Close()
 	var l [2]byte
 	buf := make([]byte, 0, 512)
+	queries := 0
+	defer func() { p.debug("TCP client connection closed", "client", c.RemoteAddr().String(), "queries", queries) }()
 	for {
 		c.SetReadDeadline(time.Now().Add(tcpIdleTimeout))
 		if _, err := io.ReadFull(c, l[:]); err != nil {
@@ -262,6 +264,7 @@ func (p *Proxy) serveConn(ctx context.Context, c net.Conn) {
 			break // framing may be lost: close, as servers do
 		}
 		meta.Limit = edns.MaxTCPSize
+		queries++
 		r.q, r.meta, r.conn = q, meta, cc
 		p.startRequest(r)
 		cc.inflight.Add(1)
