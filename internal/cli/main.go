@@ -152,7 +152,7 @@ func runPlan(plan *Plan, stdout, stderr io.Writer, child *daemonChild) int {
 	var helper *pidFileHelper
 	if plan.PidFile != "" {
 		if err := writePidFile(plan.PidFile); err != nil {
-			return fail("Unable to create pid file [%s]: %v", plan.PidFile, unwrapPathError(err))
+			return fail("Unable to create pid file [%s]: %s", plan.PidFile, userText(unwrapPathError(err)))
 		}
 		pid := os.Getpid()
 		defer func() {
