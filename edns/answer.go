@@ -96,7 +96,7 @@ func PrepareAnswer(dst, answer []byte, q Query) ([]byte, error) {
 	end := qEnd // end of the last record
 	for i := range n {
 		r, err := scanRR(answer, end)
-		if err != nil || r.rrtype == dns.TypeOPT && i != n-1 {
+		if err != nil || r.rrtype == dns.TypeOPT && (i != n-1 || i < an+ns) {
 			// Let miekg/dns judge (it tolerates counts that overstate).
 			return prepareAnswerMsg(dst, answer, q.HadOPT, limit)
 		}
