@@ -133,6 +133,8 @@ func PrepareAnswer(dst, answer []byte, q Query) ([]byte, error) {
 			cut, kept = r.end, kept+1
 		}
 	}
+	// Read before writing: dst may be answer[:0].
+	lostRcode := hasOPT && optLen == 0 && answer[opt.hdr+4] != 0
 	start := len(dst)
 	dst = append(dst, answer[:cut]...)
 	keptAN := min(kept, an)
@@ -149,7 +151,7 @@ func PrepareAnswer(dst, answer []byte, q Query) ([]byte, error) {
 	if kept < records {
 		h[2] |= 0x02 // TC
 	}
-	if hasOPT && optLen == 0 && answer[opt.hdr+4] != 0 {
+	if lostRcode {
 		// The extended RCODE goes with the OPT.
 		h[3] = h[3]&0xF0 | dns.RcodeServerFailure
 	}

@@ -389,6 +389,15 @@ func TestPrepareAnswerPathsAgree(t *testing.T) {
 			t.Fatalf("answer %x, query %+v:\ngot %x\nref %x", ans, q, got, ref)
 		}
 		checkAnswer(t, ans, got, q)
+		// In place, and into a buffer with room, give the same.
+		in := bytes.Clone(ans)
+		if inPlace, err := PrepareAnswer(in[:0], in, q); err != nil || !bytes.Equal(inPlace, got) {
+			t.Fatalf("in place: got %x, %v; want %x", inPlace, err, got)
+		}
+		roomy := make([]byte, 3, 70000)
+		if more, err := PrepareAnswer(roomy, ans, q); err != nil || !bytes.Equal(more[3:], got) {
+			t.Fatalf("with room: got %x, %v; want %x", more, err, got)
+		}
 		out := unpack(t, got)
 		if out.Truncated {
 			truncated++

@@ -13,9 +13,12 @@
 //     kept; no option is ever added (in particular no Client Subnet).
 //   - A payload size of MinUDPSize or less disables the rewrite: queries,
 //     with or without the client's own OPT, pass unchanged.
+//   - A query signed with TSIG or SIG(0) passes unchanged: a rewrite would
+//     break its signature.
 //   - The client's limit is MinUDPSize without OPT, else the larger of its
 //     advertised size and MinUDPSize; MaxTCPSize over TCP. A larger answer is
-//     truncated with TC set and keeps its question.
+//     truncated as [github.com/miekg/dns.Msg.Truncate] does: TC set, the
+//     question kept, whole records dropped from the end.
 //   - A client that sent no OPT never gets one back.
 //
 // The hot path works on wire bytes and does not allocate when the
@@ -29,16 +32,18 @@
 //		q.Limit = edns.MaxTCPSize
 //	}
 //	// ... seal up, send it, open the upstream answer into ans ...
-//	out, err := edns.PrepareAnswer(buf[:0], ans, q)
+//	out, err := edns.PrepareAnswer(ans[:0], ans, q) // in place
 //	if err != nil {
 //		return err // the answer does not match the query: drop it
 //	}
 //	// write out to the client
 //
-// The same rules exist for [github.com/miekg/dns.Msg] values: SetPayloadSize,
-// ClientLimit, Truncate and TCReply. The wire functions fall back to them
-// for layouts they do not handle directly, and the two paths are tested to
-// agree. The package does no I/O and never logs.
+// The same operations exist for [github.com/miekg/dns.Msg] values:
+// SetPayloadSize, ClientLimit, Truncate and TCReply. The wire functions fall
+// back to them for rare layouts where editing bytes could upset name
+// compression (records besides the OPT, an OPT that is not the last record),
+// and are tested against them on generated and fuzzed messages. The package
+// does no I/O and never logs.
 //
 // [RFC 6891]: https://www.rfc-editor.org/rfc/rfc6891
 package edns

@@ -404,6 +404,10 @@ func TestPrepareQueryPathsAgree(t *testing.T) {
 		if q != wq {
 			t.Fatalf("got %+v, want %+v", q, wq)
 		}
+		in := append(bytes.Clone(pkt), make([]byte, 11)...)[:len(pkt)]
+		if inPlace, _, err := PrepareQuery(in[:0], in, size); err != nil || !bytes.Equal(inPlace, got) {
+			t.Fatalf("in place: got %x, %v; want %x", inPlace, err, got)
+		}
 		if q.Limit != ClientLimit(m) || q.HadOPT != (m.IsEdns0() != nil) || q.ID != m.Id {
 			t.Fatalf("query %v: got %+v", m, q)
 		}
