@@ -66,6 +66,11 @@ func newIdentities(cfg *Config, kp *dnscrypt.KeyPair) *identities {
 	return ids
 }
 
+// perQuery reports whether every query needs a new key pair.
+func (ids *identities) perQuery() bool {
+	return ids.ephemeral || ids.isolation == IsolationQuery
+}
+
 // get returns the identity for a new query.
 func (ids *identities) get() (*identity, error) {
 	var id *identity

@@ -25,21 +25,6 @@ const (
 	acceptPause = time.Second
 )
 
-// startRequest gives r its deadline and registers it as active, dropping
-// the oldest request if there are too many.
-func (p *Proxy) startRequest(r *request) {
-	r.ctx, r.cancel = context.WithTimeout(context.Background(), p.cfg.Timeout)
-	if old := p.active.add(r); old != nil {
-		p.evictions.Add(1)
-		p.debug("Too many active requests, dropping the oldest")
-	}
-}
-
-func (p *Proxy) finishRequest(r *request) {
-	p.active.remove(r)
-	putRequest(r)
-}
-
 // serveUDP reads client datagrams until pc is closed.
 func (p *Proxy) serveUDP(ctx context.Context, pc net.PacketConn) {
 	defer p.wg.Done()
@@ -91,10 +76,9 @@ func (p *Proxy) serveUDP(ctx context.Context, pc net.PacketConn) {
 			putRequest(r)
 			continue
 		}
-		r.q, r.meta, r.client = q, meta, from
-		p.startRequest(r)
-		p.wg.Add(1)
-		go p.handleUDP(pc, uc, addr, r)
+		r.q, r.meta = q, meta
+		r.pc, r.uc, r.client, r.addr = pc, uc, from, addr
+		p.startUDP(r)
 	}
 }
 
@@ -106,20 +90,18 @@ func writeUDP(pc net.PacketConn, uc *net.UDPConn, b []byte, to netip.AddrPort, a
 	pc.WriteTo(b, addr)
 }
 
-func (p *Proxy) handleUDP(pc net.PacketConn, uc *net.UDPConn, addr net.Addr, r *request) {
-	defer p.wg.Done()
-	defer p.finishRequest(r)
-	out, ok := p.answer(r, false)
-	if ok {
-		writeUDP(pc, uc, out, r.client, addr)
+// handleUDP resolves r on the goroutine path.
+func (p *Proxy) handleUDP(r *request) {
+	defer p.finish(r)
+	if out, ok := p.reply(r, p.resolve(r, false)); ok {
+		r.writeUDP(out)
 	}
 }
 
-// answer resolves r and returns what the client gets: the answer, or
-// SERVFAIL when the upstream failed. ok is false when the client gets
-// nothing: the request was dropped or the proxy is shutting down.
-func (p *Proxy) answer(r *request, overTCP bool) (out []byte, ok bool) {
-	err := p.resolve(r, overTCP)
+// reply turns the outcome of resolving r into what the client gets: the
+// answer, or SERVFAIL when the upstream failed. ok is false when the
+// client gets nothing: the request was dropped or the proxy is stopping.
+func (p *Proxy) reply(r *request, err error) (out []byte, ok bool) {
 	if err == nil {
 		out, err = edns.PrepareAnswer(r.out[:0], r.ans, r.meta)
 		if err == nil {
@@ -266,22 +248,26 @@ func (p *Proxy) serveConn(ctx context.Context, c net.Conn) {
 		meta.Limit = edns.MaxTCPSize
 		queries++
 		r.q, r.meta, r.conn = q, meta, cc
-		p.startRequest(r)
 		cc.inflight.Add(1)
 		cc.pending.Add(1)
-		p.wg.Add(1)
+		if !p.admit(r) {
+			cc.pending.Add(-1)
+			cc.inflight.Done()
+			p.finish(r)
+			break
+		}
+		p.withContext(r)
 		go p.handleTCP(r)
 	}
 	cc.inflight.Wait()
 }
 
 func (p *Proxy) handleTCP(r *request) {
-	defer p.wg.Done()
 	cc := r.conn
 	defer cc.inflight.Done()
 	defer cc.pending.Add(-1)
-	defer p.finishRequest(r)
-	if out, ok := p.answer(r, true); ok {
+	defer p.finish(r)
+	if out, ok := p.reply(r, p.resolve(r, true)); ok {
 		cc.write(out)
 	}
 }

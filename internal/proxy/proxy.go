@@ -181,7 +181,7 @@ func (p *Proxy) Serve(ctx context.Context, pc net.PacketConn, ln net.Listener) e
 	}
 
 	if p.cfg.SOCKS == nil && !p.cfg.TCPOnly {
-		udp, err := newUDPMux(p.cfg.ResolverAddr, min(runtime.GOMAXPROCS(0), 4))
+		udp, err := newUDPMux(p.cfg.ResolverAddr, min(runtime.GOMAXPROCS(0), 4), p.deliverUDP)
 		if err != nil {
 			closeListeners()
 			return fmt.Errorf("proxy: upstream UDP socket: %w", err)
@@ -197,8 +197,11 @@ func (p *Proxy) Serve(ctx context.Context, pc net.PacketConn, ln net.Listener) e
 		}
 		return fmt.Errorf("proxy: %w", err)
 	}
-	var refresh sync.WaitGroup
-	refresh.Go(func() { p.refresher.Run(ctx) })
+	var background sync.WaitGroup
+	background.Go(func() { p.refresher.Run(ctx) })
+	if p.udp != nil {
+		background.Go(func() { p.sweep(ctx) })
+	}
 
 	if pc != nil {
 		p.wg.Add(1)
@@ -216,9 +219,9 @@ func (p *Proxy) Serve(ctx context.Context, pc net.PacketConn, ln net.Listener) e
 	<-ctx.Done()
 	p.log.Info("Stopping proxy")
 	closeListeners()
-	p.active.close()
+	p.closeActive()
 	p.wg.Wait()
-	refresh.Wait()
+	background.Wait()
 	if pc != nil {
 		p.log.Info("UDP listener shut down")
 	}

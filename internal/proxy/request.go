@@ -2,39 +2,66 @@ package proxy
 
 import (
 	"context"
+	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/edns"
 )
 
 // request is one client query in flight. Requests and their buffers are
 // recycled through a pool, so the steady state allocates little.
+//
+// A UDP query on the fast path (see fastpath.go) has no goroutine of its
+// own while it waits for the resolver: it sits in the UDP mux's pending
+// map in state stateWaiting, and whoever moves it to stateOwned with a
+// compare-and-swap - the upstream reader with the answer, the sweeper at
+// its deadline, or eviction and shutdown - finishes it. Every such claim
+// happens under the mux lock while the request is still pending, so a
+// recycled request can never be claimed for its previous life.
 type request struct {
-	// ctx carries the request's deadline. It is not derived from the
-	// serving context: shutdown and eviction go through the active set,
-	// which sets dropped and cancels, so no request registers with a
-	// shared parent.
-	ctx     context.Context
-	cancel  context.CancelFunc
+	state   atomic.Int32
 	dropped atomic.Bool // evicted, or the proxy is stopping: no answer
-	// wait bounds the UDP attempt; reused across requests.
+
+	// deadline ends the whole request; ctx carries it on the goroutine
+	// path (TCP, SOCKS, fallbacks). ctx is not derived from the serving
+	// context: shutdown and eviction go through the active set, which sets
+	// dropped and cancels, so no request registers with a shared parent.
+	deadline time.Time
+	ctx      context.Context
+	cancel   context.CancelFunc
+	// wait bounds a UDP attempt on the goroutine path; reused.
 	wait *time.Timer
 
 	meta edns.Query
-	// Buffers, reused: the prepared query, the sealed packet (with two
-	// bytes of room in front for the TCP length), the encrypted response,
-	// the decrypted answer and what the client gets.
-	q, pkt, resp, ans, out []byte
+	// Buffers, reused: the prepared query, the sealed UDP packet, the
+	// sealed TCP packet with its length prefix (its own buffer: a fast-path
+	// claimant may retry over TCP while the sender still writes pkt), the
+	// encrypted response, the decrypted answer and what the client gets.
+	q, pkt, tpkt, resp, ans, out []byte
 
-	// UDP clients.
+	// The UDP query in flight: its key and nonce open the answer; inline
+	// marks the fast path; udpDeadline ends the UDP attempt; padded is
+	// the padded length it was sent with.
+	inline      bool
+	key         *dnscrypt.SharedKey
+	nonce       [dnscrypt.HalfNonceSize]byte
+	padded      int
+	udpDeadline time.Time
+
+	// UDP clients: where to answer.
+	pc     net.PacketConn
+	uc     *net.UDPConn // pc, when it is one (no allocation per write)
 	client netip.AddrPort
+	addr   net.Addr // for a PacketConn that is not a *net.UDPConn
 	// TCP clients.
 	conn *clientConn
 
-	// udpDone signals that the upstream UDP reader filled resp.
+	// udpDone signals that the upstream UDP reader filled resp (goroutine
+	// path).
 	udpDone chan struct{}
 
 	// The active set: a list ordered by age, oldest first.
@@ -42,10 +69,17 @@ type request struct {
 	active     bool
 }
 
+// Request states.
+const (
+	stateOwned   = iota // a goroutine works on it (the zero value)
+	stateWaiting        // on the fast path, waiting for the resolver
+)
+
 var requestPool = sync.Pool{New: func() any {
 	return &request{
 		q:       make([]byte, 0, 1024),
 		pkt:     make([]byte, 0, 2048),
+		tpkt:    make([]byte, 0, 2048),
 		resp:    make([]byte, 0, 2048),
 		ans:     make([]byte, 0, 2048),
 		out:     make([]byte, 0, 2048),
@@ -73,10 +107,13 @@ func putRequest(r *request) {
 	case <-r.udpDone:
 	default:
 	}
-	r.ctx, r.cancel, r.conn, r.client = nil, nil, nil, netip.AddrPort{}
+	r.ctx, r.cancel, r.conn, r.key = nil, nil, nil, nil
+	r.pc, r.uc, r.addr, r.client = nil, nil, nil, netip.AddrPort{}
+	r.inline = false
+	r.state.Store(stateOwned)
 	r.dropped.Store(false)
 	r.meta = edns.Query{}
-	for _, b := range []*[]byte{&r.q, &r.pkt, &r.resp, &r.ans, &r.out} {
+	for _, b := range []*[]byte{&r.q, &r.pkt, &r.tpkt, &r.resp, &r.ans, &r.out} {
 		if cap(*b) > maxPooledBuf {
 			*b = make([]byte, 0, 2048)
 		}
@@ -85,8 +122,17 @@ func putRequest(r *request) {
 	requestPool.Put(r)
 }
 
-// activeSet tracks requests in flight and caps their number: adding one to
-// a full set drops the oldest (dnscrypt-proxy 1.x), so a burst or an
+// writeUDP sends b to r's UDP client.
+func (r *request) writeUDP(b []byte) {
+	if r.uc != nil {
+		r.uc.WriteToUDPAddrPort(b, r.client)
+		return
+	}
+	r.pc.WriteTo(b, r.addr)
+}
+
+// activeSet tracks requests in flight and caps their number: admitting one
+// to a full set drops the oldest (dnscrypt-proxy 1.x), so a burst or an
 // upstream outage never wedges the proxy.
 type activeSet struct {
 	mu         sync.Mutex
@@ -95,56 +141,85 @@ type activeSet struct {
 	closed     bool
 }
 
-// add inserts r as the newest request. When the set is full it drops the
-// oldest request and returns it; after close it drops r itself.
-func (s *activeSet) add(r *request) (dropped *request) {
+// admit registers r as active, dropping the oldest request if there are
+// too many. After shutdown began, r itself is dropped and admit returns
+// false: the caller finishes r.
+func (p *Proxy) admit(r *request) bool {
+	r.deadline = time.Now().Add(p.cfg.Timeout)
+	p.wg.Add(1)
+	s := &p.active
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		drop(r)
-		return nil
-	}
-	if s.n >= s.max && s.head != nil {
-		dropped = s.head
-		s.unlink(dropped)
-		drop(dropped)
-	}
-	r.prev, r.next, r.active = s.tail, nil, true
-	if s.tail != nil {
-		s.tail.next = r
+	var claimed *request
+	admitted := !s.closed
+	if !admitted {
+		r.dropped.Store(true)
 	} else {
-		s.head = r
+		if s.n >= s.max && s.head != nil {
+			old := s.head
+			s.unlink(old)
+			if p.drop(old) {
+				claimed = old
+			}
+			p.evictions.Add(1)
+			p.debug("Too many active requests, dropping the oldest")
+		}
+		r.prev, r.next, r.active = s.tail, nil, true
+		if s.tail != nil {
+			s.tail.next = r
+		} else {
+			s.head = r
+		}
+		s.tail = r
+		s.n++
 	}
-	s.tail = r
-	s.n++
-	return dropped
+	s.mu.Unlock()
+	if claimed != nil {
+		p.finish(claimed)
+	}
+	return admitted
 }
 
-// close drops every request in the set, and every request added later.
-func (s *activeSet) close() {
+// drop marks r dropped and cancels its work; called under the active
+// set's lock, while r is still the request it was. It reports whether it
+// claimed a waiting fast-path request, which the caller must then finish.
+func (p *Proxy) drop(r *request) bool {
+	r.dropped.Store(true)
+	if r.cancel != nil {
+		r.cancel()
+	}
+	return r.inline && p.udp != nil && p.udp.claim(r)
+}
+
+// closeActive drops every request in the set, and every one admitted
+// later; it finishes the waiting fast-path requests it claims.
+func (p *Proxy) closeActive() {
+	s := &p.active
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.closed = true
+	var claimed []*request
 	for s.head != nil {
 		r := s.head
 		s.unlink(r)
-		drop(r)
+		if p.drop(r) {
+			claimed = append(claimed, r)
+		}
+	}
+	s.mu.Unlock()
+	for _, r := range claimed {
+		p.finish(r)
 	}
 }
 
-// drop ends r without an answer.
-func drop(r *request) {
-	r.dropped.Store(true)
-	r.cancel()
-}
-
-// remove takes r out of the set if it is still there.
-func (s *activeSet) remove(r *request) {
+// finish ends r: out of the active set, back to the pool.
+func (p *Proxy) finish(r *request) {
+	s := &p.active
 	s.mu.Lock()
 	if r.active {
 		s.unlink(r)
 	}
 	s.mu.Unlock()
+	putRequest(r)
+	p.wg.Done()
 }
 
 func (s *activeSet) unlink(r *request) {

@@ -72,9 +72,7 @@ func (p *Proxy) upstreamLimit(q *edns.Query) int {
 // resolveUDP tries UDP. done reports that r.ans holds the final answer (or
 // that err is final); otherwise the caller falls back to TCP.
 func (p *Proxy) resolveUDP(r *request, k *dnscrypt.SharedKey) (done bool, err error) {
-	want := min(r.meta.Limit, p.upstreamLimit(&r.meta))
-	need := dnscrypt.UDPPaddedLen(0, want-padSlack)
-	padded := dnscrypt.UDPPaddedLen(len(r.q), min(need, int(p.udpPad.Load())))
+	padded := p.udpPadding(r)
 	var nonce [dnscrypt.HalfNonceSize]byte
 	rand.Read(nonce[:])
 	r.pkt, err = dnscrypt.SealQuery(r.pkt[:0], r.q, k, &nonce, padded)
@@ -100,11 +98,25 @@ func (p *Proxy) resolveUDP(r *request, k *dnscrypt.SharedKey) (done bool, err er
 	if !truncated(r.ans) {
 		return true, nil
 	}
-	// The answer did not fit. If UDP could already bring all the client
-	// can take, the client gets the truncated answer and asks over TCP
-	// itself; otherwise ask over TCP now, and pad later queries more.
 	p.growUDPPad(padded)
-	return min(padded+padSlack, p.upstreamLimit(&r.meta)) >= r.meta.Limit, nil
+	r.padded = padded
+	return p.udpWasEnough(r), nil
+}
+
+// udpPadding returns the padded length of r's UDP query: enough for an
+// answer as large as the client accepts, within the adaptive cap.
+func (p *Proxy) udpPadding(r *request) int {
+	want := min(r.meta.Limit, p.upstreamLimit(&r.meta))
+	need := dnscrypt.UDPPaddedLen(0, want-padSlack)
+	return dnscrypt.UDPPaddedLen(len(r.q), min(need, int(p.udpPad.Load())))
+}
+
+// udpWasEnough reports, for a truncated UDP answer to r, whether UDP could
+// already bring all the client can take: the client then gets the
+// truncated answer and asks over TCP itself. Otherwise the proxy asks over
+// TCP now.
+func (p *Proxy) udpWasEnough(r *request) bool {
+	return min(r.padded+padSlack, p.upstreamLimit(&r.meta)) >= r.meta.Limit
 }
 
 func (p *Proxy) growUDPPad(used int) {
@@ -123,11 +135,11 @@ func (p *Proxy) resolveTCP(r *request, id *identity, k *dnscrypt.SharedKey) erro
 	rand.Read(rnd[:])
 	nonce := [dnscrypt.HalfNonceSize]byte(rnd[:])
 	padded := dnscrypt.TCPPaddedLen(len(r.q), rnd[dnscrypt.HalfNonceSize])
-	pkt, err := dnscrypt.SealQuery(append(r.pkt[:0], 0, 0), r.q, k, &nonce, padded)
+	pkt, err := dnscrypt.SealQuery(append(r.tpkt[:0], 0, 0), r.q, k, &nonce, padded)
 	if err != nil {
 		return err
 	}
-	r.pkt = pkt
+	r.tpkt = pkt
 	binary.BigEndian.PutUint16(pkt, uint16(len(pkt)-2))
 	if err := p.tcpExchange(r.ctx, id, r, pkt); err != nil {
 		p.failed(err)

@@ -203,8 +203,17 @@ func TestPipelining(t *testing.T) {
 }
 
 // TestFaults: a misbehaving resolver gets the client SERVFAIL within the
-// deadline, never a hang, and leaves no goroutine behind.
+// deadline, never a hang, and leaves no goroutine behind. With a static key
+// UDP queries take the fast path; ephemeral keys take the goroutine path.
 func TestFaults(t *testing.T) {
+	for _, ephemeral := range []bool{false, true} {
+		t.Run(map[bool]string{false: "fast path", true: "goroutine path"}[ephemeral], func(t *testing.T) {
+			testFaults(t, ephemeral)
+		})
+	}
+}
+
+func testFaults(t *testing.T, ephemeral bool) {
 	for _, tc := range []struct {
 		name string
 		f    dnscrypttest.Faults
@@ -221,7 +230,7 @@ func TestFaults(t *testing.T) {
 			base := runtime.NumGoroutine()
 			srv := dnscrypttest.NewServer(t, nil)
 			const timeout = 800 * time.Millisecond
-			rp := startProxy(t, srv, Config{Timeout: timeout})
+			rp := startProxy(t, srv, Config{Timeout: timeout, EphemeralKeys: ephemeral})
 			srv.SetFaults(tc.f)
 			for _, network := range []string{"udp", "tcp"} {
 				start := time.Now()

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt"
 )
@@ -23,14 +24,20 @@ type udpMux struct {
 	pending map[[dnscrypt.HalfNonceSize]byte]*request
 	next    uint32
 	wg      sync.WaitGroup
+	// deliver completes a fast-path request the reader claimed, with its
+	// response; buf is the reader's scratch space.
+	deliver func(r *request, resp []byte, buf *readerBuf)
 }
 
-func newUDPMux(addr string, n int) (*udpMux, error) {
+// readerBuf is one UDP reader's scratch space for completing requests.
+type readerBuf struct{ ans, out []byte }
+
+func newUDPMux(addr string, n int, deliver func(*request, []byte, *readerBuf)) (*udpMux, error) {
 	raddr, err := net.ResolveUDPAddr("udp", addr) // an IP literal: no lookup
 	if err != nil {
 		return nil, err
 	}
-	m := &udpMux{pending: make(map[[dnscrypt.HalfNonceSize]byte]*request)}
+	m := &udpMux{pending: make(map[[dnscrypt.HalfNonceSize]byte]*request), deliver: deliver}
 	for range n {
 		c, err := net.DialUDP("udp", nil, raddr)
 		if err != nil {
@@ -57,6 +64,7 @@ func (m *udpMux) close() {
 func (m *udpMux) read(c *net.UDPConn) {
 	defer m.wg.Done()
 	buf := make([]byte, 65536)
+	rb := &readerBuf{ans: make([]byte, 0, 65536), out: make([]byte, 0, 65536)}
 	for {
 		n, err := c.Read(buf)
 		if err != nil {
@@ -72,13 +80,83 @@ func (m *udpMux) read(c *net.UDPConn) {
 		}
 		nonce := [dnscrypt.HalfNonceSize]byte(buf[dnscrypt.ResolverMagicLen:])
 		m.mu.Lock()
-		if r := m.pending[nonce]; r != nil {
+		r := m.pending[nonce]
+		switch {
+		case r == nil:
+		case r.inline:
+			if r.state.CompareAndSwap(stateWaiting, stateOwned) {
+				delete(m.pending, nonce)
+			} else {
+				r = nil
+			}
+		default:
 			delete(m.pending, nonce)
 			r.resp = append(r.resp[:0], buf[:n]...)
 			r.udpDone <- struct{}{}
+			r = nil
 		}
 		m.mu.Unlock()
+		if r != nil {
+			m.deliver(r, buf[:n], rb)
+		}
 	}
+}
+
+// send registers the fast-path request r, sealed into r.pkt under r.nonce,
+// and sends it. On a write error it takes r back and returns the error; if
+// r was claimed meanwhile (dropped), it returns errClaimed and r is no
+// longer the caller's.
+func (m *udpMux) send(r *request) error {
+	r.state.Store(stateWaiting)
+	m.mu.Lock()
+	m.pending[r.nonce] = r
+	c := m.conns[m.next%uint32(len(m.conns))]
+	m.next++
+	m.mu.Unlock()
+	if _, err := c.Write(r.pkt); err != nil {
+		if !m.claim(r) {
+			return errClaimed
+		}
+		return err
+	}
+	return nil
+}
+
+// errClaimed: the request went to another owner.
+var errClaimed = errors.New("request claimed by another owner")
+
+// wait puts the fast-path request r back to wait for another response
+// with the same nonce, after one that did not open.
+func (m *udpMux) wait(r *request) {
+	m.mu.Lock()
+	r.state.Store(stateWaiting)
+	m.pending[r.nonce] = r
+	m.mu.Unlock()
+}
+
+// claim takes the waiting fast-path request r out of the pending map; it
+// reports false if r is not waiting there (another owner has it).
+func (m *udpMux) claim(r *request) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.pending[r.nonce] != r || !r.state.CompareAndSwap(stateWaiting, stateOwned) {
+		return false
+	}
+	delete(m.pending, r.nonce)
+	return true
+}
+
+// expired claims the fast-path requests whose UDP attempt ended by now.
+func (m *udpMux) expired(now time.Time, out []*request) []*request {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for nonce, r := range m.pending {
+		if r.inline && !now.Before(r.udpDeadline) && r.state.CompareAndSwap(stateWaiting, stateOwned) {
+			delete(m.pending, nonce)
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // errUDPTimeout ends a UDP attempt that got no response in time.
