@@ -110,6 +110,14 @@ func daemonize(args []string, plan *Plan, stderr io.Writer) int {
 			return ExitFailure
 		}
 	case code := <-exited:
+		// Let the reader print what the child wrote before it ended.
+		select {
+		case ok := <-ready:
+			if ok {
+				return ExitOK // ready, then exited at once: not our failure to report
+			}
+		case <-time.After(time.Second):
+		}
 		return childFailed(stderr, code)
 	case <-timer.C:
 		fmt.Fprintf(stderr, "dnscrypt-proxy: the daemon (PID %d) did not answer within %v (no certificate from the resolver yet?); stopping it\n",
@@ -122,8 +130,9 @@ func daemonize(args []string, plan *Plan, stderr io.Writer) int {
 }
 
 func childFailed(stderr io.Writer, code int) int {
-	if code <= 0 {
-		code = ExitFailure
+	if code <= 0 { // stopped by a signal, or cleanly before it was ready
+		fmt.Fprintf(stderr, "dnscrypt-proxy: the daemon stopped before it answered\n")
+		return ExitFailure
 	}
 	fmt.Fprintf(stderr, "dnscrypt-proxy: the daemon exited with status %d before it answered\n", code)
 	return code

@@ -1,7 +1,7 @@
 // Package cli is the command line of dnscrypt-proxy: it reads the
 // options and configuration file of dnscrypt-proxy 1.x (so that existing
 // command lines, configuration files and scripts keep working), turns
-// them into an [proxy.Config], and runs the process around the proxy:
+// them into a [proxy.Config], and runs the process around the proxy:
 // logging, daemonizing, the pid file, dropping privileges, systemd socket
 // activation and notification, signals, and the --test certificate check.
 //

@@ -108,6 +108,14 @@ func run(args []string, stdout, stderr io.Writer, env *Env, child *daemonChild) 
 // runPlan sets up logging, the pid file, the sockets and the user, then
 // serves (or tests the certificate) until a signal.
 func runPlan(plan *Plan, stdout, stderr io.Writer, child *daemonChild) int {
+	// Signals first: SIGHUP's default action would end the process.
+	signal.Ignore(syscall.SIGPIPE)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
 	h, err := OpenLogHandler(plan.Log, stdout, stderr)
 	if err != nil {
 		return report(stderr, child, setupErrorf("Unable to open log file [%s]: %v", plan.Log.File, unwrapPathError(err)))
@@ -135,10 +143,6 @@ func runPlan(plan *Plan, stdout, stderr io.Writer, child *daemonChild) int {
 		logf(log, slog.LevelInfo, "Generating a new session key pair")
 	}
 	logf(log, slog.LevelInfo, "Done")
-
-	signal.Ignore(syscall.SIGPIPE)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 
 	if plan.Test {
 		if plan.User != nil {
@@ -209,11 +213,15 @@ func runPlan(plan *Plan, stdout, stderr io.Writer, child *daemonChild) int {
 		return fail("Invalid configuration: %v", err)
 	}
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+	hupDone := make(chan struct{})
+	defer close(hupDone)
 	go func() {
-		for range hup {
+		for {
+			select {
+			case <-hup:
+			case <-hupDone:
+				return
+			}
 			if err := h.Reopen(); err != nil {
 				logf(log, slog.LevelError, "Unable to reopen the log file [%s]: %v", plan.Log.File, unwrapPathError(err))
 			} else if plan.Log.File != "" {
