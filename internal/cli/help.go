@@ -5,6 +5,7 @@ import (
 	"io"
 	"runtime"
 	"runtime/debug"
+	"strings"
 )
 
 // Version is the version printed by -V and logged at start. Release
@@ -63,21 +64,26 @@ func writeUsage(w io.Writer) {
 			fmt.Fprintf(w, "    \t%-32s same as --%s\n", "--"+a+"="+opt.arg, opt.long)
 		}
 	}
-	fmt.Fprint(w, usageNotes)
+	fmt.Fprint(w, strings.Replace(usageNotes, "{timeout}", DaemonReadyTimeout.String(), 1))
 }
 
 const usageNotes = `
 Notes:
   A configuration file in the 1.x format (one "Property value" per line,
   e.g. "LocalAddress 127.0.0.1:5353", "TCPOnly yes", "Include FILE") may be
-  given as the only argument instead of options.
-  -P/--local-port and --resolver-port are the 1.0.x spellings: with
-  --local-address=IP they set its port, alone they mean 127.0.0.1:PORT.
+  given as the only argument instead of options. New properties: Stamp,
+  Proxy, Tor, Isolation, IsolationEpoch, NoOptimisticData, NoEphemeralKeys.
+  -P/--local-port (1.0.x) sets the port of --local-address=IP, or alone
+  means 127.0.0.1:PORT; --resolver-port likewise sets the resolver's port.
   Without -R, -r/-N/-k or --stamp the built-in resolver '` + defaultResolverName + `' is used;
   -R looks in the built-in list unless -L is given.
+  --daemonize returns once the proxy answers queries (exit 0), or with the
+  error that stopped it (at most {timeout} later).
   --user does not chroot (1.x did): the process keeps the real file system
-  for its log file and syslog. The pid file is removed on exit, by a small
-  root helper process when --user has dropped the rights to do it.
+  for its log file and syslog; after logrotate, the new log file must be
+  writable by USER (logrotate's "create"). The pid file is removed on exit,
+  by a small root helper process when --user has dropped the rights to.
+  A pid file naming another running dnscrypt-proxy is not overwritten.
   With --proxy or --tor every packet, certificate queries included, goes
   over TCP through the SOCKS proxy; nothing is sent directly and no name is
   resolved locally. Ephemeral keys and epoch isolation are on by default.

@@ -47,9 +47,6 @@ func Parse(args []string) (*Options, error) {
 			}
 			return nil, err
 		}
-		if o.Help || o.Version {
-			return nil, configErrorf("%s: no help or version in a configuration file", args[0])
-		}
 		return o, nil
 	}
 	return ParseArgs(args)

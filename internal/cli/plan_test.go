@@ -37,6 +37,7 @@ func testEnv() *Env {
 		"/mem/system.csv": "Name,Resolver address,Provider name,Provider public key\nold-one,192.0.2.9,2.dnscrypt-cert.old.example," + scalewayKey + "\n",
 		"/mem/key":        "0101" + testSKHex + "\n",
 		"/mem/badkey":     "0101",
+		"/mem/badrow.csv": "Name,Resolver address,Provider name,Provider public key\nbroken,192.0.2.1,2.dnscrypt-cert.b.example,E801\nfine,192.0.2.2,2.dnscrypt-cert.f.example," + scalewayKey + "\n",
 	})
 	return &Env{
 		Open: func(path string) (io.ReadCloser, error) {
@@ -118,6 +119,7 @@ func TestPlanResolverSelection(t *testing.T) {
 			[]Note{{slog.LevelInfo, "Randomly chosen resolver: [good]"}}},
 		{"-R RANDOM", []string{"-R", "RANDOM", "-L", "/mem/random.csv"}, "192.0.2.3:443", "2.dnscrypt-cert.good.example", nil},
 		{"-R built-in", []string{"-R", "scaleway-fr"}, scalewayAddr, scalewayName, nil},
+		{"-R next to a bad row", []string{"-R", "fine", "-L", "/mem/badrow.csv"}, "192.0.2.2:443", "2.dnscrypt-cert.f.example", nil},
 		{"-R from a system list", []string{"-R", "old-one"}, "192.0.2.9:443", "2.dnscrypt-cert.old.example", nil},
 		{"-r -N -k", []string{"-r", "192.0.2.1", "-N", "2.dnscrypt-cert.example.com", "-k", scalewayKey}, "192.0.2.1:443", "2.dnscrypt-cert.example.com", nil},
 		{"-r IPv6 bare", []string{"-r", "2001:db8::53", "-N", "2.x", "-k", scalewayKey}, "[2001:db8::53]:443", "2.x", nil},
@@ -167,6 +169,7 @@ func TestPlanErrors(t *testing.T) {
 		{"-R unknown, built-in", []string{"-R", "nosuch"}, 1, "No resolver named [nosuch] found in the [built-in] or [/mem/system.csv] list"},
 		{"-L unreadable", []string{"-R", "x", "-L", "/mem/nosuch.csv"}, 1, "Unable to read [/mem/nosuch.csv]: file does not exist"},
 		{"-L not a list", []string{"-R", "x", "-L", "/mem/key"}, 1, "Unable to use the resolvers list [/mem/key]"},
+		{"-R unusable row", []string{"-R", "Broken", "-L", "/mem/badrow.csv"}, 1, "Resolver [Broken] in the [/mem/badrow.csv] list cannot be used: line 2: resolver \"broken\": invalid provider key: 2 bytes, want 32"},
 		{"-R random without candidates", []string{"-R", "random", "-L", csvPath + "x"}, 1, "Unable to read"},
 		{"--stamp bad", []string{"--stamp=sdns://AAAA"}, 1, "Invalid stamp: [sdns://AAAA]"},
 		{"--stamp DoH", []string{"--stamp=" + doh.String()}, 1, "Unsupported stamp: this is a DoH stamp; only DNSCrypt stamps are supported for now"},
@@ -378,5 +381,18 @@ func TestParseConfigMode(t *testing.T) {
 	_, err = Parse([]string{dir + "/nosuch.conf"})
 	if err == nil || !strings.Contains(err.Error(), "Unable to read the configuration file") {
 		t.Errorf("missing config: got %v", err)
+	}
+}
+
+func TestLookupUser(t *testing.T) {
+	u, err := LookupUser("root")
+	if err != nil {
+		t.Skipf("no root account: %v", err)
+	}
+	if u.Name != "root" || u.UID != 0 || u.GID != 0 || len(u.Groups) == 0 || u.Groups[0] != 0 {
+		t.Errorf("got %+v", u)
+	}
+	if _, err := LookupUser("no-such-user-for-dnscrypt-proxy"); err == nil {
+		t.Error("unknown user: no error")
 	}
 }

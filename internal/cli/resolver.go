@@ -172,7 +172,7 @@ func (r *resolver) fromList(o *Options, env *Env) error {
 		// The row may exist but be unusable.
 		for _, e := range joinedErrors(src.err) {
 			if re, ok := errors.AsType[*stamps.RowError](e); ok && strings.EqualFold(re.Name, name) {
-				return setupErrorf("Resolver [%s] in the [%s] list cannot be used: %v", name, src.name, re)
+				return setupErrorf("Resolver [%s] in the [%s] list cannot be used: %s", name, src.name, userText(re))
 			}
 		}
 	}
