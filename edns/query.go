@@ -166,8 +166,10 @@ func (s *queryScan) query() Query {
 // needs the parse above); the client's options are then kept byte for byte.
 // Other layouts, where a compression pointer could refer to bytes that the
 // rewrite changes, go through Unpack, SetPayloadSize and Pack, and the result
-// must parse again. Both give the message that Unpack, SetPayloadSize and Pack
-// give. dst may be pkt[:0]: the query is then rewritten in place (it grows by
+// must parse again. Either way the result is the message that Unpack,
+// SetPayloadSize and Pack give, byte for byte when the options are opaque
+// (cookies, padding, ...); the wire path keeps structured options exactly as
+// sent where miekg/dns would normalise them. dst may be pkt[:0]: the query is then rewritten in place (it grows by
 // 11 bytes when an OPT is added).
 func PrepareQuery(dst, pkt []byte, payloadSize uint16) ([]byte, Query, error) {
 	s, m, err := checkQuery(pkt)

@@ -110,3 +110,31 @@ func TestRegressionNameIntoStrippedOPT(t *testing.T) {
 		t.Error("namesAbuseLayout flags a normal answer")
 	}
 }
+
+// FuzzPrepareAnswer/fe2d7de177157c66: an OPT record as the last record of
+// the answer section. The wire path took it for the answer's OPT and would
+// have moved it to the additional section; an OPT outside the additional
+// section now goes through *dns.Msg and stays an (odd) answer record for a
+// client with OPT, or is removed for one without.
+func TestRegressionOPTInAnswerSection(t *testing.T) {
+	query := withOPT(newQuery("www.example.com.", dns.TypeA), 512, false)
+	a := answerFor(query, 40, false)
+	opt := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
+	opt.SetUDPSize(1232)
+	a.Answer = append(a.Answer, opt)
+	ans := pack(t, a)
+	for _, hadOPT := range []bool{true, false} {
+		q := mustPrepare(t, pack(t, query), DefaultPayloadSize)
+		if !hadOPT {
+			q = mustPrepare(t, pack(t, newQuery("www.example.com.", dns.TypeA)), DefaultPayloadSize)
+		}
+		got, err := PrepareAnswer(nil, ans, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkAnswer(t, ans, got, q)
+		if m := unpack(t, got); m.IsEdns0() != nil {
+			t.Errorf("hadOPT %v: OPT moved to the additional section: %v", hadOPT, m)
+		}
+	}
+}
