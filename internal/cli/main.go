@@ -112,6 +112,9 @@ func runPlan(plan *Plan, stdout, stderr io.Writer, child *daemonChild) int {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
 
 	h, err := OpenLogHandler(plan.Log, stdout, stderr)
 	if err != nil {
@@ -216,6 +219,9 @@ func runPlan(plan *Plan, stdout, stderr io.Writer, child *daemonChild) int {
 		for {
 			select {
 			case <-hup:
+			case <-usr1:
+				p.RefreshCerts() // SIGUSR1: re-check the certificates now
+				continue
 			case <-hupDone:
 				return
 			}

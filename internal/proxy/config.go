@@ -97,7 +97,9 @@ type Config struct {
 	ProviderKey ed25519.PublicKey
 
 	// ClientKey is the client key pair; nil makes a random one at start
-	// (1.x "Generating a new session key pair").
+	// (1.x "Generating a new session key pair"). A configured key is used
+	// for every query even with SOCKS isolation, which then changes only
+	// the circuit: the resolver can link epochs by this key.
 	ClientKey *dnscrypt.KeyPair
 	// EphemeralKeys uses a new key pair for every query (1.x -E).
 	EphemeralKeys bool

@@ -45,8 +45,9 @@ func (id *identity) sharedKey(cert *certs.Cert) (*dnscrypt.SharedKey, error) {
 // identities hands out the identity of each query according to the
 // configuration.
 type identities struct {
-	ephemeral bool      // a new key pair per query
-	isolation Isolation // with SOCKS only; IsolationNone without
+	ephemeral bool              // a new key pair per query
+	fixed     *dnscrypt.KeyPair // a configured client key: every identity uses it
+	isolation Isolation         // with SOCKS only; IsolationNone without
 	epoch     time.Duration
 	user      string // fixed credentials, or the prefix of generated ones
 	pass      string
@@ -58,7 +59,7 @@ type identities struct {
 }
 
 func newIdentities(cfg *Config, kp *dnscrypt.KeyPair) *identities {
-	ids := &identities{ephemeral: cfg.EphemeralKeys, now: cfg.Now}
+	ids := &identities{ephemeral: cfg.EphemeralKeys, fixed: cfg.ClientKey, now: cfg.Now}
 	if s := cfg.SOCKS; s != nil {
 		ids.isolation, ids.epoch, ids.user, ids.pass = s.Isolation, s.Epoch, s.User, s.Password
 	}
@@ -66,7 +67,7 @@ func newIdentities(cfg *Config, kp *dnscrypt.KeyPair) *identities {
 	return ids
 }
 
-// perQuery reports whether every query needs a new key pair.
+// perQuery reports whether every query needs a new identity.
 func (ids *identities) perQuery() bool {
 	return ids.ephemeral || ids.isolation == IsolationQuery
 }
@@ -120,11 +121,16 @@ func (ids *identities) epochIdentity() (*identity, error) {
 }
 
 // fresh makes a new identity: a key pair and random SOCKS credentials that
-// Tor has never seen, so they get a circuit of their own.
+// Tor has never seen, so they get a circuit of their own. A configured
+// client key is kept: the user asked for it (a resolver may only accept
+// known keys), and isolation then changes only the circuit.
 func (ids *identities) fresh() (*identity, error) {
-	kp, err := dnscrypt.GenerateKeyPair(rand.Reader)
-	if err != nil {
-		return nil, err
+	kp := ids.fixed
+	if kp == nil {
+		var err error
+		if kp, err = dnscrypt.GenerateKeyPair(rand.Reader); err != nil {
+			return nil, err
+		}
 	}
 	var r [16]byte
 	rand.Read(r[:])

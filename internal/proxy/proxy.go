@@ -217,7 +217,7 @@ func (p *Proxy) Serve(ctx context.Context, pc net.PacketConn, ln net.Listener) e
 	}
 
 	<-ctx.Done()
-	p.log.Info("Stopping proxy")
+	p.log.Log(context.Background(), LevelNotice, "Stopping proxy")
 	closeListeners()
 	p.closeActive()
 	p.wg.Wait()
