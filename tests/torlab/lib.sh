@@ -1,0 +1,122 @@
+# shellcheck shell=bash disable=SC2034
+# Shared settings and helpers of the private Tor network scripts. Sourced, not run.
+#
+# Every port comes from the environment. TOR_LAB_PORT_BASE (default 9000) sets
+# the defaults of all of them; each may also be given on its own:
+#   TOR_LAB_OR_BASE        BASE+10   ORPort of relay i is OR_BASE+i
+#   TOR_LAB_DIR_BASE       BASE+30   DirPort of relay i is DIR_BASE+i
+#   TOR_LAB_CTL_BASE       BASE+70   ControlPort of relay i is CTL_BASE+i
+#   TOR_LAB_SOCKS_PORT     BASE+150  client SocksPort
+#   TOR_LAB_CLIENT_CTRL_PORT BASE+151 client ControlPort (cookie authentication)
+#   TOR_LAB_DNS_PORT       BASE+152  client DNSPort (UDP)
+#   TOR_LAB_EXIT_DNS       127.0.0.1:BASE+153  the only resolver the exits use
+# Everything binds to 127.0.0.1.
+
+TORLAB_SCRIPTS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+PORT_BASE=${TOR_LAB_PORT_BASE:-9000}
+OR_BASE=${TOR_LAB_OR_BASE:-$((PORT_BASE + 10))}
+DIR_BASE=${TOR_LAB_DIR_BASE:-$((PORT_BASE + 30))}
+CTL_BASE=${TOR_LAB_CTL_BASE:-$((PORT_BASE + 70))}
+SOCKS_PORT=${TOR_LAB_SOCKS_PORT:-$((PORT_BASE + 150))}
+CLIENT_CTRL=${TOR_LAB_CLIENT_CTRL_PORT:-$((PORT_BASE + 151))}
+DNS_PORT=${TOR_LAB_DNS_PORT:-$((PORT_BASE + 152))}
+EXIT_DNS=${TOR_LAB_EXIT_DNS:-127.0.0.1:$((PORT_BASE + 153))}
+TIMEOUT=${TOR_LAB_TIMEOUT:-120}
+INFO_LOG=${TOR_LAB_INFO_LOG:-1}
+N_MIDDLES=${TOR_LAB_MIDDLES:-1}
+N_EXITS=${TOR_LAB_EXITS:-2}
+
+die() { printf 'torlab: %s\n' "$*" >&2; exit 1; }
+note() { printf 'tor-lab: %s\n' "$*"; }
+
+# set_state STATE_DIR: absolute state directory in $STATE.
+set_state() {
+  [[ -n ${1:-} ]] || die "usage: $(basename "$0") STATE_DIR"
+  mkdir -p "$1" || die "cannot create $1"
+  STATE=$(cd "$1" && pwd)
+}
+
+# The relays: three authorities, then the middles, then the exits.
+NODES=(auth0 auth1 auth2)
+ROLES=(auth auth auth)
+build_nodes() {
+  local i
+  [[ $N_MIDDLES =~ ^[0-9]+$ && $N_EXITS =~ ^[0-9]+$ ]] || die "TOR_LAB_MIDDLES and TOR_LAB_EXITS must be numbers"
+  ((N_EXITS >= 1)) || die "TOR_LAB_EXITS must be at least 1"
+  ((3 + N_MIDDLES + N_EXITS <= 20)) || die "at most 20 relays (3 authorities + TOR_LAB_MIDDLES + TOR_LAB_EXITS)"
+  for ((i = 0; i < N_MIDDLES; i++)); do NODES+=("middle$i"); ROLES+=(middle); done
+  for ((i = 0; i < N_EXITS; i++)); do NODES+=("exit$i"); ROLES+=(exit); done
+}
+
+# check_port_value NAME VALUE: a port number 1..65535.
+check_port_value() {
+  if [[ ! $2 =~ ^[1-9][0-9]{0,4}$ ]] || (($2 > 65535)); then die "$1: bad port '$2'"; fi
+}
+
+# node_pid NICK: the pid of that node's tor if it runs with this state dir's
+# torrc (so a recycled pid is never taken for ours); fails otherwise.
+node_pid() {
+  local pid
+  pid=$(cat "$STATE/nodes/$1/pid" 2>/dev/null) || return 1
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  kill -0 "$pid" 2>/dev/null || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$STATE/nodes/$1/torrc" || return 1
+  echo "$pid"
+}
+
+# stop_pids PID...: SIGTERM, then SIGKILL after 10 s; returns once all are gone.
+stop_pids() {
+  local pid alive=("$@") _
+  ((${#alive[@]} > 0)) || return 0
+  kill -TERM "${alive[@]}" 2>/dev/null
+  for _ in $(seq 1 100); do
+    local still=()
+    for pid in "${alive[@]}"; do
+      kill -0 "$pid" 2>/dev/null && still+=("$pid")
+    done
+    alive=("${still[@]}")
+    ((${#alive[@]} == 0)) && return 0
+    sleep 0.1
+  done
+  for pid in "${alive[@]}"; do
+    echo "torlab: SIGKILL $pid" >&2
+    kill -KILL "$pid" 2>/dev/null
+  done
+  # a killed process is gone once the kernel reaped it; tor is not our child
+  # (RunAsDaemon), so wait for /proc to drop it
+  for _ in $(seq 1 50); do
+    still=()
+    for pid in "${alive[@]}"; do [[ -d /proc/$pid ]] && still+=("$pid"); done
+    ((${#still[@]} == 0)) && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# dump_logs NICK...: the last lines of each node's notice log, on stderr.
+dump_logs() {
+  local n
+  for n in "$@"; do
+    echo "----- $n notice.log (last 25 lines) -----" >&2
+    tail -n 25 "$STATE/nodes/$n/notice.log" >&2 2>/dev/null || echo "(none)" >&2
+  done
+}
+
+elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN{printf "%.2f", b-a}'; }
+
+# socks_probe PORT: one SOCKS5 CONNECT without authentication through the
+# client to 127.0.0.1:PORT; prints the reply code (00 = succeeded), or
+# "timeout"/"down". The target must not be a relay's ORPort or DirPort: the
+# client refuses those ("the network would reject it", no Tor over Tor).
+socks_probe() {
+  # shellcheck disable=SC2016
+  timeout 20 bash -c '
+    exec 3<>"/dev/tcp/127.0.0.1/$1" || { echo down; exit 0; }
+    printf "\x05\x01\x00" >&3
+    m=$(dd bs=1 count=2 <&3 2>/dev/null | od -An -tx1 | tr -d " \n")
+    [[ $m == 0500 ]] || { echo "method:$m"; exit 0; }
+    printf "\x05\x01\x00\x01\x7f\x00\x00\x01\x$(printf %02x $(($2 >> 8)))\x$(printf %02x $(($2 & 255)))" >&3
+    r=$(dd bs=1 count=10 <&3 2>/dev/null | od -An -tx1 | tr -d " \n")
+    echo "${r:2:2}"' socks_probe "$SOCKS_PORT" "$1" 2>/dev/null || echo "timeout"
+}
