@@ -54,27 +54,36 @@ check_port_value() {
   if [[ ! $2 =~ ^[1-9][0-9]{0,4}$ ]] || (($2 > 65535)); then die "$1: bad port '$2'"; fi
 }
 
+# running PID: the process exists and is not a zombie. tor daemonises, so
+# its parent is init, which may reap an exited tor only a while later.
+running() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }
+  [[ ${stat:0:1} != Z ]]
+}
+
 # node_pid NICK: the pid of that node's tor if it runs with this state dir's
 # torrc (so a recycled pid is never taken for ours); fails otherwise.
 node_pid() {
   local pid
   pid=$(cat "$STATE/nodes/$1/pid" 2>/dev/null) || return 1
-  [[ $pid =~ ^[0-9]+$ ]] || return 1
-  kill -0 "$pid" 2>/dev/null || return 1
+  [[ $pid =~ ^[0-9]+$ ]] && running "$pid" || return 1
   tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$STATE/nodes/$1/torrc" || return 1
   echo "$pid"
 }
 
-# stop_pids PID...: SIGTERM, then SIGKILL after 10 s; returns once all are gone.
+# stop_pids PID...: SIGTERM (and SIGCONT), then SIGKILL after 10 s; returns
+# once all have exited.
 stop_pids() {
-  local pid alive=("$@") _
+  local pid alive=("$@") still _
   ((${#alive[@]} > 0)) || return 0
   kill -TERM "${alive[@]}" 2>/dev/null
+  # a paused (SIGSTOP) tor handles SIGTERM only once it runs again
+  kill -CONT "${alive[@]}" 2>/dev/null
   for _ in $(seq 1 100); do
-    local still=()
-    for pid in "${alive[@]}"; do
-      kill -0 "$pid" 2>/dev/null && still+=("$pid")
-    done
+    still=()
+    for pid in "${alive[@]}"; do running "$pid" && still+=("$pid"); done
     alive=("${still[@]}")
     ((${#alive[@]} == 0)) && return 0
     sleep 0.1
@@ -83,11 +92,9 @@ stop_pids() {
     echo "torlab: SIGKILL $pid" >&2
     kill -KILL "$pid" 2>/dev/null
   done
-  # a killed process is gone once the kernel reaped it; tor is not our child
-  # (RunAsDaemon), so wait for /proc to drop it
   for _ in $(seq 1 50); do
     still=()
-    for pid in "${alive[@]}"; do [[ -d /proc/$pid ]] && still+=("$pid"); done
+    for pid in "${alive[@]}"; do running "$pid" && still+=("$pid"); done
     ((${#still[@]} == 0)) && return 0
     sleep 0.1
   done

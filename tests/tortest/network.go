@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/tor-dnscrypt/dnscrypt-proxy/tests/labtest"
@@ -128,6 +129,7 @@ type Network struct {
 	closeErr error
 	watchers map[net.Conn]struct{}
 	done     chan struct{} // closed by Close
+	resumer  *exec.Cmd     // set while the relays are paused
 }
 
 // Start starts a private Tor network in a new temporary directory and
@@ -534,6 +536,100 @@ func (n *Network) StartClient(wait bool) error {
 	return nil
 }
 
+// maxPause is how long the relays stay paused at most, even if the test
+// binary dies meanwhile (they then notice and exit).
+const maxPause = 10 * time.Minute
+
+// PauseRelays stops every relay (SIGSTOP) until [Network.ResumeRelays] or
+// Close, and at most 10 minutes. Meanwhile the client's SocksPort accepts
+// connections and answers the SOCKS handshake, but CONNECTs wait (existing
+// circuits included), until the relays resume or tor's 2-minute SOCKS
+// timeout. A client started meanwhile ([Network.StartClient] without wait)
+// stays at bootstrap 10%: this is how a test gets a Tor that is "not
+// bootstrapped yet" for as long as it needs. After ResumeRelays, CONNECTs
+// worked again within about 0.2 s, even after a 30 s pause. Pausing paused
+// relays does nothing.
+func (n *Network) PauseRelays() error {
+	n.clientMu.Lock()
+	defer n.clientMu.Unlock()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return ErrClosed
+	}
+	if n.resumer != nil {
+		return nil
+	}
+	pids, err := n.relayPids()
+	if err != nil {
+		return err
+	}
+	// A detached process resumes them after maxPause, so that they can
+	// exit if the test binary dies while they are paused.
+	args := []string{"-c", `sleep "$1"; shift; kill -CONT "$@"`, "resumer", strconv.Itoa(int(maxPause / time.Second))}
+	for _, pid := range pids {
+		args = append(args, strconv.Itoa(pid))
+	}
+	cmd := exec.Command("sh", args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("tortest: pausing relays: %w", err)
+	}
+	n.resumer = cmd
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+			n.resume(pids)
+			return fmt.Errorf("tortest: pausing relay pid %d: %w", pid, err)
+		}
+	}
+	return nil
+}
+
+// ResumeRelays lets the relays paused by [Network.PauseRelays] run again.
+// Resuming running relays does nothing.
+func (n *Network) ResumeRelays() error {
+	n.clientMu.Lock()
+	defer n.clientMu.Unlock()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return ErrClosed
+	}
+	if n.resumer == nil {
+		return nil
+	}
+	pids, err := n.relayPids()
+	n.resume(pids)
+	return err
+}
+
+// resume sends SIGCONT to pids and ends the resumer; n.mu is held.
+func (n *Network) resume(pids []int) {
+	for _, pid := range pids {
+		syscall.Kill(pid, syscall.SIGCONT)
+	}
+	if n.resumer != nil {
+		// the shell and its sleep: the process group it leads
+		syscall.Kill(-n.resumer.Process.Pid, syscall.SIGKILL)
+		n.resumer.Wait()
+		n.resumer = nil
+	}
+}
+
+// relayPids returns the pids of all relays, or an error if one is not
+// running.
+func (n *Network) relayPids() ([]int, error) {
+	var pids []int
+	for _, nick := range n.Relays {
+		pid, ok := n.livePid(nick)
+		if !ok {
+			return pids, fmt.Errorf("tortest: relay %s is not running", nick)
+		}
+		pids = append(pids, pid)
+	}
+	return pids, nil
+}
+
 func (n *Network) isClosed() bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -554,6 +650,10 @@ func (n *Network) Close() error {
 	}
 	n.closed = true
 	close(n.done)
+	if n.resumer != nil {
+		pids, _ := n.relayPids()
+		n.resume(pids)
+	}
 	for c := range n.watchers {
 		c.Close()
 	}

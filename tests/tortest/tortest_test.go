@@ -457,6 +457,59 @@ func TestNetwork(t *testing.T) {
 		dial(t, n, "after-restart-2", target)
 		dial(t, n, "", target)
 	})
+
+	t.Run("NotBootstrapped", func(t *testing.T) {
+		if err := n.StopClient(); err != nil {
+			t.Fatal(err)
+		}
+		if err := n.PauseRelays(); err != nil {
+			t.Fatal(err)
+		}
+		if err := n.PauseRelays(); err != nil {
+			t.Errorf("second PauseRelays: %v", err)
+		}
+		if err := n.StartClient(false); err != nil {
+			t.Fatal(err)
+		}
+		notBootstrapped(t, n, target)
+		time.Sleep(2 * time.Second)
+		notBootstrapped(t, n, target)
+		t0 := time.Now()
+		if err := n.ResumeRelays(); err != nil {
+			t.Fatal(err)
+		}
+		if err := n.ResumeRelays(); err != nil {
+			t.Errorf("second ResumeRelays: %v", err)
+		}
+		_, took := dial(t, n, "after-resume", target)
+		t.Logf("after ResumeRelays: first CONNECT took %v, done %v after resuming", took.Round(time.Millisecond),
+			time.Since(t0).Round(time.Millisecond))
+	})
+}
+
+// notBootstrapped checks a client that cannot reach the relays: its
+// SocksPort answers, a CONNECT waits, and it reports no bootstrap.
+func notBootstrapped(t *testing.T, n *Network, target string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	c, err := dialer(t, n, "waiting").DialContext(ctx, "tcp", target)
+	if err == nil {
+		c.Close()
+		t.Fatalf("CONNECT with the relays paused: got a connection")
+	}
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Errorf("CONNECT with the relays paused: got %v, want a timeout (SOCKS handshake done, CONNECT pending)", err)
+	}
+	phase, err := n.Control("GETINFO status/bootstrap-phase")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(phase, "PROGRESS=100") {
+		t.Errorf("client bootstrapped with the relays paused: %s", phase)
+	}
+	t.Logf("relays paused: CONNECT timed out, %s", phase)
 }
 
 // drain returns a channel that is closed once ch is closed, discarding
@@ -483,8 +536,9 @@ func TestStartClose(t *testing.T) {
 		opts       Options
 		fixedPorts bool
 		owner      bool // a child process owns the tors; it is killed instead of Close
+		pause      bool // Close with the relays paused
 	}{
-		{opts: Options{Exits: 1, NoInfoLog: true}},
+		{opts: Options{Exits: 1, NoInfoLog: true}, pause: true},
 		{fixedPorts: true, owner: true},
 	} {
 		opts := c.opts
@@ -521,6 +575,13 @@ func TestStartClose(t *testing.T) {
 		}
 		target, _ := echoServer(t)
 		dial(t, n, "u", target)
+		resumer := 0
+		if c.pause {
+			if err := n.PauseRelays(); err != nil {
+				t.Fatal(err)
+			}
+			resumer = n.resumer.Process.Pid
+		}
 		dir := n.Dir
 		if owner != nil {
 			t0 := time.Now()
@@ -542,6 +603,16 @@ func TestStartClose(t *testing.T) {
 				t.Errorf("close %d: %s (pid %d) still runs", i, nick, pid)
 			}
 		}
+		if resumer != 0 {
+			// its process group (the shell and its sleep) must be gone
+			t0 := time.Now()
+			for syscall.Kill(-resumer, 0) == nil && time.Since(t0) < 10*time.Second {
+				time.Sleep(100 * time.Millisecond)
+			}
+			if err := syscall.Kill(-resumer, 0); !errors.Is(err, syscall.ESRCH) {
+				t.Errorf("close %d: the relays' resumer (process group %d) still exists: %v", i, resumer, err)
+			}
+		}
 		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("close %d: state dir %s: got %v, want it removed", i, dir, err)
 		}
@@ -553,6 +624,9 @@ func TestStartClose(t *testing.T) {
 		}
 		if err := n.StartClient(true); !errors.Is(err, ErrClosed) {
 			t.Errorf("StartClient after Close: got %v, want ErrClosed", err)
+		}
+		if err := n.PauseRelays(); !errors.Is(err, ErrClosed) {
+			t.Errorf("PauseRelays after Close: got %v, want ErrClosed", err)
 		}
 		if _, err := n.WatchStreams(context.Background()); !errors.Is(err, ErrClosed) {
 			t.Errorf("WatchStreams after Close: got %v, want ErrClosed", err)
