@@ -13,7 +13,7 @@
 //		...
 //	}
 //
-// Start takes 10-35 s (key generation, a wait of up to 5 s for the
+// Start takes 10-25 s (key generation, a wait of up to 5 s for the
 // authorities' voting slot, the first consensus, the client's bootstrap),
 // and returns only once a SOCKS5 CONNECT through an exit works. Each network
 // uses its own block of ports below the kernel's ephemeral range, so several
@@ -21,9 +21,10 @@
 // never on a relay's port (tor refuses those as targets).
 //
 // Tests can stop and restart the client alone ([Network.StopClient],
-// [Network.StartClient]), run control port commands ([Network.Control]) and
-// watch the streams the client opens, with their circuit and SOCKS username
-// ([Network.WatchStreams]). Every SOCKS username/password gets its own
+// [Network.StartClient]), freeze the relays so that the client cannot
+// bootstrap or open streams ([Network.PauseRelays]), run control port
+// commands ([Network.Control]) and watch the streams the client opens, with
+// their circuit and SOCKS username ([Network.WatchStreams]). Every SOCKS username/password gets its own
 // circuit (IsolateSOCKSAuth).
 //
 // Things a test must know (details in tests/torlab/README.md):

@@ -134,8 +134,8 @@ type Network struct {
 
 // Start starts a private Tor network in a new temporary directory and
 // returns once a SOCKS5 CONNECT through the client and an exit to a TCP port
-// on 127.0.0.1 works. It takes about 15-35 s (key generation, a wait of up to
-// 5 s for the authorities' voting slot, the first consensus, bootstrap); it
+// on 127.0.0.1 works. It takes 10-25 s (key generation, a wait of up to 5 s
+// for the authorities' voting slot, the first consensus, bootstrap); it
 // fails after opts.Timeout with the tails of the tor logs. On failure nothing
 // is left running. The tors exit by themselves within about 15 s if the test
 // binary dies without closing the network. Errors for missing programs wrap

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -653,4 +654,46 @@ func cmpOrInt(v, def int) int {
 		return def
 	}
 	return v
+}
+
+// TestStartTimeout: a start that cannot finish in time fails with the tor
+// logs' tails and leaves no tor running.
+func TestStartTimeout(t *testing.T) {
+	if err := checkTools(); err != nil {
+		labtest.Require(t, "tor", err)
+	}
+	t.Setenv("TOR_LAB_KEEP_STATE", "1")
+	t0 := time.Now()
+	n, err := Start(Options{Timeout: 2 * time.Second, NoInfoLog: true})
+	took := time.Since(t0)
+	if err == nil {
+		n.Close()
+		t.Fatalf("Start with a 2 s timeout succeeded (%v)", took)
+	}
+	t.Logf("Start failed after %v: %.300s", took.Round(time.Millisecond), err)
+	if errors.Is(err, ErrUnavailable) {
+		t.Errorf("got ErrUnavailable for a timeout: %v", err)
+	}
+	if took > 32*time.Second {
+		t.Errorf("Start took %v to fail, want about 2 s (plus key generation)", took)
+	}
+	msg := err.Error()
+	i := strings.Index(msg, "(state kept in ")
+	if i < 0 {
+		t.Fatalf("error does not name the kept state dir: %v", err)
+	}
+	dir := strings.TrimSuffix(msg[i+len("(state kept in "):], ")")
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if !strings.Contains(msg, "FAILED") || !strings.Contains(msg, "notice.log (last 25 lines)") {
+		t.Errorf("error lacks the failure and the log tails: %v", err)
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err == nil && bytes.Contains(b, []byte(dir+"/")) {
+			if pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p))); !gone(pid) {
+				t.Errorf("process %s still runs: %q", p, b)
+			}
+		}
+	}
 }
