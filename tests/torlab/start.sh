@@ -211,6 +211,11 @@ ExitPolicy accept 127.0.0.0/8:*
 ExitPolicy reject 0.0.0.0/1:*
 ExitPolicy reject 128.0.0.0/1:*
 ExitPolicy accept *:*
+# An exit refuses a stream whose previous hop is a relay missing from its own
+# consensus ("Attempt by ... to open a stream from unknown relay"; the client
+# sees END 'misc error' and finally SOCKS 0x01). Early in a run, or on a busy
+# machine, an exit's consensus may lag behind and lack some relays.
+RefuseUnknownExits 0
 ServerDNSResolvConfFile $STATE/exit-resolv.conf
 ServerDNSDetectHijacking 0
 ServerDNSRandomizeCase 0

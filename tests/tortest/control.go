@@ -216,18 +216,24 @@ func clip(s string) string {
 }
 
 // StreamEvent is one STREAM event of the client's control port (tor's
-// control-spec, section 4.1.2): a stream changed its status.
+// control-spec, section 4.1.2): a stream changed its status. Tor 0.4.9.11
+// sends, for a SOCKS stream of user "alice" to 127.0.0.1:40215 (NEW has
+// circuit 0, SOURCE_ADDR and PURPOSE; later events the circuit ID, and for
+// an IP target on 127.0.0.1 the exit it is pinned to):
 //
-// Tor 0.4.9 sends, for a SOCKS stream, for example:
+//	650 STREAM 28 NEW 0 127.0.0.1:40215 SOURCE_ADDR=127.0.0.1:42072 PURPOSE=USER SOCKS_USERNAME="alice" SOCKS_PASSWORD="pw-alice" CLIENT_PROTOCOL=SOCKS5 NYM_EPOCH=0 SESSION_GROUP=-4 ISO_FIELDS=SOCKS_USERNAME,SOCKS_PASSWORD,CLIENTADDR,SESSION_GROUP,NYM_EPOCH
+//	650 STREAM 28 SENTCONNECT 6 127.0.0.1.7BE3867D46FF1DB3D920ACF902BA5B180B1161B9.exit:40215 SOCKS_USERNAME="alice" SOCKS_PASSWORD="pw-alice" CLIENT_PROTOCOL=SOCKS5 ...
+//	650 STREAM 28 REMAP 6 127.0.0.1.7BE3867D46FF1DB3D920ACF902BA5B180B1161B9.exit:40215 SOURCE=EXIT SOCKS_USERNAME="alice" ...
+//	650 STREAM 28 SUCCEEDED 6 127.0.0.1.7BE3867D46FF1DB3D920ACF902BA5B180B1161B9.exit:40215 SOCKS_USERNAME="alice" ...
+//	650 STREAM 28 CLOSED 6 127.0.0.1.7BE3867D46FF1DB3D920ACF902BA5B180B1161B9.exit:40215 REASON=DONE SOCKS_USERNAME="alice" ...
 //
-//	650 STREAM 17 SENTCONNECT 6 127.0.0.1:40000 SOCKS_USERNAME="alice" SOCKS_PASSWORD="x" CLIENT_PROTOCOL=SOCKS5 NYM_EPOCH=0 SESSION_GROUP=-4 ISO_FIELDS=SOCKS_USERNAME,SOCKS_PASSWORD,CLIENTADDR,SESSION_GROUP,NYM_EPOCH
-//
-// See tests/torlab/README.md for what each status carries.
+// Without SOCKS authentication there is no SOCKS_USERNAME or
+// SOCKS_PASSWORD. More in tests/torlab/README.md.
 type StreamEvent struct {
 	ID        string // stream ID
 	Status    string // NEW, SENTCONNECT, REMAP, SUCCEEDED, FAILED, CLOSED, DETACHED, ...
 	CircuitID string // "0" while the stream is not attached to a circuit
-	Target    string // as tor writes it: "127.0.0.1:40000", "localhost:40000", or "127.0.0.1.$FP.exit:40000" after a REMAP
+	Target    string // as tor writes it: "127.0.0.1:40000", "localhost:40000", or "127.0.0.1.<FP>.exit:40000" once pinned to an exit
 
 	SOCKSUser     string // SOCKS_USERNAME, "" if none
 	SOCKSPassword string // SOCKS_PASSWORD, "" if none
