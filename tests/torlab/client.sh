@@ -71,7 +71,7 @@ T_START=$(date +%s.%N)
 "$TOR" -f "$STATE/nodes/client/torrc" >"$STATE/nodes/client/launch.log" 2>&1 \
   || { cat "$STATE/nodes/client/launch.log" >&2; fail "tor client did not start"; }
 T_LAUNCHED=$(date +%s.%N)
-pid=$(node_pid client) || fail "tor client exited right after its launch"
+pid=$(wait_pid client) || fail "tor client exited right after its launch (no pid file)"
 # with RunAsDaemon the launch returns once the listeners are open
 until socks_listening; do
   (($(date +%s) < deadline)) || fail "SocksPort 127.0.0.1:$SOCKS_PORT not listening after ${TIMEOUT}s"

@@ -73,6 +73,31 @@ node_pid() {
   echo "$pid"
 }
 
+# node_procs NICK: the pids of every running tor started as
+# "tor -f STATE/nodes/NICK/torrc", found in /proc: also one whose pid file is
+# missing or not written yet (a start interrupted right after the launch).
+node_procs() {
+  local f pid want="$STATE/nodes/$1/torrc" args
+  for f in /proc/[0-9]*/cmdline; do
+    mapfile -d '' -t args <"$f" 2>/dev/null || continue
+    [[ ${args[1]:-} == -f && ${args[2]:-} == "$want" ]] || continue
+    pid=${f#/proc/}; pid=${pid%/cmdline}
+    running "$pid" && echo "$pid"
+  done
+  return 0
+}
+
+# wait_pid NICK: waits up to 10 s for the node's pid file (a daemonising tor
+# writes it a moment after the launch command returns); prints the pid.
+wait_pid() {
+  local _
+  for _ in $(seq 1 200); do
+    node_pid "$1" && return 0
+    sleep 0.05
+  done
+  return 1
+}
+
 # stop_pids PID...: SIGTERM (and SIGCONT), then SIGKILL after 10 s; returns
 # once all have exited.
 stop_pids() {

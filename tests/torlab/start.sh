@@ -275,6 +275,7 @@ trap 'fail "interrupted"' INT TERM
 launch() {
   "$TOR" -f "$STATE/nodes/$1/torrc" >"$STATE/nodes/$1/launch.log" 2>&1 \
     || { cat "$STATE/nodes/$1/launch.log" >&2; fail "tor $1 did not start"; }
+  wait_pid "$1" >/dev/null || fail "tor $1 wrote no pid file"
 }
 check_alive() {
   local n

@@ -456,41 +456,44 @@ func (n *Network) IsRelayPort(port int) bool {
 }
 
 // Pids returns the running tor processes of the network by nickname
-// ("client", "auth0", ...): those whose pid file names a live process that
-// runs with this network's torrc.
+// ("client", "auth0", ...): the processes started as
+// "tor -f DIR/nodes/NICK/torrc", found in /proc (as stop.sh finds them), so
+// also one whose pid file is not written yet. Zombies do not count.
 func (n *Network) Pids() map[string]int {
 	pids := map[string]int{}
-	files, _ := filepath.Glob(filepath.Join(n.Dir, "nodes", "*", "pid"))
+	prefix := filepath.Join(n.Dir, "nodes") + "/"
+	files, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, f := range files {
-		nick := filepath.Base(filepath.Dir(f))
-		if pid, ok := n.livePid(nick); ok {
-			pids[nick] = pid
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
 		}
+		args := strings.Split(string(b), "\x00")
+		if len(args) < 3 || args[1] != "-f" {
+			continue
+		}
+		nick, ok := strings.CutPrefix(args[2], prefix)
+		if nick, ok = strings.CutSuffix(nick, "/torrc"); !ok || nick == "" || strings.Contains(nick, "/") {
+			continue
+		}
+		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(f)))
+		if err != nil || !running(pid) {
+			continue
+		}
+		pids[nick] = pid
 	}
 	return pids
 }
 
-// livePid returns the pid of the node's tor if it runs with its torrc.
-func (n *Network) livePid(nick string) (int, bool) {
-	b, err := os.ReadFile(filepath.Join(n.Dir, "nodes", nick, "pid"))
+// running reports whether process pid exists and is not a zombie (tor
+// daemonises, so init reaps it, at its own pace).
+func running(pid int) bool {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return 0, false
+		return false
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 {
-		return 0, false
-	}
-	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
-	if err != nil || !bytes.Contains(cmdline, []byte(filepath.Join(n.Dir, "nodes", nick, "torrc"))) {
-		return 0, false
-	}
-	if stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat"); err == nil {
-		// a zombie has exited and only waits for its parent
-		if i := bytes.LastIndexByte(stat, ')'); i >= 0 && bytes.HasPrefix(stat[i:], []byte(") Z")) {
-			return 0, false
-		}
-	}
-	return pid, true
+	i := bytes.LastIndexByte(stat, ')')
+	return i >= 0 && !bytes.HasPrefix(stat[i:], []byte(") Z"))
 }
 
 // StopClient stops the Tor client; the relays keep running. It returns once
@@ -620,8 +623,9 @@ func (n *Network) resume(pids []int) {
 // running.
 func (n *Network) relayPids() ([]int, error) {
 	var pids []int
+	running := n.Pids()
 	for _, nick := range n.Relays {
-		pid, ok := n.livePid(nick)
+		pid, ok := running[nick]
 		if !ok {
 			return pids, fmt.Errorf("tortest: relay %s is not running", nick)
 		}

@@ -638,15 +638,7 @@ func TestStartClose(t *testing.T) {
 // gone reports whether process pid has exited: it no longer exists, or it
 // is a zombie (tor daemonises, so init reaps it, at its own pace).
 func gone(pid int) bool {
-	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
-		return true
-	}
-	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return true
-	}
-	i := bytes.LastIndexByte(stat, ')')
-	return i >= 0 && bytes.HasPrefix(stat[i:], []byte(") Z"))
+	return !running(pid)
 }
 
 func cmpOrInt(v, def int) int {
