@@ -530,6 +530,9 @@ func drain(ch <-chan StreamEvent) <-chan StreamEvent {
 // left behind: by Close, or by the tors themselves once their owner process
 // is gone.
 func TestStartClose(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipping two more network starts (about 40 s) in -short mode")
+	}
 	if err := checkTools(); err != nil {
 		labtest.Require(t, "tor", err)
 	}
