@@ -1,9 +1,21 @@
 #!/usr/bin/env bash
 # Load test: dnsperf through dnscrypt-proxy in front of dnsdist's DNSCrypt
 # listeners, and, in the same run, through dnsdist's plain DNS port as the
-# baseline. Prints for each run: qps, queries lost, the proxy's CPU time per
-# query (utime+stime from /proc/PID/stat over the queries answered) and its
-# peak RSS (VmHWM).
+# baseline. Prints for each run: qps, queries lost, the CPU time per query
+# of the process under test (utime+stime from /proc/PID/stat over the
+# queries answered: dnsdist for the baseline rows, the proxy otherwise) and
+# the proxy's peak RSS (VmHWM).
+#
+# Rows:
+#   dnsdist plain                 the baseline, as fast as it goes
+#   dnsdist plain at N qps        dnsdist again, held to the proxy's rate
+#                                 through dnsdist es1: CPU per query grows as
+#                                 the rate falls (each query then costs thread
+#                                 wake-ups), so compare the proxy with this row
+#   proxy -> dnsdist es1/es2      the real path; dnsdist's DNSCrypt (an X25519
+#                                 operation per query) limits the rate
+#   proxy -> fast resolver        the proxy kept busy: tests/bench/fastresolver,
+#                                 a DNSCrypt resolver that caches shared keys
 #
 # Usage: tests/bench/load.sh [-l SECONDS] [-Q QPS] [-q OUTSTANDING] [-e] [--quick]
 #   -l   duration of each dnsperf run (default 20)
@@ -26,7 +38,7 @@ while (($#)); do
     -q) outstanding="$2"; shift ;;
     -e) edns=(-e) ;;
     --quick) secs=3 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
     *) echo "load.sh: unknown option $1" >&2; exit 1 ;;
   esac
   shift
@@ -37,8 +49,10 @@ done
 
 work="$(mktemp -d /tmp/dnscrypt-load.XXXXXX)"
 proxy_pid=""
+fast_pid=""
 cleanup() {
   [[ -n "$proxy_pid" ]] && kill "$proxy_pid" 2>/dev/null && wait "$proxy_pid" 2>/dev/null
+  [[ -n "$fast_pid" ]] && kill "$fast_pid" 2>/dev/null && wait "$fast_pid" 2>/dev/null
   "$root/tests/lab/stop.sh" "$work/lab" >/dev/null 2>&1 || true
   rm -rf "$work"
 }
@@ -65,7 +79,8 @@ export LAB_PORT_XSALSA=${ports[0]} LAB_PORT_XCHACHA=${ports[1]} LAB_PORT_MIXED=$
 proxy_port=${ports[9]}
 
 echo "building dnscrypt-proxy" >&2
-(cd "$root" && go build -o "$work/dnscrypt-proxy" ./cmd/dnscrypt-proxy)
+(cd "$root" && go build -o "$work/dnscrypt-proxy" ./cmd/dnscrypt-proxy &&
+  go build -o "$work/fastresolver" ./tests/bench/fastresolver)
 echo "starting the lab" >&2
 LAB_GO_SERVER=0 "$root/tests/lab/start.sh" "$work/lab" >/dev/null
 # shellcheck disable=SC1091
@@ -84,18 +99,27 @@ cpu_ticks() { # utime + stime of PID, in clock ticks
   awk '{ sub(/^[^)]*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
 }
 
-printf '%-34s %9s %8s %8s %12s %10s\n' "run" "qps" "lost" "answered" "CPU us/query" "peak RSS"
-base=$(perf "${LAB_PLAIN##*:}")
-printf '%-34s %9s %8s %8s %12s %10s\n' "dnsdist plain DNS (baseline)" \
-  "$(field "$base" 'Queries per second:')" "$(field "$base" 'Queries lost:')" \
-  "$(field "$base" 'Queries completed:')" "-" "-"
-
 hz=$(getconf CLK_TCK)
-for target in "es1 (XSalsa20)|$LAB_RESOLVER_ADDRESS" "es2 (XChaCha20)|$LAB_RESOLVER_ADDRESS_XCHACHA"; do
-  name="${target%%|*}" addr="${target##*|}"
-  "$work/dnscrypt-proxy" --local-address="127.0.0.1:$proxy_port" --resolver-address="$addr" \
-    --provider-name="$LAB_PROVIDER_NAME" --provider-key="$LAB_PROVIDER_KEY" --loglevel=5 \
-    >"$work/proxy.log" 2>&1 &
+row() { # row NAME OUTPUT TICKS RSS
+  local done_q us
+  done_q=$(field "$2" 'Queries completed:')
+  us=$(awk -v t="$3" -v hz="$hz" -v n="$done_q" 'BEGIN { printf "%.1f", n ? t * 1e6 / hz / n : 0 }')
+  printf '%-38s %9.0f %6s %9s %9s %10s\n' "$1" "$(field "$2" 'Queries per second:')" \
+    "$(field "$2" 'Queries lost:')" "$done_q" "$us" "$4"
+}
+# measure PID PORT [dnsperf args...] -> dnsperf output, CPU ticks of PID in $ticks
+measure() {
+  local pid=$1 port=$2 t0 t1
+  shift 2
+  t0=$(cpu_ticks "$pid")
+  out=$(perf "$port" "$@")
+  t1=$(cpu_ticks "$pid")
+  ticks=$((t1 - t0))
+}
+# run_proxy NAME ADDR PROVIDER-NAME KEY: start the proxy, warm up, measure
+run_proxy() {
+  "$work/dnscrypt-proxy" --local-address="127.0.0.1:$proxy_port" --resolver-address="$2" \
+    --provider-name="$3" --provider-key="$4" --loglevel=5 >"$work/proxy.log" 2>&1 &
   proxy_pid=$!
   for _ in $(seq 100); do
     grep -q "Proxying from" "$work/proxy.log" && break
@@ -103,13 +127,28 @@ for target in "es1 (XSalsa20)|$LAB_RESOLVER_ADDRESS" "es2 (XChaCha20)|$LAB_RESOL
     sleep 0.1
   done
   perf "$proxy_port" >/dev/null # warm-up: certificate, padding cap, buffers
-  t0=$(cpu_ticks "$proxy_pid")
-  out=$(perf "$proxy_port")
-  t1=$(cpu_ticks "$proxy_pid")
-  done_q=$(field "$out" 'Queries completed:')
-  rss=$(awk '/VmHWM/ { print $2 " " $3 }' "/proc/$proxy_pid/status")
-  us=$(awk -v t="$((t1 - t0))" -v hz="$hz" -v n="$done_q" 'BEGIN { printf "%.2f", n ? t * 1e6 / hz / n : 0 }')
-  printf '%-34s %9s %8s %8s %12s %10s\n' "proxy -> dnsdist $name" \
-    "$(field "$out" 'Queries per second:')" "$(field "$out" 'Queries lost:')" "$done_q" "$us" "$rss"
+  measure "$proxy_pid" "$proxy_port"
+  row "proxy -> $1" "$out" "$ticks" "$(awk '/VmHWM/ { print $2 " " $3 }' "/proc/$proxy_pid/status")"
   kill "$proxy_pid"; wait "$proxy_pid" 2>/dev/null || true; proxy_pid=""
+}
+
+dnsdist_pid=$(cat "$work/lab/pids/dnsdist.pid" | cut -d' ' -f1)
+printf '%-38s %9s %6s %9s %9s %10s\n' "run" "qps" "lost" "answered" "CPU us/q" "peak RSS"
+measure "$dnsdist_pid" "${LAB_PLAIN##*:}"
+row "dnsdist plain DNS (baseline)" "$out" "$ticks" "-"
+run_proxy "dnsdist es1 (XSalsa20)" "$LAB_RESOLVER_ADDRESS" "$LAB_PROVIDER_NAME" "$LAB_PROVIDER_KEY"
+es1_qps=$(field "$out" 'Queries per second:')
+run_proxy "dnsdist es2 (XChaCha20)" "$LAB_RESOLVER_ADDRESS_XCHACHA" "$LAB_PROVIDER_NAME" "$LAB_PROVIDER_KEY"
+rate=$(printf '%.0f' "$es1_qps")
+if ((rate > 0)) && [[ -z "$qps" ]]; then
+  qps=$rate measure "$dnsdist_pid" "${LAB_PLAIN##*:}"
+  row "dnsdist plain DNS at $rate qps" "$out" "$ticks" "-"
+fi
+for es in es1 es2; do
+  "$work/fastresolver" "$es" >"$work/fast.out" &
+  fast_pid=$!
+  for _ in $(seq 50); do [[ -s "$work/fast.out" ]] && break; sleep 0.1; done
+  read -r faddr fname fkey <"$work/fast.out"
+  run_proxy "fast resolver $es" "$faddr" "$fname" "$fkey"
+  kill "$fast_pid"; wait "$fast_pid" 2>/dev/null || true
 done
