@@ -86,7 +86,9 @@ func (r *Refresher) Current() *Cert { return r.cur.Load() }
 // decryption failures or timeouts that suggest the resolver changed its
 // key. It never blocks, and triggers coalesce: Run fetches once, no sooner
 // than MinBackoff after its previous fetch. While Run is backing off after
-// failures, the retry already scheduled serves the request.
+// failures with a certificate in hand, the retry already scheduled serves
+// the request; without any certificate yet, Trigger cuts the backoff short
+// (clients are waiting).
 func (r *Refresher) Trigger() {
 	select {
 	case r.triggerC() <- struct{}{}:
@@ -143,6 +145,11 @@ func (r *Refresher) Run(ctx context.Context) error {
 		switch cur := r.Current(); {
 		case failures > 0:
 			wait = r.backoff(failures)
+			if cur == nil {
+				// Without any certificate, a Trigger (a client waiting)
+				// cuts the backoff short, though never below MinBackoff.
+				trig = trigger
+			}
 		case cur == nil:
 			wait = 0
 		default:

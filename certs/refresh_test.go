@@ -527,20 +527,54 @@ func TestRefresherTriggerSpacing(t *testing.T) {
 	}
 }
 
+// TestRefresherTriggerDuringBackoff: with a certificate in hand, a
+// Trigger does not cut the failure backoff short (the current certificate
+// still works; no hammering a resolver that is down); without any, it does
+// (clients are waiting), though never below MinBackoff.
 func TestRefresherTriggerDuringBackoff(t *testing.T) {
-	f := &fakeResolver{started: make(chan struct{}, 10)}
-	f.set(errors.New("resolver down"))
-	r := &Refresher{Fetch: f.Fetch, MinBackoff: 300 * time.Millisecond, MaxBackoff: 300 * time.Millisecond}
-	runRefresher(t, r)
-	<-f.started
-	time.Sleep(10 * time.Millisecond) // let the failure be handled
-	r.Trigger()
-	r.Trigger()
-	<-f.started
-	times := f.callTimes()
-	if gap := times[1].Sub(times[0]); gap < 300*time.Millisecond {
-		t.Errorf("retry after %v: Trigger cut the backoff short", gap)
-	}
+	t.Run("with a certificate", func(t *testing.T) {
+		s1 := mustCert(t, testTemplate(1, dnscrypt.XSalsa20Poly1305))
+		f := &fakeResolver{started: make(chan struct{}, 10)}
+		f.set(nil, s1)
+		r := &Refresher{Fetch: f.Fetch, Now: func() time.Time { return testNow },
+			MinBackoff: 300 * time.Millisecond, MaxBackoff: 300 * time.Millisecond}
+		if err := r.Init(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		<-f.started
+		f.set(errors.New("resolver down"))
+		runRefresher(t, r)
+		r.Trigger() // an early refresh, which fails
+		<-f.started
+		time.Sleep(10 * time.Millisecond) // let the failure be handled
+		r.Trigger()
+		r.Trigger()
+		<-f.started
+		times := f.callTimes()
+		if gap := times[2].Sub(times[1]); gap < 300*time.Millisecond {
+			t.Errorf("retry after %v: Trigger cut the backoff short", gap)
+		}
+	})
+	t.Run("without a certificate", func(t *testing.T) {
+		f := &fakeResolver{started: make(chan struct{}, 10)}
+		f.set(errors.New("resolver down"))
+		r := &Refresher{Fetch: f.Fetch, MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Minute}
+		runRefresher(t, r)
+		for range 5 { // backoff grows: 50, 100, 200, 400 ms; then 800 ms
+			<-f.started
+		}
+		time.Sleep(60 * time.Millisecond)
+		start := time.Now()
+		r.Trigger()
+		<-f.started
+		if el := time.Since(start); el > 400*time.Millisecond {
+			t.Errorf("Trigger without a certificate: next fetch after %v, want well before the 800 ms backoff", el)
+		}
+		times := f.callTimes()
+		if gap := times[5].Sub(times[4]); gap < 50*time.Millisecond {
+			t.Errorf("fetches %v apart, below MinBackoff", gap)
+		}
+	})
 }
 
 // TestRefresherShutdown cancels Run in each of its waits and checks that

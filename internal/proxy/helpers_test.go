@@ -64,6 +64,14 @@ func startProxy(tb testing.TB, srv *dnscrypttest.Server, cfg Config) *running {
 		cancel()
 		tb.Fatal("proxy not ready after 10 s")
 	}
+	// Through SOCKS the proxy answers (SERVFAIL) before its certificate.
+	for deadline := time.Now().Add(10 * time.Second); p.refresher.Current() == nil; {
+		if time.Now().After(deadline) {
+			cancel()
+			tb.Fatal("no certificate after 10 s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	var stopped bool
 	var serveErr error
 	stop := func() error {

@@ -159,10 +159,15 @@ func (p *Proxy) RefreshCerts() {
 }
 
 // Serve answers queries arriving on pc (UDP) and ln (TCP) until ctx is
-// done; either may be nil. It first fetches a valid certificate, retrying
-// with backoff, and calls Config.OnReady once it answers. It closes pc and
-// ln, and returns nil after a shutdown through ctx, once every goroutine it
-// started has ended.
+// done; either may be nil. It closes pc and ln, and returns nil after a
+// shutdown through ctx, once every goroutine it started has ended.
+//
+// Directly, it first fetches a valid certificate, retrying with backoff,
+// and only then answers (dnscrypt-proxy 1.x). Through SOCKS it answers at
+// once, SERVFAIL until the first certificate arrives: Tor may still be
+// bootstrapping, and clients should hear why rather than time out; each
+// such query hurries the next certificate attempt. Config.OnReady is
+// called once the listeners answer.
 func (p *Proxy) Serve(ctx context.Context, pc net.PacketConn, ln net.Listener) error {
 	if !p.serving.CompareAndSwap(false, true) {
 		return errors.New("proxy: Serve called twice")
@@ -190,12 +195,14 @@ func (p *Proxy) Serve(ctx context.Context, pc net.PacketConn, ln net.Listener) e
 		defer func() { udp.close(); p.udp = nil }()
 	}
 
-	if err := p.refresher.Init(ctx); err != nil {
-		closeListeners()
-		if ctx.Err() != nil {
-			return nil
+	if p.cfg.SOCKS == nil {
+		if err := p.refresher.Init(ctx); err != nil {
+			closeListeners()
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("proxy: %w", err)
 		}
-		return fmt.Errorf("proxy: %w", err)
 	}
 	var background sync.WaitGroup
 	background.Go(func() { p.refresher.Run(ctx) })
@@ -211,7 +218,11 @@ func (p *Proxy) Serve(ctx context.Context, pc net.PacketConn, ln net.Listener) e
 		p.wg.Add(1)
 		go p.serveTCP(ctx, ln)
 	}
-	p.log.Log(ctx, LevelNotice, fmt.Sprintf("Proxying from %s to %s", listenAddr(pc, ln), p.upstreamName()))
+	msg := fmt.Sprintf("Proxying from %s to %s", listenAddr(pc, ln), p.upstreamName())
+	if p.refresher.Current() == nil {
+		msg += " (SERVFAIL until the resolver's certificate arrives)"
+	}
+	p.log.Log(ctx, LevelNotice, msg)
 	if p.cfg.OnReady != nil {
 		p.cfg.OnReady()
 	}

@@ -38,6 +38,7 @@ const failuresBeforeRecheck = 4
 func (p *Proxy) resolve(r *request, overTCP bool) error {
 	cert := p.refresher.Current()
 	if cert == nil {
+		p.refresher.Trigger() // a client is waiting: try again soon
 		return errNoCert
 	}
 	id, err := p.ids.get()

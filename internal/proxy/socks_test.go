@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"net"
 	"strings"
 	"testing"
@@ -183,5 +184,55 @@ func TestSOCKSFaults(t *testing.T) {
 	r, err := rp.ask(t, "udp", query("www.example", dns.TypeA))
 	if err != nil || r.Rcode != dns.RcodeServerFailure || time.Since(start) > timeout+500*time.Millisecond {
 		t.Fatalf("SOCKS down: %v %v after %v", r, err, time.Since(start))
+	}
+}
+
+// TestSOCKSBeforeCertificate: through SOCKS the proxy answers at once,
+// SERVFAIL while it has no certificate (Tor still bootstrapping), and
+// serves as soon as one arrives, hurried by the waiting clients rather than
+// the backoff.
+func TestSOCKSBeforeCertificate(t *testing.T) {
+	srv := dnscrypttest.NewServer(t, nil)
+	socks := socks5test.NewServer(t, socks5test.Config{Refuse: 1}) // "Tor" not ready
+	ready := make(chan struct{})
+	p, err := New(Config{ResolverAddr: srv.Addr, ProviderName: dnscrypttest.ProviderName,
+		ProviderKey: srv.ProviderKey, Logger: testLogger(t), Timeout: time.Second,
+		SOCKS: &SOCKS{Addr: socks.Addr}, OnReady: func() { close(ready) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, ln := listenPair(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Serve(ctx, pc, ln) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	<-ready
+	rp := &running{p: p, addr: pc.LocalAddr().String()}
+	for range 3 {
+		start := time.Now()
+		r, err := rp.ask(t, "udp", query("www.example", dns.TypeA))
+		if err != nil || r.Rcode != dns.RcodeServerFailure || time.Since(start) > 500*time.Millisecond {
+			t.Fatalf("before the certificate: %v %v after %v", r, err, time.Since(start))
+		}
+	}
+	// Let the backoff grow, then bring "Tor" up: the next client hurries
+	// the certificate fetch.
+	time.Sleep(2 * time.Second)
+	socks.Set(socks5test.Config{})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r, err := rp.ask(t, "udp", query("www.example", dns.TypeA))
+		if err == nil && r.Rcode == dns.RcodeSuccess {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no answer 5 s after SOCKS came back: %v %v", r, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
