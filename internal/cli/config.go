@@ -82,6 +82,7 @@ var properties = []property{
 	{"Tor", propBool, "tor"},
 	{"Isolation", propWord, "isolation"},
 	{"IsolationEpoch", propWord, "isolation-epoch"},
+	{"Timeout", propWord, "timeout"},
 	{"NoOptimisticData", propBool, "no-optimistic-data"},
 	{"NoEphemeralKeys", propBool, "no-ephemeral-keys"},
 }

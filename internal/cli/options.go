@@ -47,6 +47,7 @@ type Options struct {
 	Tor              bool          // --tor
 	Isolation        string        // --isolation
 	IsolationEpoch   time.Duration // --isolation-epoch
+	Timeout          time.Duration // --timeout
 	NoOptimisticData bool          // --no-optimistic-data
 
 	Help    bool // -h: stop and print the usage
@@ -184,6 +185,9 @@ var options = []option{
 	{long: "isolation-epoch", noAbbrev: true, arg: "DURATION",
 		help: "length of an isolation epoch (default 10m)",
 		set:  setIsolationEpoch},
+	{long: "timeout", noAbbrev: true, arg: "DURATION",
+		help: "give up on a query after DURATION and answer SERVFAIL (default 10s, 20s with a proxy)",
+		set:  setTimeout},
 	{long: "no-optimistic-data", noAbbrev: true,
 		help: "wait for the proxy's CONNECT reply before sending the query",
 		set:  func(o *Options, v string) error { return setBool(&o.NoOptimisticData, "no-optimistic-data", v) }},
@@ -317,6 +321,15 @@ func setIsolationEpoch(o *Options, v string) error {
 		return valueErrorf("Invalid isolation epoch: [%s] (at least 1s)", v)
 	}
 	o.IsolationEpoch = d
+	return nil
+}
+
+func setTimeout(o *Options, v string) error {
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 100*time.Millisecond || d > 10*time.Minute {
+		return valueErrorf("Invalid timeout: [%s] (want a duration from 100ms to 10m, such as 5s)", v)
+	}
+	o.Timeout = d
 	return nil
 }
 

@@ -99,6 +99,7 @@ func (o *Options) Plan(env *Env) (*Plan, error) {
 	cfg.TCPOnly = o.TCPOnly
 	cfg.IgnoreTimestamps = o.IgnoreTimestamps
 	cfg.MaxActiveRequests = o.MaxActiveRequests
+	cfg.Timeout = o.Timeout // zero: the proxy's default
 	if o.Given("edns-payload-size") {
 		// 1.x: 512 or less disables the rewrite; Config's zero means 1252.
 		cfg.EDNSPayloadSize = max(o.EDNSPayloadSize, 512)

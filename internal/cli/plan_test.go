@@ -260,9 +260,9 @@ func TestPlanProcessAndLogging(t *testing.T) {
 	if !hasNote(p, slog.LevelInfo, "--test: not going to the background") || !hasNote(p, slog.LevelInfo, "--test: no pid file") {
 		t.Errorf("--test notes: got %+v", p.Notes)
 	}
-	p = plan(t, "-T", "-I", "-n", "1000", "-e", "4096")
-	if c := p.Proxy; !c.TCPOnly || !c.IgnoreTimestamps || c.MaxActiveRequests != 1000 || c.EDNSPayloadSize != 4096 {
-		t.Errorf("-T -I -n -e: got %+v", c)
+	p = plan(t, "-T", "-I", "-n", "1000", "-e", "4096", "--timeout=3s")
+	if c := p.Proxy; !c.TCPOnly || !c.IgnoreTimestamps || c.MaxActiveRequests != 1000 || c.EDNSPayloadSize != 4096 || c.Timeout != 3*time.Second {
+		t.Errorf("-T -I -n -e --timeout: got %+v", c)
 	}
 	for _, e := range []string{"0", "100", "512"} {
 		if got := plan(t, "-e", e).Proxy.EDNSPayloadSize; got != 512 {
