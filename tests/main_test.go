@@ -4,18 +4,39 @@
 package tests
 
 import (
+	"errors"
 	"os"
 	"sync"
 	"testing"
 
 	"github.com/tor-dnscrypt/dnscrypt-proxy/tests/labtest"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/tests/tortest"
 )
 
 var (
 	sharedOnce sync.Once
 	shared     *labtest.Lab
 	sharedErr  error
+
+	torOnce sync.Once
+	torNet  *tortest.Network
+	torErr  error
 )
+
+// sharedTor returns the private Tor network shared by the tests (starting
+// one takes 10-30 s). Tests that pause it or stop its client must not run
+// in parallel with others.
+func sharedTor(t *testing.T) *tortest.Network {
+	t.Helper()
+	torOnce.Do(func() { torNet, torErr = tortest.Start(tortest.Options{}) })
+	if torErr != nil && errors.Is(torErr, tortest.ErrUnavailable) {
+		labtest.Require(t, "the private Tor network", torErr)
+	}
+	if torErr != nil {
+		t.Fatalf("starting the private Tor network: %v", torErr)
+	}
+	return torNet
+}
 
 // sharedLab returns the lab shared by the tests that do not change it
 // (no certificate rotation): starting one takes a second or two.
@@ -30,6 +51,9 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	if shared != nil {
 		shared.Close()
+	}
+	if torNet != nil {
+		torNet.Close()
 	}
 	os.Exit(code)
 }

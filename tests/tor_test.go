@@ -1,0 +1,115 @@
+package tests
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tor-dnscrypt/dnscrypt-proxy/tests/tortest"
+)
+
+// torArgs are the options that send everything through the private Tor
+// network's SOCKS port with Tor's defaults (--tor).
+func torArgs(n *tortest.Network) []string {
+	return []string{"--tor", "--proxy=socks5://" + n.SOCKS}
+}
+
+// waitAnswer waits until the proxy answers www.lab.test (through SOCKS it
+// answers SERVFAIL until its certificate has come through Tor).
+func waitAnswer(t *testing.T, p *proxyProc, name string) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		r := runDig(t, "dig", append(at(p.Addr), "+tcp", name, "A")...)
+		if r.Status == "NOERROR" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no answer through Tor within 60 s; last: %s\n%s", r.Status, p.out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestTorRecordTypes: with only --tor and the resolver, every record type
+// resolves through the private Tor network, over UDP and TCP from dig, and
+// each answer equals the backend's own. The resolver is the Go server: it
+// serves its certificate over TCP, which is all Tor carries.
+func TestTorRecordTypes(t *testing.T) {
+	lab := sharedLab(t)
+	tor := sharedTor(t)
+	p := startProxyBin(t, append(labArgs(lab, lab.Go), torArgs(tor)...)...)
+	waitAnswer(t, p, "www.lab.test")
+	for _, tc := range typeCases {
+		want := runDig(t, "dig", append(append(at(lab.Backend), "+bufsize=1232"), tc.args...)...)
+		for _, transport := range []string{"+notcp", "+tcp"} {
+			got := runDig(t, "dig", append(append(at(p.Addr), transport), tc.args...)...)
+			if got.Status != want.Status || !slices.Equal(got.Answer, want.Answer) {
+				t.Errorf("%s %s: got %s %v, want %s %v\n%s", tc.name, transport,
+					got.Status, got.Answer, want.Status, want.Answer, got.Out)
+			}
+		}
+	}
+	if strings.Contains(p.out.String(), "Unable to get an answer") {
+		t.Errorf("queries failed:\n%s", p.out)
+	}
+}
+
+// TestTorLargeAnswers: through Tor, a UDP client without EDNS gets the big
+// answer truncated, one with EDNS 4096 whole, and the ~13 KB answer arrives
+// whole over TCP. (The Go server asks its backend over UDP with the query's
+// own OPT, so the proxy advertises a large size upstream here.)
+func TestTorLargeAnswers(t *testing.T) {
+	lab := sharedLab(t)
+	tor := sharedTor(t)
+	p := startProxyBin(t, append(append(labArgs(lab, lab.Go), torArgs(tor)...), "--edns-payload-size=65000")...)
+	waitAnswer(t, p, "www.lab.test")
+	for _, tc := range []struct {
+		name      string
+		args      []string
+		truncated bool
+		records   int
+	}{
+		{"big, no EDNS, UDP", []string{"+noedns", "+ignore", "big.lab.test", "TXT"}, true, 0},
+		{"big, EDNS 4096, UDP", []string{"+bufsize=4096", "+ignore", "big.lab.test", "TXT"}, false, 13},
+		{"huge, TCP", []string{"+tcp", "huge.lab.test", "TXT"}, false, 50},
+	} {
+		got := runDig(t, "dig", append(at(p.Addr), tc.args...)...)
+		if got.Status != "NOERROR" || got.flag("tc") != tc.truncated || (!tc.truncated && len(got.Answer) != tc.records) {
+			t.Errorf("%s: status %s flags %v, %d records\n%s", tc.name, got.Status, got.Flags, len(got.Answer), got.Out)
+		}
+	}
+}
+
+// TestTorTCPOnly: the 1.x --tcp-only bounce works through Tor.
+func TestTorTCPOnly(t *testing.T) {
+	lab := sharedLab(t)
+	tor := sharedTor(t)
+	p := startProxyBin(t, append(append(labArgs(lab, lab.Go), torArgs(tor)...), "--tcp-only")...)
+	waitAnswer(t, p, "www.lab.test")
+	got := runDig(t, "dig", append(at(p.Addr), "+ignore", "lab.test", "MX")...)
+	if !got.flag("tc") || len(got.Answer) != 0 {
+		t.Fatalf("UDP under --tcp-only: %v\n%s", got.Flags, got.Out)
+	}
+	got = runDig(t, "dig", append(at(p.Addr), "lab.test", "MX")...)
+	if got.flag("tc") || len(got.Answer) != 2 {
+		t.Fatalf("dig's TCP retry through Tor: %v %v\n%s", got.Flags, got.Answer, got.Out)
+	}
+}
+
+// TestTorUnbound: unbound in front validates DNSSEC through the whole
+// chain, proxy and Tor included.
+func TestTorUnbound(t *testing.T) {
+	lab := sharedLab(t)
+	tor := sharedTor(t)
+	p := startProxyBin(t, append(labArgs(lab, lab.Go), torArgs(tor)...)...)
+	waitAnswer(t, p, "www.lab.test")
+	ub := startUnbound(t, lab.TrustAnchorDS, p.Addr, "tcp-upstream: yes")
+	for _, q := range [][]string{{"www.lab.test", "A"}, {"_sip._tcp.lab.test", "SRV"}, {"nosuch.lab.test", "A"}} {
+		r := runDig(t, "dig", append(at(ub), append([]string{"+dnssec"}, q...)...)...)
+		if !r.flag("ad") {
+			t.Fatalf("%v through unbound and Tor: %s %v (want AD)\n%s", q, r.Status, r.Flags, r.Out)
+		}
+	}
+}
