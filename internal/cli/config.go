@@ -83,7 +83,7 @@ var properties = []property{
 	{"Isolation", propWord, "isolation"},
 	{"IsolationEpoch", propWord, "isolation-epoch"},
 	{"Timeout", propWord, "timeout"},
-	{"NoOptimisticData", propBool, "no-optimistic-data"},
+	{"OptimisticData", propBool, "optimistic-data"},
 	{"NoEphemeralKeys", propBool, "no-ephemeral-keys"},
 }
 

@@ -96,8 +96,8 @@ func TestParseConfig(t *testing.T) {
 		{"every 1.x property", "ClientKey /k\nEDNSPayloadSize 4096\nMaxActiveRequests 10\nPidFile /p\nResolverAddress 192.0.2.1:443\nResolverName r\nResolversList /l\nSyslogPrefix x\nTest 60\nUser u",
 			[]string{"--client-key=/k", "--edns-payload-size=4096", "--max-active-requests=10", "--pidfile=/p", "--resolver-address=192.0.2.1:443",
 				"--resolver-name=r", "--resolvers-list=/l", "--syslog-prefix=x", "--test=60", "--user=u"}},
-		{"new properties", "Stamp sdns://AQ\nProxy socks5://127.0.0.1:9050\nTor yes\nIsolation query\nIsolationEpoch 5m\nNoOptimisticData yes\nNoEphemeralKeys yes",
-			[]string{"--stamp=sdns://AQ", "--proxy=socks5://127.0.0.1:9050", "--tor", "--isolation=query", "--isolation-epoch=5m", "--no-optimistic-data", "--no-ephemeral-keys"}},
+		{"new properties", "Stamp sdns://AQ\nProxy socks5://127.0.0.1:9050\nTor yes\nIsolation query\nIsolationEpoch 5m\nOptimisticData yes\nNoEphemeralKeys yes",
+			[]string{"--stamp=sdns://AQ", "--proxy=socks5://127.0.0.1:9050", "--tor", "--isolation=query", "--isolation-epoch=5m", "--optimistic-data", "--no-ephemeral-keys"}},
 		{"plugin booleans off", "BlockIPv6 no\nLocalCache off\nLocalCache no min-ttl:60", nil},
 		{"byte order mark", "\xef\xbb\xbfTCPOnly yes", []string{"--tcp-only"}},
 	}

@@ -25,5 +25,5 @@
 // used; a pid file of another running dnscrypt-proxy is not overwritten;
 // --daemonize returns only once the proxy answers; and there are new
 // options for stamps and Tor (--stamp, --proxy, --tor, --isolation,
-// --isolation-epoch, --no-optimistic-data, --no-ephemeral-keys).
+// --isolation-epoch, --optimistic-data, --no-ephemeral-keys).
 package cli

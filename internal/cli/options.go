@@ -43,12 +43,12 @@ type Options struct {
 	PidFile           string // -p, --pid-file
 	User              string // -u
 
-	Proxy            string        // --proxy=socks5://...
-	Tor              bool          // --tor
-	Isolation        string        // --isolation
-	IsolationEpoch   time.Duration // --isolation-epoch
-	Timeout          time.Duration // --timeout
-	NoOptimisticData bool          // --no-optimistic-data
+	Proxy          string        // --proxy=socks5://...
+	Tor            bool          // --tor
+	Isolation      string        // --isolation
+	IsolationEpoch time.Duration // --isolation-epoch
+	Timeout        time.Duration // --timeout
+	OptimisticData bool          // --optimistic-data
 
 	Help    bool // -h: stop and print the usage
 	Version bool // -V: stop and print the version
@@ -188,9 +188,9 @@ var options = []option{
 	{long: "timeout", noAbbrev: true, arg: "DURATION",
 		help: "give up on a query after DURATION and answer SERVFAIL (default 10s, 20s with a proxy)",
 		set:  setTimeout},
-	{long: "no-optimistic-data", noAbbrev: true,
-		help: "wait for the proxy's CONNECT reply before sending the query",
-		set:  func(o *Options, v string) error { return setBool(&o.NoOptimisticData, "no-optimistic-data", v) }},
+	{long: "optimistic-data", noAbbrev: true,
+		help: "send the query right after the SOCKS CONNECT request, before its reply (off: measured slower through Tor)",
+		set:  func(o *Options, v string) error { return setBool(&o.OptimisticData, "optimistic-data", v) }},
 
 	// dnscrypt-proxy 1.0.x.
 	{long: "local-port", noAbbrev: true, short: 'P', arg: "PORT",

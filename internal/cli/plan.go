@@ -124,10 +124,10 @@ func (o *Options) Plan(env *Env) (*Plan, error) {
 			s.Isolation = iso
 		}
 		s.Epoch = o.IsolationEpoch
-		s.NoOptimisticData = o.NoOptimisticData
+		s.OptimisticData = o.OptimisticData
 		cfg.SOCKS = s
 	} else {
-		for _, name := range []string{"isolation", "isolation-epoch", "no-optimistic-data"} {
+		for _, name := range []string{"isolation", "isolation-epoch", "optimistic-data"} {
 			if o.Given(name) {
 				return nil, setupErrorf("--%s needs --proxy or --tor", name)
 			}

@@ -183,7 +183,7 @@ func TestPlanErrors(t *testing.T) {
 		{"-K bad", []string{"-K", "/mem/badkey"}, 1, "Client key file [/mem/badkey] could not be used: unsupported client key format: 2 bytes, want 34 (01 01 + key) or 32 (key)"},
 		{"--isolation without proxy", []string{"--isolation=query"}, 1, "--isolation needs --proxy or --tor"},
 		{"--isolation-epoch without proxy", []string{"--isolation-epoch=1m"}, 1, "--isolation-epoch needs --proxy or --tor"},
-		{"--no-optimistic-data without proxy", []string{"--no-optimistic-data"}, 1, "--no-optimistic-data needs --proxy or --tor"},
+		{"--optimistic-data without proxy", []string{"--optimistic-data"}, 1, "--optimistic-data needs --proxy or --tor"},
 		{"--proxy name", []string{"--proxy=socks5://tor.example:9050"}, 1, "\"tor.example\" is not an IP address"},
 		{"--proxy scheme", []string{"--proxy=http://127.0.0.1:8080"}, 1, "unsupported scheme \"http\""},
 		{"--proxy port", []string{"--proxy=socks5://127.0.0.1:99999"}, 1, "port \"99999\" out of range"},
@@ -300,8 +300,8 @@ func TestPlanTor(t *testing.T) {
 		t.Errorf("--tor: ephemeral keys off")
 	}
 
-	p = plan(t, "--tor", "--proxy=socks5://127.0.0.1:9150", "--isolation=query", "--isolation-epoch=30m", "--no-optimistic-data", "--no-ephemeral-keys")
-	want = proxy.SOCKS{Addr: "127.0.0.1:9150", Isolation: proxy.IsolationQuery, Epoch: 30 * time.Minute, NoOptimisticData: true}
+	p = plan(t, "--tor", "--proxy=socks5://127.0.0.1:9150", "--isolation=query", "--isolation-epoch=30m", "--optimistic-data", "--no-ephemeral-keys")
+	want = proxy.SOCKS{Addr: "127.0.0.1:9150", Isolation: proxy.IsolationQuery, Epoch: 30 * time.Minute, OptimisticData: true}
 	if *p.Proxy.SOCKS != want || p.Proxy.EphemeralKeys {
 		t.Errorf("--tor with options: got %+v ephemeral %v, want %+v", p.Proxy.SOCKS, p.Proxy.EphemeralKeys, want)
 	}

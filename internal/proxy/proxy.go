@@ -68,7 +68,7 @@ func New(cfg Config) (*Proxy, error) {
 		maxConns: max(cfg.MaxActiveRequests, 16),
 	}
 	if s := cfg.SOCKS; s != nil {
-		p.socks = &socksDialer{proxyAddr: s.Addr, optimistic: !s.NoOptimisticData}
+		p.socks = &socksDialer{proxyAddr: s.Addr, optimistic: s.OptimisticData}
 	}
 	p.udpPad.Store(initialUDPPad)
 	p.refresher = &certs.Refresher{

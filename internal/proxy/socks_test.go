@@ -77,7 +77,7 @@ func TestSOCKSOptimisticData(t *testing.T) {
 	for _, optimistic := range []bool{true, false} {
 		srv := dnscrypttest.NewServer(t, nil)
 		socks := socks5test.NewServer(t, socks5test.Config{HoldReply: 150 * time.Millisecond})
-		rp := startProxy(t, srv, Config{SOCKS: &SOCKS{Addr: socks.Addr, NoOptimisticData: !optimistic}})
+		rp := startProxy(t, srv, Config{SOCKS: &SOCKS{Addr: socks.Addr, OptimisticData: optimistic}})
 		if r, err := rp.ask(t, "udp", query("www.example", dns.TypeA)); err != nil || r.Rcode != dns.RcodeSuccess {
 			t.Fatalf("optimistic=%v: %v %v", optimistic, r, err)
 		}
