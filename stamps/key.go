@@ -2,7 +2,9 @@ package stamps
 
 import (
 	"crypto/ed25519"
+	"errors"
 	"fmt"
+	"strings"
 )
 
 // ParseProviderKey parses a provider's Ed25519 public key written as
@@ -15,7 +17,23 @@ import (
 //
 // The key must be exactly 32 bytes. Errors wrap [ErrInvalidProviderKey].
 func ParseProviderKey(s string) (ed25519.PublicKey, error) {
-	pk := make(ed25519.PublicKey, 0, ed25519.PublicKeySize)
+	pk, err := DecodeKeyHex(s, ": \t\r\n\v\f", ed25519.PublicKeySize)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidProviderKey, err)
+	}
+	if len(pk) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("%w: %d bytes, want %d", ErrInvalidProviderKey, len(pk), ed25519.PublicKeySize)
+	}
+	return pk, nil
+}
+
+// DecodeKeyHex decodes key text the way dnscrypt-proxy 1.x reads keys
+// (libsodium's sodium_hex2bin with an ignore set): hexadecimal digits of
+// either case, any of the bytes in separators between two bytes but never
+// inside one. It returns at most max bytes; more, no digit at all, an odd
+// number of digits, or any other character is an error.
+func DecodeKeyHex(s, separators string, max int) ([]byte, error) {
+	out := make([]byte, 0, max)
 	var hi byte
 	half := false // a high nibble is pending
 	digits := 0
@@ -23,11 +41,11 @@ func ParseProviderKey(s string) (ed25519.PublicKey, error) {
 		c := s[i]
 		v, ok := hexVal(c)
 		if !ok {
-			if !isKeySeparator(c) {
-				return nil, fmt.Errorf("%w: invalid character %q at offset %d", ErrInvalidProviderKey, c, i)
+			if strings.IndexByte(separators, c) < 0 {
+				return nil, fmt.Errorf("invalid character %q at offset %d", c, i)
 			}
 			if half {
-				return nil, fmt.Errorf("%w: separator %q splits a byte at offset %d", ErrInvalidProviderKey, c, i)
+				return nil, fmt.Errorf("separator %q splits a byte at offset %d", c, i)
 			}
 			continue
 		}
@@ -37,20 +55,18 @@ func ParseProviderKey(s string) (ed25519.PublicKey, error) {
 			continue
 		}
 		half = false
-		if len(pk) == ed25519.PublicKeySize {
-			return nil, fmt.Errorf("%w: longer than %d bytes", ErrInvalidProviderKey, ed25519.PublicKeySize)
+		if len(out) == max {
+			return nil, fmt.Errorf("longer than %d bytes", max)
 		}
-		pk = append(pk, hi<<4|v)
+		out = append(out, hi<<4|v)
 	}
 	switch {
 	case digits == 0:
-		return nil, fmt.Errorf("%w: no hex digits", ErrInvalidProviderKey)
+		return nil, errors.New("no hex digits")
 	case half:
-		return nil, fmt.Errorf("%w: odd number of hex digits (%d)", ErrInvalidProviderKey, digits)
-	case len(pk) != ed25519.PublicKeySize:
-		return nil, fmt.Errorf("%w: %d bytes, want %d", ErrInvalidProviderKey, len(pk), ed25519.PublicKeySize)
+		return nil, fmt.Errorf("odd number of hex digits (%d)", digits)
 	}
-	return pk, nil
+	return out, nil
 }
 
 // FormatProviderKey writes pk the way dnscrypt-proxy 1.x prints provider
@@ -78,14 +94,4 @@ func hexVal(c byte) (byte, bool) {
 		return c - 'A' + 10, true
 	}
 	return 0, false
-}
-
-// isKeySeparator reports the characters 1.x ignores between the bytes of a
-// provider key (dnscrypt_fingerprint_to_key: ": \t\r\n").
-func isKeySeparator(c byte) bool {
-	switch c {
-	case ':', ' ', '\t', '\r', '\n', '\v', '\f':
-		return true
-	}
-	return false
 }

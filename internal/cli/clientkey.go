@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/stamps"
 )
 
 // ErrClientKey reports a --client-key file that does not hold a key.
@@ -25,32 +26,9 @@ func ParseClientKey(data []byte) (*dnscrypt.KeyPair, error) {
 	for len(data) > 0 && (isSpace(data[len(data)-1]) || data[len(data)-1] == '\n') {
 		data = data[:len(data)-1]
 	}
-	key := make([]byte, 0, 2+dnscrypt.KeySize)
-	var hi byte
-	half := false
-	for i, c := range data {
-		v, ok := hexDigit(c)
-		if !ok {
-			switch {
-			case c != ':' && c != ' ' && c != '-':
-				return nil, fmt.Errorf("%w: invalid character %q at offset %d", ErrClientKey, c, i)
-			case half:
-				return nil, fmt.Errorf("%w: separator %q splits a byte at offset %d", ErrClientKey, c, i)
-			}
-			continue
-		}
-		if !half {
-			hi, half = v, true
-			continue
-		}
-		half = false
-		if len(key) == cap(key) {
-			return nil, fmt.Errorf("%w: more than %d bytes", ErrClientKey, cap(key))
-		}
-		key = append(key, hi<<4|v)
-	}
-	if half {
-		return nil, fmt.Errorf("%w: odd number of hex digits", ErrClientKey)
+	key, err := stamps.DecodeKeyHex(string(data), ":- ", 2+dnscrypt.KeySize)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrClientKey, err)
 	}
 	switch len(key) {
 	case 2 + dnscrypt.KeySize:
@@ -82,16 +60,4 @@ func readClientKeyFrom(r io.Reader) (*dnscrypt.KeyPair, error) {
 		return nil, fmt.Errorf("%w: file larger than %d bytes", ErrClientKey, maxClientKeyFile)
 	}
 	return ParseClientKey(data)
-}
-
-func hexDigit(c byte) (byte, bool) {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0', true
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10, true
-	case 'A' <= c && c <= 'F':
-		return c - 'A' + 10, true
-	}
-	return 0, false
 }

@@ -53,10 +53,10 @@ func TestParseClientKeyErrors(t *testing.T) {
 	tests := []struct {
 		name, in, msg string
 	}{
-		{"empty", "", "0 bytes"},
-		{"newline only", "\n", "0 bytes"},
+		{"empty", "", "no hex digits"},
+		{"newline only", "\n", "no hex digits"},
 		{"short", "0101" + testSKHex[:62], "33 bytes"},
-		{"long", "0101" + testSKHex + "00", "more than 34 bytes"},
+		{"long", "0101" + testSKHex + "00", "longer than 34 bytes"},
 		{"odd digits", "0101" + testSKHex + "0", "odd number"},
 		{"wrong header", "0202" + testSKHex, "do not start with 01 01"},
 		{"bad character", "0101" + testSKHex[:10] + "g" + testSKHex[11:], "invalid character 'g'"},
