@@ -109,7 +109,7 @@ func buildGoServer(tools, bin string) error {
 	cmd.Stderr = &stderr
 	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("go build in %s: %w\n%s", tools, err, lastLines(stderr.String(), 20))
+		return fmt.Errorf("go build in %s: %w\n%s", tools, err, LastLines(stderr.String(), 20))
 	}
 	return os.Rename(out, bin)
 }
@@ -162,8 +162,9 @@ next:
 	return out
 }
 
-// lastLines returns the last n lines of s.
-func lastLines(s string, n int) string {
+// LastLines returns the last n lines of s, for error messages quoting a
+// command's output.
+func LastLines(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]

@@ -201,7 +201,7 @@ func (l *Lab) runStart(base []string, ports []int) error {
 		if strings.Contains(strings.ToLower(out), "already in use") {
 			err = fmt.Errorf("%w: %w", errPortClash, err)
 		}
-		return fmt.Errorf("labtest: start.sh: %w\n%s", err, lastLines(out, 40))
+		return fmt.Errorf("labtest: start.sh: %w\n%s", err, LastLines(out, 40))
 	}
 	return nil
 }
@@ -237,7 +237,7 @@ func checkTools() error {
 // where outgoing sockets (of other labs starting up, say) do not take them
 // meanwhile, and falls back to ports the kernel picks.
 func freePorts(n int) ([]int, error) {
-	lo, hi := 10000, ephemeralLow()-1
+	lo, hi := 10000, EphemeralLow()-1
 	var held []interface{ Close() error }
 	defer func() {
 		for _, c := range held {
@@ -277,8 +277,10 @@ func freePorts(n int) ([]int, error) {
 	return ports, nil
 }
 
-// ephemeralLow returns the first port of the kernel's ephemeral range.
-func ephemeralLow() int {
+// EphemeralLow returns the first port of the kernel's ephemeral range
+// (net.ipv4.ip_local_port_range): test harnesses pick fixed ports below
+// it, where outgoing connections never take them.
+func EphemeralLow() int {
 	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
 	if err != nil {
 		return 32768
@@ -395,7 +397,7 @@ func (l *Lab) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
 	defer cancel()
 	if out, err := l.script(ctx, nil, "stop.sh", l.Dir); err != nil {
-		l.closeErr = fmt.Errorf("labtest: stop.sh: %w\n%s", err, lastLines(out, 20))
+		l.closeErr = fmt.Errorf("labtest: stop.sh: %w\n%s", err, LastLines(out, 20))
 		return l.closeErr
 	}
 	if l.ownDir && !l.keep && !keepState() {
@@ -452,7 +454,7 @@ func (l *Lab) run(name string, args ...string) (string, error) {
 	cmd := l.command(ctx, nil, name, args...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return stdout.String(), fmt.Errorf("labtest: %s: %w\n%s", name, err, lastLines(stderr.String(), 20))
+		return stdout.String(), fmt.Errorf("labtest: %s: %w\n%s", name, err, LastLines(stderr.String(), 20))
 	}
 	return strings.TrimRight(stdout.String(), "\n"), nil
 }

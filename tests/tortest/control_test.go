@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/tor-dnscrypt/dnscrypt-proxy/tests/labtest"
 )
 
 func TestReadReply(t *testing.T) {
@@ -233,8 +235,8 @@ func TestBlockFree(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if base < 10000 || base+blockSize > ephemeralLow() {
-		t.Errorf("freeBlock: %d, want a block in 10000..%d", base, ephemeralLow())
+	if base < 10000 || base+blockSize > labtest.EphemeralLow() {
+		t.Errorf("freeBlock: %d, want a block in 10000..%d", base, labtest.EphemeralLow())
 	}
 	if !blockFree(base, 6) {
 		t.Fatalf("block %d not free right after freeBlock", base)

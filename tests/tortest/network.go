@@ -287,7 +287,7 @@ func (n *Network) runStart(env []string) error {
 		if ctx.Err() != nil {
 			err = fmt.Errorf("%w (killed after %v)", err, n.timeout+30*time.Second)
 		}
-		return fmt.Errorf("tortest: start.sh: %w\n%s", err, lastLines(out, 200))
+		return fmt.Errorf("tortest: start.sh: %w\n%s", err, labtest.LastLines(out, 200))
 	}
 	return nil
 }
@@ -296,7 +296,7 @@ func (n *Network) runStart(env []string) error {
 // client are free on 127.0.0.1, below the kernel's ephemeral range (where
 // outgoing connections and test services on port 0 never land).
 func freeBlock(relays int) (int, error) {
-	lo, hi := 10000, ephemeralLow()-blockSize
+	lo, hi := 10000, labtest.EphemeralLow()-blockSize
 	if hi <= lo {
 		lo, hi = 1024, 65535-blockSize
 	}
@@ -336,23 +336,6 @@ func blockFree(base, relays int) bool {
 	}
 	held = append(held, pc)
 	return true
-}
-
-// ephemeralLow returns the first port of the kernel's ephemeral range.
-func ephemeralLow() int {
-	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
-	if err != nil {
-		return 32768
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 1 {
-		return 32768
-	}
-	v, err := strconv.Atoi(f[0])
-	if err != nil || v < 1024 || v > 65535 {
-		return 32768
-	}
-	return v
 }
 
 // load fills n from Dir/env and Dir/client-times.
@@ -509,7 +492,7 @@ func (n *Network) StopClient() error {
 	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
 	defer cancel()
 	if out, err := n.script(ctx, nil, "client.sh", "stop", n.Dir); err != nil {
-		return fmt.Errorf("tortest: client.sh stop: %w\n%s", err, lastLines(out, 40))
+		return fmt.Errorf("tortest: client.sh stop: %w\n%s", err, labtest.LastLines(out, 40))
 	}
 	return nil
 }
@@ -534,7 +517,7 @@ func (n *Network) StartClient(wait bool) error {
 	}
 	env := []string{"TOR_LAB_TIMEOUT=" + strconv.Itoa(int(n.timeout/time.Second))}
 	if out, err := n.script(ctx, env, "client.sh", args...); err != nil {
-		return fmt.Errorf("tortest: client.sh start: %w\n%s", err, lastLines(out, 200))
+		return fmt.Errorf("tortest: client.sh start: %w\n%s", err, labtest.LastLines(out, 200))
 	}
 	return nil
 }
@@ -664,7 +647,7 @@ func (n *Network) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
 	defer cancel()
 	if out, err := n.script(ctx, nil, "stop.sh", n.Dir); err != nil {
-		n.closeErr = fmt.Errorf("tortest: stop.sh: %w\n%s", err, lastLines(out, 20))
+		n.closeErr = fmt.Errorf("tortest: stop.sh: %w\n%s", err, labtest.LastLines(out, 20))
 	}
 	if left := n.Pids(); len(left) > 0 {
 		n.closeErr = errors.Join(n.closeErr, fmt.Errorf("tortest: tor processes still running after stop.sh: %v", left))
@@ -708,13 +691,4 @@ func withoutTorLab(env []string) []string {
 func keepState() bool {
 	v, _ := strconv.ParseBool(os.Getenv("TOR_LAB_KEEP_STATE"))
 	return v
-}
-
-// lastLines returns the last n lines of s.
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
