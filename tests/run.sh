@@ -5,11 +5,13 @@
 #   2. gofmt and go vet,
 #   3. unit and end-to-end tests (race detector, shuffled order),
 #   4. every fuzz target for FUZZTIME (default 10s) each,
-#   5. every benchmark once, so they keep working (numbers: see README).
+#   5. every benchmark once, and short runs of the load script and of the
+#      Tor latency tool, so they keep working (full numbers: see README).
 #
 # Usage: sudo tests/run.sh            (CI=true makes a missing real
 #                                      component a failure, not a skip)
-# Knobs: FUZZTIME=30s, SKIP_FUZZ=1, SKIP_INSTALL=1, GOTESTFLAGS="-run X".
+# Knobs: FUZZTIME=30s, SKIP_FUZZ=1, SKIP_INSTALL=1, SKIP_BENCH=1,
+#        GOTESTFLAGS="-run X".
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 [[ -x /usr/local/go/bin/go ]] && export PATH="/usr/local/go/bin:$PATH"
@@ -46,7 +48,13 @@ if [[ "${SKIP_FUZZ:-0}" != 1 ]]; then
   done
 fi
 
-step "benchmarks, one iteration each"
-go test -run='^$' -bench=. -benchtime=1x ./... >/dev/null
+if [[ "${SKIP_BENCH:-0}" != 1 ]]; then
+  step "benchmarks, one iteration each"
+  go test -run='^$' -bench=. -benchtime=1x ./... >/dev/null
+  step "load script, short runs"
+  tests/bench/load.sh --quick
+  step "latency through a private Tor network, 20 queries each"
+  go run ./tests/bench/torlatency -n 20
+fi
 
 step "all tests passed in $((SECONDS - started)) s"
