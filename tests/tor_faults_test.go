@@ -2,7 +2,6 @@ package tests
 
 import (
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 )
@@ -33,11 +32,8 @@ func TestTorFaults(t *testing.T) {
 				t.Fatalf("got %q after %v; want SERVFAIL within %v\n%s", status, took, timeout+slack, p.out)
 			}
 		}
-		out := p.out.String()
 		for _, want := range logged {
-			if !strings.Contains(out, want) {
-				t.Errorf("the log does not say %q:\n%s", want, out)
-			}
+			waitLog(t, p, want, timeout+slack)
 		}
 	}
 

@@ -51,8 +51,12 @@ func TestTorRecordTypes(t *testing.T) {
 			}
 		}
 	}
-	if strings.Contains(p.out.String(), "Unable to get an answer") {
-		t.Errorf("queries failed:\n%s", p.out)
+	// SERVFAIL before the certificate came through Tor is expected;
+	// nothing may fail after it.
+	for _, line := range strings.Split(p.out.String(), "\n") {
+		if strings.Contains(line, "Unable to get an answer") && !strings.Contains(line, "no usable certificate yet") {
+			t.Errorf("a query failed: %s", line)
+		}
 	}
 }
 
