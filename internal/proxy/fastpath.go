@@ -11,8 +11,8 @@ import (
 	"github.com/tor-dnscrypt/dnscrypt-proxy/edns"
 )
 
-// The UDP fast path. A UDP client query with the static client key, when
-// the resolver is reached over UDP, needs no goroutine of its own: the
+// The UDP fast path. A UDP client query, when the resolver is reached over
+// UDP, needs no goroutine of its own: the
 // listener seals and sends it, and the upstream reader that receives the
 // answer opens it and writes it to the client. Only the exceptions (a
 // truncated answer to retry over TCP, a UDP timeout, an upstream socket
@@ -23,49 +23,21 @@ import (
 // out; it bounds how late a timeout is noticed.
 const sweepInterval = 50 * time.Millisecond
 
-// fastPathOK reports whether new UDP queries can take the fast path.
-func (p *Proxy) fastPathOK() bool {
-	return p.udp != nil && !p.ids.perQuery()
-}
-
-// startUDP takes a prepared UDP client query.
+// startUDP takes a prepared UDP client query. With a certificate and the
+// resolver reached over UDP, it is sealed and sent here, on the fast path;
+// otherwise (through SOCKS, --tcp-only, no certificate yet) a goroutine
+// resolves it over TCP or answers SERVFAIL.
 func (p *Proxy) startUDP(r *request) {
-	r.inline = p.fastPathOK()
+	// The path is chosen before admission publishes r, and never changes.
+	fast := p.udp != nil && p.seal(r)
 	if !p.admit(r) {
 		p.finish(r) // the proxy is stopping
 		return
 	}
-	if r.inline {
-		if p.sendFast(r) {
-			return
-		}
-		r.inline = false
-	}
-	p.withContext(r)
-	go p.handleUDP(r)
-}
-
-// sendFast seals r with the static key and sends it; false means the
-// caller continues on the goroutine path (no certificate, a send error).
-func (p *Proxy) sendFast(r *request) bool {
-	cert := p.refresher.Current()
-	if cert == nil {
-		return false
-	}
-	k, err := p.ids.static.sharedKey(cert)
-	if err != nil {
-		return false
-	}
-	padded := p.udpPadding(r)
-	rand.Read(r.nonce[:])
-	r.pkt, err = dnscrypt.SealQuery(r.pkt[:0], r.q, k, &r.nonce, padded)
-	if err != nil {
-		return false
-	}
-	r.key, r.padded = k, padded
-	r.udpDeadline = time.Now().Add(p.udpWait)
-	if r.udpDeadline.After(r.deadline) {
-		r.udpDeadline = r.deadline
+	if !fast {
+		p.withContext(r)
+		go p.handleUDP(r)
+		return
 	}
 	switch err := p.udp.send(r); {
 	case err == nil:
@@ -74,13 +46,40 @@ func (p *Proxy) sendFast(r *request) bool {
 		if r.dropped.Load() && p.udp.claim(r) {
 			p.finish(r)
 		}
-		return true
 	case errors.Is(err, errClaimed):
-		return true // the claimer finishes it
+		// The claimer finishes it.
 	default:
-		p.debug("UDP upstream send failed", "err", err)
+		p.debug("UDP upstream send failed, retrying over TCP", "err", err)
+		p.withContext(r)
+		go p.fallbackTCP(r)
+	}
+}
+
+// seal prepares r for the fast path: its identity (the static key pair, or
+// a fresh one with ephemeral keys), the shared key with the current
+// certificate, the padded packet. false means no certificate yet (or a
+// key that cannot be used): the goroutine path answers.
+func (p *Proxy) seal(r *request) bool {
+	cert := p.refresher.Current()
+	if cert == nil {
 		return false
 	}
+	id, err := p.ids.get()
+	if err != nil {
+		return false
+	}
+	k, err := id.sharedKey(cert)
+	if err != nil {
+		return false
+	}
+	padded := p.udpPadding(r)
+	rand.Read(r.nonce[:])
+	if r.pkt, err = dnscrypt.SealQuery(r.pkt[:0], r.q, k, &r.nonce, padded); err != nil {
+		return false
+	}
+	r.id, r.key, r.padded = id, k, padded
+	r.udpDeadline = time.Now().Add(min(p.udpWait, p.cfg.Timeout))
+	return true
 }
 
 // deliverUDP completes the fast-path request r, claimed by the upstream
@@ -125,11 +124,12 @@ func (p *Proxy) deliverUDP(r *request, resp []byte, rb *readerBuf) {
 	p.finish(r)
 }
 
-// fallbackTCP retries the fast-path request r over TCP, after a truncated
-// answer or a UDP timeout, within r's deadline.
+// fallbackTCP retries the fast-path request r over TCP, with the same
+// identity, after a truncated answer, a UDP timeout or a send error, within
+// r's deadline.
 func (p *Proxy) fallbackTCP(r *request) {
 	defer p.finish(r)
-	err := p.resolveTCP(r, p.ids.static, r.key)
+	err := p.resolveTCP(r, r.id, r.key)
 	if out, ok := p.reply(r, err); ok {
 		r.writeUDP(out)
 	}

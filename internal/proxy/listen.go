@@ -93,7 +93,7 @@ func writeUDP(pc net.PacketConn, uc *net.UDPConn, b []byte, to netip.AddrPort, a
 // handleUDP resolves r on the goroutine path.
 func (p *Proxy) handleUDP(r *request) {
 	defer p.finish(r)
-	if out, ok := p.reply(r, p.resolve(r, false)); ok {
+	if out, ok := p.reply(r, p.resolve(r)); ok {
 		r.writeUDP(out)
 	}
 }
@@ -267,7 +267,7 @@ func (p *Proxy) handleTCP(r *request) {
 	defer cc.inflight.Done()
 	defer cc.pending.Add(-1)
 	defer p.finish(r)
-	if out, ok := p.reply(r, p.resolve(r, true)); ok {
+	if out, ok := p.reply(r, p.resolve(r)); ok {
 		cc.write(out)
 	}
 }

@@ -33,8 +33,6 @@ type request struct {
 	deadline time.Time
 	ctx      context.Context
 	cancel   context.CancelFunc
-	// wait bounds a UDP attempt on the goroutine path; reused.
-	wait *time.Timer
 
 	meta edns.Query
 	// Buffers, reused: the prepared query, the sealed UDP packet, the
@@ -43,10 +41,10 @@ type request struct {
 	// encrypted response, the decrypted answer and what the client gets.
 	q, pkt, tpkt, resp, ans, out []byte
 
-	// The UDP query in flight: its key and nonce open the answer; inline
-	// marks the fast path; udpDeadline ends the UDP attempt; padded is
-	// the padded length it was sent with.
-	inline      bool
+	// The UDP query in flight: its identity and key (a TCP retry uses
+	// them too) and its nonce open the answer; udpDeadline ends the UDP
+	// attempt; padded is the padded length it was sent with.
+	id          *identity
 	key         *dnscrypt.SharedKey
 	nonce       [dnscrypt.HalfNonceSize]byte
 	padded      int
@@ -59,10 +57,6 @@ type request struct {
 	addr   net.Addr // for a PacketConn that is not a *net.UDPConn
 	// TCP clients.
 	conn *clientConn
-
-	// udpDone signals that the upstream UDP reader filled resp (goroutine
-	// path).
-	udpDone chan struct{}
 
 	// The active set: a list ordered by age, oldest first.
 	prev, next *request
@@ -77,22 +71,14 @@ const (
 
 var requestPool = sync.Pool{New: func() any {
 	return &request{
-		q:       make([]byte, 0, 1024),
-		pkt:     make([]byte, 0, 2048),
-		tpkt:    make([]byte, 0, 2048),
-		resp:    make([]byte, 0, 2048),
-		ans:     make([]byte, 0, 2048),
-		out:     make([]byte, 0, 2048),
-		udpDone: make(chan struct{}, 1),
-		wait:    stoppedTimer(),
+		q:    make([]byte, 0, 1024),
+		pkt:  make([]byte, 0, 2048),
+		tpkt: make([]byte, 0, 2048),
+		resp: make([]byte, 0, 2048),
+		ans:  make([]byte, 0, 2048),
+		out:  make([]byte, 0, 2048),
 	}
 }}
-
-func stoppedTimer() *time.Timer {
-	t := time.NewTimer(time.Hour)
-	t.Stop()
-	return t
-}
 
 // maxPooledBuf keeps the pool from holding on to the rare huge buffers.
 const maxPooledBuf = 8192
@@ -103,13 +89,8 @@ func putRequest(r *request) {
 	if r.cancel != nil {
 		r.cancel()
 	}
-	select { // a late UDP delivery
-	case <-r.udpDone:
-	default:
-	}
-	r.ctx, r.cancel, r.conn, r.key = nil, nil, nil, nil
+	r.ctx, r.cancel, r.conn, r.id, r.key = nil, nil, nil, nil, nil
 	r.pc, r.uc, r.addr, r.client = nil, nil, nil, netip.AddrPort{}
-	r.inline = false
 	r.state.Store(stateOwned)
 	r.dropped.Store(false)
 	r.meta = edns.Query{}
@@ -123,13 +104,7 @@ func putRequest(r *request) {
 }
 
 // writeUDP sends b to r's UDP client.
-func (r *request) writeUDP(b []byte) {
-	if r.uc != nil {
-		r.uc.WriteToUDPAddrPort(b, r.client)
-		return
-	}
-	r.pc.WriteTo(b, r.addr)
-}
+func (r *request) writeUDP(b []byte) { writeUDP(r.pc, r.uc, b, r.client, r.addr) }
 
 // activeSet tracks requests in flight and caps their number: admitting one
 // to a full set drops the oldest (dnscrypt-proxy 1.x), so a burst or an
@@ -187,7 +162,7 @@ func (p *Proxy) drop(r *request) bool {
 	if r.cancel != nil {
 		r.cancel()
 	}
-	return r.inline && p.udp != nil && p.udp.claim(r)
+	return p.udp != nil && p.udp.claim(r)
 }
 
 // closeActive drops every request in the set, and every one admitted

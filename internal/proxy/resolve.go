@@ -31,11 +31,10 @@ const (
 // the certificates early: the resolver may have changed its key.
 const failuresBeforeRecheck = 4
 
-// resolve sends the prepared query r.q to the resolver and leaves the
-// decrypted answer in r.ans. Over UDP, a truncated answer is retried over
-// TCP when the client could take more than UDP could bring; a UDP timeout
-// also falls back to TCP with the time left.
-func (p *Proxy) resolve(r *request, overTCP bool) error {
+// resolve sends the prepared query r.q to the resolver over TCP (UDP
+// queries with a certificate take the fast path) and leaves the decrypted
+// answer in r.ans.
+func (p *Proxy) resolve(r *request) error {
 	cert := p.refresher.Current()
 	if cert == nil {
 		p.refresher.Trigger() // a client is waiting: try again soon
@@ -49,15 +48,6 @@ func (p *Proxy) resolve(r *request, overTCP bool) error {
 	if err != nil {
 		return fmt.Errorf("certificate #%d: %w", cert.Serial, err)
 	}
-	if p.udp != nil && !overTCP {
-		done, err := p.resolveUDP(r, k)
-		if done || r.ctx.Err() != nil {
-			return err
-		}
-		if err != nil {
-			p.debug("UDP upstream failed, retrying over TCP", "err", err)
-		}
-	}
 	return p.resolveTCP(r, id, k)
 }
 
@@ -68,40 +58,6 @@ func (p *Proxy) upstreamLimit(q *edns.Query) int {
 		return p.cfg.EDNSPayloadSize
 	}
 	return min(q.Limit, maxUDPPad) // the client's own OPT, or 512
-}
-
-// resolveUDP tries UDP. done reports that r.ans holds the final answer (or
-// that err is final); otherwise the caller falls back to TCP.
-func (p *Proxy) resolveUDP(r *request, k *dnscrypt.SharedKey) (done bool, err error) {
-	padded := p.udpPadding(r)
-	var nonce [dnscrypt.HalfNonceSize]byte
-	rand.Read(nonce[:])
-	r.pkt, err = dnscrypt.SealQuery(r.pkt[:0], r.q, k, &nonce, padded)
-	if err != nil {
-		return true, err
-	}
-	r.wait.Reset(p.udpWait)
-	defer r.wait.Stop()
-	err = p.udp.exchange(r, r.pkt, nonce)
-	for err == nil {
-		r.ans, err = dnscrypt.OpenResponse(r.ans[:0], r.resp, k, &nonce)
-		if err == nil {
-			break
-		}
-		p.failed(fmt.Errorf("corrupted reply from the resolver: %w", err))
-		err = p.udp.rearm(r, nonce)
-	}
-	if err != nil {
-		p.failed(err)
-		return false, err
-	}
-	p.succeeded()
-	if !truncated(r.ans) {
-		return true, nil
-	}
-	p.growUDPPad(padded)
-	r.padded = padded
-	return p.udpWasEnough(r), nil
 }
 
 // udpPadding returns the padded length of r's UDP query: enough for an

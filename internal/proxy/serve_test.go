@@ -203,11 +203,11 @@ func TestPipelining(t *testing.T) {
 }
 
 // TestFaults: a misbehaving resolver gets the client SERVFAIL within the
-// deadline, never a hang, and leaves no goroutine behind. With a static key
-// UDP queries take the fast path; ephemeral keys take the goroutine path.
+// deadline, never a hang, and leaves no goroutine behind, with the static
+// key and with ephemeral keys (a new identity for every query).
 func TestFaults(t *testing.T) {
 	for _, ephemeral := range []bool{false, true} {
-		t.Run(map[bool]string{false: "fast path", true: "goroutine path"}[ephemeral], func(t *testing.T) {
+		t.Run(map[bool]string{false: "static key", true: "ephemeral keys"}[ephemeral], func(t *testing.T) {
 			testFaults(t, ephemeral)
 		})
 	}

@@ -81,18 +81,9 @@ func (m *udpMux) read(c *net.UDPConn) {
 		nonce := [dnscrypt.HalfNonceSize]byte(buf[dnscrypt.ResolverMagicLen:])
 		m.mu.Lock()
 		r := m.pending[nonce]
-		switch {
-		case r == nil:
-		case r.inline:
-			if r.state.CompareAndSwap(stateWaiting, stateOwned) {
-				delete(m.pending, nonce)
-			} else {
-				r = nil
-			}
-		default:
+		if r != nil && r.state.CompareAndSwap(stateWaiting, stateOwned) {
 			delete(m.pending, nonce)
-			r.resp = append(r.resp[:0], buf[:n]...)
-			r.udpDone <- struct{}{}
+		} else {
 			r = nil
 		}
 		m.mu.Unlock()
@@ -107,8 +98,8 @@ func (m *udpMux) read(c *net.UDPConn) {
 // r was claimed meanwhile (dropped), it returns errClaimed and r is no
 // longer the caller's.
 func (m *udpMux) send(r *request) error {
-	r.state.Store(stateWaiting)
 	m.mu.Lock()
+	r.state.Store(stateWaiting)
 	m.pending[r.nonce] = r
 	c := m.conns[m.next%uint32(len(m.conns))]
 	m.next++
@@ -139,7 +130,8 @@ func (m *udpMux) wait(r *request) {
 func (m *udpMux) claim(r *request) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.pending[r.nonce] != r || !r.state.CompareAndSwap(stateWaiting, stateOwned) {
+	// The state first: r.nonce is only r's own while it waits.
+	if r.state.Load() != stateWaiting || m.pending[r.nonce] != r || !r.state.CompareAndSwap(stateWaiting, stateOwned) {
 		return false
 	}
 	delete(m.pending, r.nonce)
@@ -151,7 +143,7 @@ func (m *udpMux) expired(now time.Time, out []*request) []*request {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for nonce, r := range m.pending {
-		if r.inline && !now.Before(r.udpDeadline) && r.state.CompareAndSwap(stateWaiting, stateOwned) {
+		if !now.Before(r.udpDeadline) && r.state.CompareAndSwap(stateWaiting, stateOwned) {
 			delete(m.pending, nonce)
 			out = append(out, r)
 		}
@@ -161,55 +153,6 @@ func (m *udpMux) expired(now time.Time, out []*request) []*request {
 
 // errUDPTimeout ends a UDP attempt that got no response in time.
 var errUDPTimeout = errors.New("no response over UDP")
-
-// exchange sends pkt and waits for a response carrying nonce, until r ends
-// or r.wait fires. The response lands in r.resp.
-func (m *udpMux) exchange(r *request, pkt []byte, nonce [dnscrypt.HalfNonceSize]byte) error {
-	m.mu.Lock()
-	m.pending[nonce] = r
-	c := m.conns[m.next%uint32(len(m.conns))]
-	m.next++
-	m.mu.Unlock()
-	if _, err := c.Write(pkt); err != nil {
-		m.forget(nonce, r)
-		return err
-	}
-	return m.await(r, nonce)
-}
-
-func (m *udpMux) await(r *request, nonce [dnscrypt.HalfNonceSize]byte) error {
-	select {
-	case <-r.udpDone:
-		return nil
-	case <-r.ctx.Done():
-		m.forget(nonce, r)
-		return r.ctx.Err()
-	case <-r.wait.C:
-		m.forget(nonce, r)
-		return errUDPTimeout
-	}
-}
-
-// rearm waits again for a response with the same nonce, after the one
-// received did not open: a forged datagram must not cancel the query.
-func (m *udpMux) rearm(r *request, nonce [dnscrypt.HalfNonceSize]byte) error {
-	m.mu.Lock()
-	m.pending[nonce] = r
-	m.mu.Unlock()
-	return m.await(r, nonce)
-}
-
-func (m *udpMux) forget(nonce [dnscrypt.HalfNonceSize]byte, r *request) {
-	m.mu.Lock()
-	if m.pending[nonce] == r {
-		delete(m.pending, nonce)
-	}
-	m.mu.Unlock()
-	select { // delivered just before we gave up
-	case <-r.udpDone:
-	default:
-	}
-}
 
 // tcpExchange sends the framed packet (2-byte length, then the encrypted
 // query) on a new connection, direct or through SOCKS with id's
