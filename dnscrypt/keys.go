@@ -103,9 +103,6 @@ func (k *SharedKey) derive(sk, peer *[KeySize]byte) error {
 	return nil
 }
 
-// Construction returns the encryption system of k.
-func (k *SharedKey) Construction() Construction { return k.c }
-
 // ClientMagic returns the client magic queries under k start with.
 func (k *SharedKey) ClientMagic() [ClientMagicSize]byte { return k.magic }
 

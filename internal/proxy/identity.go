@@ -138,7 +138,7 @@ func (ids *identities) fresh() (*identity, error) {
 	return &identity{kp: kp, user: ids.user + tag[:16], pass: ids.pass + tag[16:], born: ids.now()}, nil
 }
 
-// certIdentity returns credentials for a certificate fetch: through SOCKS
+// certCredentials returns credentials for a certificate fetch: through SOCKS
 // on a circuit of its own, unrelated to any query's.
 func (ids *identities) certCredentials() (user, pass string) {
 	if ids.isolation == IsolationNone {

@@ -429,3 +429,54 @@ func TestNoCertificateYet(t *testing.T) {
 		t.Fatalf("listener not closed: %v", err)
 	}
 }
+
+// TestTCPConnectionCap: idle TCP clients beyond the cap (here 16, the
+// floor) are closed at once, so they cannot pile up goroutines; a freed
+// slot is usable again.
+func TestTCPConnectionCap(t *testing.T) {
+	srv := dnscrypttest.NewServer(t, nil)
+	rp := startProxy(t, srv, Config{MaxActiveRequests: 1})
+	if rp.p.maxConns != 16 {
+		t.Fatalf("connection cap %d, want 16", rp.p.maxConns)
+	}
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	for range 16 {
+		c, err := net.Dial("tcp", rp.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	// The proxy counts a connection once it accepted it: wait for that.
+	for deadline := time.Now().Add(5 * time.Second); rp.p.conns.Load() < 16; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections accepted, want 16", rp.p.conns.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	extra, err := net.Dial("tcp", rp.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := extra.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("connection over the cap: read %d, %v; want EOF (closed by the proxy)", n, err)
+	}
+	extra.Close()
+	held[0].Close()
+	held = held[1:]
+	for deadline := time.Now().Add(5 * time.Second); rp.p.conns.Load() > 15; {
+		if time.Now().After(deadline) {
+			t.Fatal("a closed client connection still counts")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if r, err := rp.ask(t, "tcp", query("www.example", dns.TypeA)); err != nil || r.Rcode != dns.RcodeSuccess {
+		t.Fatalf("a freed slot: %v %v", r, err)
+	}
+}
