@@ -620,3 +620,17 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(code)
 }
+
+func TestCheckProviderName(t *testing.T) {
+	for _, ok := range []string{"2.dnscrypt-cert.example.com", "2.dnscrypt-cert.example.com.", "2.x", "2.dnscrypt-cert." + strings.Repeat("a", 63) + ".example"} {
+		if err := CheckProviderName(ok); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", ".", "2.dnscrypt-cert..example", "2.x.ex\\ample", "2.x y", "2.é.example",
+		"2.dnscrypt-cert." + strings.Repeat("a", 64) + ".example", strings.Repeat("a.", 130)} {
+		if err := CheckProviderName(bad); !errors.Is(err, ErrProviderName) {
+			t.Errorf("%q: got %v, want ErrProviderName", bad, err)
+		}
+	}
+}

@@ -198,7 +198,7 @@ func TestParseCSVRowErrors(t *testing.T) {
 		{5, "no-address", ErrMissingField, "Resolver address"},
 		{6, "short-key", ErrInvalidProviderKey, "30 bytes, want 32"},
 		{7, "host-address", ErrInvalidAddress, "not an IP address"},
-		{8, "bad-name", ErrInvalidProviderName, "space or control character"},
+		{8, "bad-name", ErrInvalidProviderName, "space, control"},
 		{9, "truncated", ErrMissingField, "Provider name"},
 		{10, "wide", ErrInvalidList, "51 columns, limit 50"},
 		{12, "", ErrInvalidList, "line 12: stamps: invalid resolvers list: unterminated quoted field"},

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/jedisct1/go-dnsstamps"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/certs"
 )
 
 // MaxStampLen is the longest stamp string [Parse] accepts. Real stamps are
@@ -153,19 +154,11 @@ func canonicalAddr(addr string) (string, error) {
 	return ap.String(), nil
 }
 
-// checkProviderName accepts what can be sent as a DNS query name: 1 to 255
-// bytes without spaces or control characters.
+// checkProviderName applies the certificate query's rule,
+// [certs.CheckProviderName].
 func checkProviderName(name string) error {
-	if name == "" {
-		return fmt.Errorf("%w: empty", ErrInvalidProviderName)
-	}
-	if len(name) > 255 {
-		return fmt.Errorf("%w: %d bytes long, limit 255", ErrInvalidProviderName, len(name))
-	}
-	for i := 0; i < len(name); i++ {
-		if c := name[i]; c <= ' ' || c == 0x7f {
-			return fmt.Errorf("%w: %q: space or control character at offset %d", ErrInvalidProviderName, name, i)
-		}
+	if err := certs.CheckProviderName(name); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidProviderName, err)
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jedisct1/go-dnsstamps"
 
+	"github.com/tor-dnscrypt/dnscrypt-proxy/certs"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/stamps"
 )
 
@@ -295,7 +296,7 @@ func checkProviderName(name string) error {
 	if !strings.HasPrefix(name, "2.") {
 		return setupErrorf("Unsupported server protocol version (the provider name must start with \"2.\": [%s])", name)
 	}
-	if len(name) > 255 || strings.ContainsFunc(name, func(r rune) bool { return r <= ' ' || r >= 0x7f }) {
+	if err := certs.CheckProviderName(name); err != nil {
 		return valueErrorf("Invalid provider name: [%s]", name)
 	}
 	return nil

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/tor-dnscrypt/dnscrypt-proxy/certs"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/edns"
 )
@@ -154,8 +155,8 @@ func (cfg Config) withDefaults() (Config, error) {
 			errs = append(errs, fmt.Errorf("resolver address %q must be an IP address and port", cfg.ResolverAddr))
 		}
 	}
-	if cfg.ProviderName == "" {
-		errs = append(errs, errors.New("no provider name"))
+	if err := certs.CheckProviderName(cfg.ProviderName); err != nil {
+		errs = append(errs, err)
 	}
 	if len(cfg.ProviderKey) != ed25519.PublicKeySize {
 		errs = append(errs, fmt.Errorf("provider key must be %d bytes, got %d", ed25519.PublicKeySize, len(cfg.ProviderKey)))

@@ -67,6 +67,11 @@ func TestSOCKSHostName(t *testing.T) {
 			t.Fatalf("SOCKS target %q, want the name", rq.Target)
 		}
 	}
+	// A provider name no certificate query could carry is a configuration
+	// error, not a fetch that fails forever.
+	if _, err := New(Config{ResolverAddr: srv.Addr, ProviderName: "2.dnscrypt-cert..example", ProviderKey: srv.ProviderKey}); err == nil {
+		t.Fatal("New accepted a provider name with an empty label")
+	}
 	// Without SOCKS a name is refused: it would need a local lookup.
 	if _, err := New(Config{ResolverAddr: "resolver.invalid:443", ProviderName: "2.dnscrypt-cert.x", ProviderKey: srv.ProviderKey}); err == nil {
 		t.Fatal("New accepted a host name without SOCKS")
