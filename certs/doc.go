@@ -20,7 +20,7 @@
 //			return certs.Fetch(ctx, ex, "192.0.2.1:443", "2.dnscrypt-cert.example.com", pk, time.Now(), false)
 //		},
 //		Logger:   logger,
-//		OnChange: func(c *certs.Cert) { /* compute the shared key for c */ },
+//		OnChange: func(c *certs.Cert) { /* optional: told of every switch */ },
 //	}
 //	if err := r.Init(ctx); err != nil { ... }
 //	go r.Run(ctx)

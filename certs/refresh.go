@@ -227,7 +227,7 @@ func (r *Refresher) failed(err error) {
 		"err", err, "serial", cur.Serial)
 	if now := r.now(); expired(cur, now) && r.expiredLogged != cur {
 		r.expiredLogged = cur
-		log.Warn(fmt.Sprintf("Certificate %s has expired", serialString(cur.Serial)),
+		log.Warn(fmt.Sprintf("Certificate %s has expired", cur.SerialString()),
 			"not_after", cur.NotAfter, "now", now.UTC())
 	}
 }
@@ -263,31 +263,19 @@ func (r *Refresher) apply(cs []*Cert) {
 		level = slog.LevelInfo
 	}
 	for _, c := range cs {
-		log.Log(context.Background(), level,
-			fmt.Sprintf("Server certificate with serial %s received", serialString(c.Serial)),
-			"es", c.Construction.String(), "not_before", c.NotBefore, "not_after", c.NotAfter)
+		LogReceived(log, level, c)
 	}
 	if reason == "" {
-		log.Debug(fmt.Sprintf("Keeping certificate %s", serialString(cur.Serial)))
+		log.Debug(fmt.Sprintf("Keeping certificate %s", cur.SerialString()))
 		return
 	}
 
 	r.cur.Store(best)
 	if cur != nil {
 		log.Info(fmt.Sprintf("Switching from certificate %s to %s: %s",
-			serialString(cur.Serial), serialString(best.Serial), reason))
+			cur.SerialString(), best.SerialString(), reason))
 	}
-	log.Info(fmt.Sprintf("Chosen certificate %s is valid from [%s] to [%s]",
-		serialString(best.Serial), best.NotBefore.Format(time.DateOnly), best.NotAfter.Format(time.DateOnly)),
-		"es", best.Construction.String(), "not_before", best.NotBefore, "not_after", best.NotAfter)
-	if best.Construction == dnscrypt.XChaCha20Poly1305 {
-		log.Info("Using version 2.0 of the DNSCrypt protocol")
-	}
-	if best.NotAfter.Sub(best.NotBefore) > longRotation {
-		log.Info("The key rotation period for this server may exceed the recommended value. This is bad for forward secrecy.",
-			"validity", best.NotAfter.Sub(best.NotBefore).String())
-	}
-	log.Info("Server key fingerprint is " + Fingerprint(best.ResolverPK[:]))
+	LogChosen(log, best)
 	if r.OnChange != nil {
 		r.OnChange(best)
 	}
@@ -303,16 +291,41 @@ func advertised(cs []*Cert, c *Cert) bool {
 	return false
 }
 
-// serialString formats a serial as dnscrypt-proxy 1.x does: '0001' when its
-// four bytes are ASCII digits (as some resolvers write it), else #N.
-func serialString(s uint32) string {
+// SerialString formats the serial as dnscrypt-proxy 1.x does: '0001' when
+// its four bytes are ASCII digits (as some resolvers write it), else #N.
+func (c *Cert) SerialString() string {
+	s := c.Serial
 	b := [4]byte{byte(s >> 24), byte(s >> 16), byte(s >> 8), byte(s)}
-	for _, c := range b {
-		if c < '0' || c > '9' {
+	for _, d := range b {
+		if d < '0' || d > '9' {
 			return fmt.Sprintf("#%d", s)
 		}
 	}
 	return "'" + string(b[:]) + "'"
+}
+
+// LogReceived writes dnscrypt-proxy 1.x's line for a certificate received,
+// at level.
+func LogReceived(log *slog.Logger, level slog.Level, c *Cert) {
+	log.Log(context.Background(), level, fmt.Sprintf("Server certificate with serial %s received", c.SerialString()),
+		"es", c.Construction.String(), "not_before", c.NotBefore, "not_after", c.NotAfter)
+}
+
+// LogChosen writes dnscrypt-proxy 1.x's lines about the certificate chosen:
+// its validity, the protocol version for es 2, a note when its validity
+// exceeds 24 hours (bad for forward secrecy), the key fingerprint.
+func LogChosen(log *slog.Logger, c *Cert) {
+	log.Info(fmt.Sprintf("Chosen certificate %s is valid from [%s] to [%s]",
+		c.SerialString(), c.NotBefore.Format(time.DateOnly), c.NotAfter.Format(time.DateOnly)),
+		"es", c.Construction.String(), "not_before", c.NotBefore, "not_after", c.NotAfter)
+	if c.Construction == dnscrypt.XChaCha20Poly1305 {
+		log.Info("Using version 2.0 of the DNSCrypt protocol")
+	}
+	if v := c.NotAfter.Sub(c.NotBefore); v > longRotation {
+		log.Info("The key rotation period for this server may exceed the recommended value. This is bad for forward secrecy.",
+			"validity", v.String())
+	}
+	log.Info("Server key fingerprint is " + Fingerprint(c.ResolverPK[:]))
 }
 
 // nextRefresh is the wait after a success: Interval plus jitter, or until

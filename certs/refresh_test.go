@@ -417,8 +417,8 @@ func TestRefresherLogs(t *testing.T) {
 		serial uint32
 		want   string
 	}{{0, "#0"}, {1, "#1"}, {0x30303030, "'0000'"}, {0x39393939, "'9999'"}, {0x3030302f, "#808464431"}, {0xffffffff, "#4294967295"}} {
-		if got := serialString(tc.serial); got != tc.want {
-			t.Errorf("serialString(%#x): got %s, want %s", tc.serial, got, tc.want)
+		if got := (&Cert{Serial: tc.serial}).SerialString(); got != tc.want {
+			t.Errorf("SerialString(%#x): got %s, want %s", tc.serial, got, tc.want)
 		}
 	}
 }

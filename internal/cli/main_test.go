@@ -117,17 +117,6 @@ func TestCheckMargin(t *testing.T) {
 	}
 }
 
-func TestSerialString(t *testing.T) {
-	for _, tt := range []struct {
-		s    uint32
-		want string
-	}{{1, "#1"}, {0x30303031, "'0001'"}, {0x31323334, "'1234'"}, {0x3030302f, "#808464431"}} {
-		if got := serialString(tt.s); got != tt.want {
-			t.Errorf("serialString(%#x): got %s, want %s", tt.s, got, tt.want)
-		}
-	}
-}
-
 func TestTestBackoff(t *testing.T) {
 	if testBackoff(1) != time.Second || testBackoff(2) != 3*time.Second {
 		t.Errorf("got %v %v, want 1s 3s", testBackoff(1), testBackoff(2))

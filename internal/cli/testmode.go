@@ -3,21 +3,15 @@ package cli
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/tor-dnscrypt/dnscrypt-proxy/certs"
-	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/proxy"
 )
 
-// Certificate checks of --test, as in 1.x.
-const (
-	testAttempts = 3
-	// longRotation is 1.x's CERT_RECOMMENDED_MAX_KEY_ROTATION_PERIOD.
-	longRotation = 24 * time.Hour
-)
+// testAttempts is how many certificate fetches --test makes, as in 1.x.
+const testAttempts = 3
 
 // testBackoff is the wait after the n-th failed attempt (1.x: 1 s, 3 s).
 func testBackoff(n int) time.Duration { return time.Second + time.Duration(n-1)*2*time.Second }
@@ -40,18 +34,16 @@ func testCerts(ctx context.Context, plan *Plan, log *slog.Logger) int {
 		actx, cancel := context.WithTimeout(ctx, timeout)
 		cs, err = p.FetchCerts(actx)
 		cancel()
-		if err == nil && len(cs) > 0 {
+		if err == nil { // FetchCerts returns at least one certificate then
 			break
 		}
 		if ctx.Err() != nil {
 			logf(log, slog.LevelError, "Interrupted")
 			return ExitFailure
 		}
-		if err == nil || errors.Is(err, certs.ErrNoValidCert) {
+		if errors.Is(err, certs.ErrNoValidCert) {
 			logf(log, slog.LevelError, "No useable certificates found")
-			if err != nil {
-				logf(log, slog.LevelInfo, "%v", err)
-			}
+			logf(log, slog.LevelInfo, "%v", err)
 			return ExitNoCert
 		}
 		logf(log, slog.LevelError, "Unable to retrieve server certificates: %v", err)
@@ -66,9 +58,10 @@ func testCerts(ctx context.Context, plan *Plan, log *slog.Logger) int {
 		}
 	}
 	for _, c := range cs {
-		logf(log, slog.LevelInfo, "Server certificate with serial %s received", serialString(c.Serial))
+		certs.LogReceived(log, slog.LevelInfo, c)
 	}
-	return checkMargin(cs[0], plan.TestMargin, time.Now(), log)
+	// The clock the certificates were checked against.
+	return checkMargin(cs[0], plan.TestMargin, p.Config().Now(), log)
 }
 
 // checkMargin applies 1.x's test on the chosen certificate: now must lie
@@ -90,31 +83,6 @@ func checkMargin(c *certs.Cert, margin time.Duration, now time.Time, log *slog.L
 			t, m, begin, safeEnd)
 		return ExitCertMargin
 	}
-	logCert(c, log)
+	certs.LogChosen(log, c)
 	return ExitOK
-}
-
-// serialString formats a serial as 1.x does: '0001' when its four bytes
-// are ASCII digits, else #N.
-func serialString(s uint32) string {
-	b := []byte{byte(s >> 24), byte(s >> 16), byte(s >> 8), byte(s)}
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return fmt.Sprintf("#%d", s)
-		}
-	}
-	return "'" + string(b) + "'"
-}
-
-// logCert writes 1.x's lines about the chosen certificate.
-func logCert(c *certs.Cert, log *slog.Logger) {
-	logf(log, slog.LevelInfo, "Chosen certificate %s is valid from [%s] to [%s]",
-		serialString(c.Serial), c.NotBefore.UTC().Format(time.DateOnly), c.NotAfter.UTC().Format(time.DateOnly))
-	if c.Construction == dnscrypt.XChaCha20Poly1305 {
-		logf(log, slog.LevelInfo, "Using version 2.0 of the DNSCrypt protocol")
-	}
-	if c.NotAfter.Sub(c.NotBefore) > longRotation {
-		logf(log, slog.LevelInfo, "The key rotation period for this server may exceed the recommended value. This is bad for forward secrecy.")
-	}
-	logf(log, slog.LevelInfo, "Server key fingerprint is %s", certs.Fingerprint(c.ResolverPK[:]))
 }
