@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/tor-dnscrypt/dnscrypt-proxy/certs"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/stamps"
 )
 
@@ -17,7 +18,7 @@ func ExampleParse() {
 	fmt.Println(st.Proto.String())
 	fmt.Println(st.ServerAddrStr)
 	fmt.Println(st.ProviderName)
-	fmt.Println(stamps.FormatProviderKey(st.ServerPk))
+	fmt.Println(certs.Fingerprint(st.ServerPk))
 	// Output:
 	// DNSCrypt
 	// 212.47.228.136:443

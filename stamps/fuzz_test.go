@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/jedisct1/go-dnsstamps"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/certs"
 )
 
 // FuzzParse feeds each input to Parse twice: as a stamp string, and as the
@@ -159,7 +160,7 @@ func writeCSV(list []Resolver) string {
 	b.WriteString("Resolver address,Name,Provider name,Provider public key,DNSSEC validation,No logs,Namecoin,Full name,Description,Location,URL\n")
 	for _, r := range list {
 		b.WriteString(strings.Join([]string{
-			q(r.Stamp.ServerAddrStr), q(r.Name), q(r.Stamp.ProviderName), FormatProviderKey(r.Stamp.ServerPk),
+			q(r.Stamp.ServerAddrStr), q(r.Name), q(r.Stamp.ProviderName), certs.Fingerprint(r.Stamp.ServerPk),
 			yn(r.DNSSEC), yn(r.NoLogs), yn(r.Namecoin), q(r.FullName), q(r.Description), q(r.Location), q(r.URL),
 		}, ","))
 		b.WriteString("\n")
@@ -193,9 +194,9 @@ func FuzzParseProviderKey(f *testing.F) {
 		if !bytes.Equal(pk, want) {
 			t.Fatalf("ParseProviderKey(%q) = %x, want %x", s, pk, want)
 		}
-		back, err := ParseProviderKey(FormatProviderKey(pk))
+		back, err := ParseProviderKey(certs.Fingerprint(pk))
 		if err != nil || !bytes.Equal(back, pk) {
-			t.Fatalf("round trip of %x through %q: %x, %v", pk, FormatProviderKey(pk), back, err)
+			t.Fatalf("round trip of %x through %q: %x, %v", pk, certs.Fingerprint(pk), back, err)
 		}
 	})
 }

@@ -69,21 +69,6 @@ func DecodeKeyHex(s, separators string, max int) ([]byte, error) {
 	return out, nil
 }
 
-// FormatProviderKey writes pk the way dnscrypt-proxy 1.x prints provider
-// keys: upper-case hexadecimal in groups of two bytes separated by colons,
-// "E801:B84E:...:324D" (16 groups for a 32-byte key).
-func FormatProviderKey(pk ed25519.PublicKey) string {
-	const digits = "0123456789ABCDEF"
-	b := make([]byte, 0, len(pk)*5/2)
-	for i, c := range pk {
-		if i > 0 && i%2 == 0 {
-			b = append(b, ':')
-		}
-		b = append(b, digits[c>>4], digits[c&0x0f])
-	}
-	return string(b)
-}
-
 func hexVal(c byte) (byte, bool) {
 	switch {
 	case '0' <= c && c <= '9':

@@ -3,6 +3,7 @@ package stamps
 import (
 	"bytes"
 	"errors"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/certs"
 	"strings"
 	"testing"
 )
@@ -72,17 +73,19 @@ func TestParseProviderKeyErrors(t *testing.T) {
 	}
 }
 
-func TestFormatProviderKey(t *testing.T) {
-	if got := FormatProviderKey(mustHex(t, labKeyHex)); got != labKeyColon {
+// TestFingerprintForm: certs.Fingerprint writes provider keys in the 1.x
+// form ParseProviderKey reads.
+func TestFingerprintForm(t *testing.T) {
+	if got := certs.Fingerprint(mustHex(t, labKeyHex)); got != labKeyColon {
 		t.Errorf("got %s, want %s", got, labKeyColon)
 	}
-	if got, want := FormatProviderKey(seqKey()), "0001:0203:0405:0607:0809:0A0B:0C0D:0E0F:1011:1213:1415:1617:1819:1A1B:1C1D:1E1F"; got != want {
+	if got, want := certs.Fingerprint(seqKey()), "0001:0203:0405:0607:0809:0A0B:0C0D:0E0F:1011:1213:1415:1617:1819:1A1B:1C1D:1E1F"; got != want {
 		t.Errorf("got %s, want %s", got, want)
 	}
-	if got := FormatProviderKey(nil); got != "" {
+	if got := certs.Fingerprint(nil); got != "" {
 		t.Errorf("nil key: got %q, want \"\"", got)
 	}
-	if got, want := FormatProviderKey([]byte{0xab, 0xcd, 0xef}), "ABCD:EF"; got != want {
+	if got, want := certs.Fingerprint([]byte{0xab, 0xcd, 0xef}), "ABCD:EF"; got != want {
 		t.Errorf("3-byte key: got %s, want %s", got, want)
 	}
 }

@@ -17,14 +17,14 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/tor-dnscrypt/dnscrypt-proxy/certs"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt/dnscrypttest"
-	"github.com/tor-dnscrypt/dnscrypt-proxy/stamps"
 )
 
 // resolverArgs are -r/-N/-k for the in-process resolver srv.
 func cliResolverArgs(srv *dnscrypttest.Server) []string {
 	return []string{"--resolver-address=" + srv.Addr, "--provider-name=" + dnscrypttest.ProviderName,
-		"--provider-key=" + stamps.FormatProviderKey(srv.ProviderKey)}
+		"--provider-key=" + certs.Fingerprint(srv.ProviderKey)}
 }
 
 // runCLI runs the binary to its end, with a deadline.

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tor-dnscrypt/dnscrypt-proxy/certs"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt/dnscrypttest"
-	"github.com/tor-dnscrypt/dnscrypt-proxy/stamps"
 )
 
 // TestCLISighupReopensLog: logrotate moves the log away and sends SIGHUP;
@@ -117,7 +117,7 @@ EphemeralKeys off
 TCPOnly yes
 Include extra.conf
 BlockIPv6 no
-`, dnscrypttest.ProviderName, stamps.FormatProviderKey(srv.ProviderKey), srv.Addr, listen)
+`, dnscrypttest.ProviderName, certs.Fingerprint(srv.ProviderKey), srv.Addr, listen)
 	os.WriteFile(filepath.Join(dir, "dnscrypt-proxy.conf"), []byte(conf), 0o644)
 	os.WriteFile(filepath.Join(dir, "extra.conf"), []byte("LogFile "+logFile+"\nLogLevel 7\n"), 0o644)
 	p := startCLI(t, filepath.Join(dir, "dnscrypt-proxy.conf"))

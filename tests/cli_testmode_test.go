@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tor-dnscrypt/dnscrypt-proxy/certs"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt/dnscrypttest"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/socks5test"
-	"github.com/tor-dnscrypt/dnscrypt-proxy/stamps"
 )
 
 // TestCLITestMode: --test=MARGIN exit statuses 0, 4, 2 and 3, as 1.x.
@@ -57,7 +57,7 @@ func TestCLITestModeUnreachable(t *testing.T) {
 	srv := dnscrypttest.NewServer(t, nil) // for a provider key only
 	port := freePort(t)
 	args := []string{"-t", "60", "-r", "127.0.0.1:" + strconv.Itoa(port), "-N", dnscrypttest.ProviderName,
-		"-k", stamps.FormatProviderKey(srv.ProviderKey)}
+		"-k", certs.Fingerprint(srv.ProviderKey)}
 	code, stdout, stderr, took := runCLI(t, 60*time.Second, args...)
 	if code != 3 || strings.Count(stderr, "[ERROR] Unable to retrieve server certificates") != 3 {
 		t.Errorf("got exit %d\nstdout:\n%s\nstderr:\n%s\nwant exit 3 after 3 attempts", code, stdout, stderr)
@@ -80,7 +80,7 @@ func TestCLITestModeThroughSOCKS(t *testing.T) {
 	} {
 		before := len(socks.Requests())
 		args := append(mode, "--test=10", "--resolver-address=resolver.test:"+port, "--provider-name="+dnscrypttest.ProviderName,
-			"--provider-key="+stamps.FormatProviderKey(srv.ProviderKey))
+			"--provider-key="+certs.Fingerprint(srv.ProviderKey))
 		code, stdout, stderr, _ := runCLI(t, 60*time.Second, args...)
 		if code != 0 || !strings.Contains(stdout, "Server key fingerprint is") {
 			t.Errorf("%q: got exit %d\nstdout:\n%s\nstderr:\n%s", mode, code, stdout, stderr)
@@ -92,13 +92,13 @@ func TestCLITestModeThroughSOCKS(t *testing.T) {
 	}
 	// Through a SOCKS server that refuses: exit 3, never a direct query.
 	refusing := socks5test.NewServer(t, socks5test.Config{Refuse: 5})
-	certs := srv.CertQueries()
+	before := srv.CertQueries()
 	code, _, stderr, _ := runCLI(t, 60*time.Second, "--proxy=socks5://"+refusing.Addr, "--test=10",
-		"--resolver-address="+srv.Addr, "--provider-name="+dnscrypttest.ProviderName, "--provider-key="+stamps.FormatProviderKey(srv.ProviderKey))
+		"--resolver-address="+srv.Addr, "--provider-name="+dnscrypttest.ProviderName, "--provider-key="+certs.Fingerprint(srv.ProviderKey))
 	if code != 3 {
 		t.Errorf("refusing proxy: exit %d\n%s", code, stderr)
 	}
-	if srv.CertQueries() != certs {
+	if srv.CertQueries() != before {
 		t.Error("a certificate query reached the resolver directly")
 	}
 }

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tor-dnscrypt/dnscrypt-proxy/certs"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt/dnscrypttest"
-	"github.com/tor-dnscrypt/dnscrypt-proxy/stamps"
 )
 
 // TestPerUserRedirect: in a network namespace of its own, iptables sends
@@ -19,7 +19,7 @@ func TestPerUserRedirect(t *testing.T) {
 	inNetns(t, ns, func() { srv = dnscrypttest.NewServer(t, nil) })
 	startProxyCmd(t, []string{"ip", "netns", "exec", ns}, "--local-port=5800",
 		"--resolver-address="+srv.Addr, "--provider-name="+dnscrypttest.ProviderName,
-		"--provider-key="+stamps.FormatProviderKey(srv.ProviderKey))
+		"--provider-key="+certs.Fingerprint(srv.ProviderKey))
 
 	redirected, rgid := ensureUser(t, "dnscrypt-test-redir")
 	other, ogid := ensureUser(t, "dnscrypt-test-other")

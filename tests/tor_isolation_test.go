@@ -8,15 +8,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tor-dnscrypt/dnscrypt-proxy/certs"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt/dnscrypttest"
-	"github.com/tor-dnscrypt/dnscrypt-proxy/stamps"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/tests/tortest"
 )
 
 // resolverArgs name an in-process test resolver.
 func resolverArgs(srv *dnscrypttest.Server) []string {
 	return []string{"--resolver-address=" + srv.Addr, "--provider-name=" + dnscrypttest.ProviderName,
-		"--provider-key=" + stamps.FormatProviderKey(srv.ProviderKey)}
+		"--provider-key=" + certs.Fingerprint(srv.ProviderKey)}
 }
 
 // streamLog collects the STREAM events of the Tor client.

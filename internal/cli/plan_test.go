@@ -12,8 +12,8 @@ import (
 
 	"github.com/jedisct1/go-dnsstamps"
 
+	"github.com/tor-dnscrypt/dnscrypt-proxy/certs"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/proxy"
-	"github.com/tor-dnscrypt/dnscrypt-proxy/stamps"
 )
 
 const (
@@ -76,8 +76,8 @@ func hasNote(p *Plan, level slog.Level, msg string) bool {
 func TestPlanDefaults(t *testing.T) {
 	p := plan(t)
 	c := p.Proxy
-	if c.ResolverAddr != scalewayAddr || c.ProviderName != scalewayName || stamps.FormatProviderKey(c.ProviderKey) != scalewayKey {
-		t.Errorf("default resolver: got %s %s %s", c.ResolverAddr, c.ProviderName, stamps.FormatProviderKey(c.ProviderKey))
+	if c.ResolverAddr != scalewayAddr || c.ProviderName != scalewayName || certs.Fingerprint(c.ProviderKey) != scalewayKey {
+		t.Errorf("default resolver: got %s %s %s", c.ResolverAddr, c.ProviderName, certs.Fingerprint(c.ProviderKey))
 	}
 	if p.Listen != "127.0.0.1:53" {
 		t.Errorf("listen: got %s, want 127.0.0.1:53", p.Listen)
