@@ -103,8 +103,13 @@ func Verify(b []byte, providerPK ed25519.PublicKey, now time.Time) (*Cert, error
 	if !c.NotBefore.Before(c.NotAfter) {
 		return nil, ErrBadValidity
 	}
+	// A low-order resolver key would make a shared key anyone knows (1.x:
+	// "Suspicious public key").
+	if err := dnscrypt.CheckPublicKey(&c.ResolverPK); err != nil {
+		return nil, fmt.Errorf("%w: resolver public key: %w", ErrFormat, err)
+	}
 	if !c.ValidAt(now) {
-		return nil, &ValidityError{Cert: c, Now: now, Expired: now.Unix() > c.NotAfter.Unix()}
+		return nil, &ValidityError{Cert: c, Now: now, Expired: expired(c, now)}
 	}
 	return c, nil
 }

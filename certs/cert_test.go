@@ -154,6 +154,7 @@ func TestVerifyErrors(t *testing.T) {
 		{"31-byte provider key", good, testPK[:31], testNow, []error{ErrProviderKey}},
 		{"start == end", with(func(t *Template) { t.NotAfter = t.NotBefore }), testPK, testFrom, []error{ErrBadValidity, ErrFormat}},
 		{"start > end", with(func(t *Template) { t.NotBefore, t.NotAfter = t.NotAfter, t.NotBefore }), testPK, testNow, []error{ErrBadValidity, ErrFormat}},
+		{"low-order resolver key", with(func(t *Template) { t.ResolverPK = [32]byte{1} }), testPK, testNow, []error{dnscrypt.ErrWeakKey, ErrFormat}},
 		{"expired", good, testPK, testTill.Add(time.Second), []error{ErrExpired}},
 		{"expired long ago", good, testPK, testTill.Add(1000 * time.Hour), []error{ErrExpired}},
 		{"not yet valid", good, testPK, testFrom.Add(-time.Nanosecond), []error{ErrNotYetValid}},

@@ -37,6 +37,7 @@ func ExampleCreate() {
 func ExampleVerify() {
 	cert, _ := certs.Create(certs.Template{
 		Construction: dnscrypt.XSalsa20Poly1305,
+		ResolverPK:   [32]byte{0xde, 0xad, 0xbe, 0xef},
 		ClientMagic:  [8]byte{'m', 'y', 'm', 'a', 'g', 'i', 'c', '!'},
 		Serial:       7,
 		NotBefore:    time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),

@@ -65,6 +65,7 @@ func mustCert(tb testing.TB, t Template) *Cert {
 func exampleCert() *Cert {
 	b, err := Create(Template{
 		Construction: dnscrypt.XChaCha20Poly1305,
+		ResolverPK:   [32]byte(seq(0x40, 32)),
 		ClientMagic:  [8]byte{'m', 'y', 'm', 'a', 'g', 'i', 'c', '!'},
 		Serial:       7,
 		NotBefore:    time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),

@@ -325,6 +325,23 @@ func TestWeakKeys(t *testing.T) {
 	}
 }
 
+func TestCheckPublicKey(t *testing.T) {
+	for _, p := range lowOrderPoints {
+		if err := CheckPublicKey(key32(t, p)); !errors.Is(err, ErrWeakKey) {
+			t.Errorf("%s: got %v, want ErrWeakKey", p, err)
+		}
+	}
+	for range 20 {
+		kp, err := GenerateKeyPair(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := CheckPublicKey(&kp.Public); err != nil {
+			t.Errorf("%x: %v", kp.Public, err)
+		}
+	}
+}
+
 func TestUnpad(t *testing.T) {
 	for _, tc := range []struct {
 		in   string

@@ -77,6 +77,18 @@ func NewResolverKey(c Construction, resolverSK *[KeySize]byte, h *QueryHeader) (
 	return k, nil
 }
 
+// CheckPublicKey returns ErrWeakKey for a public key of low order, with
+// which every shared key would be all zeros (and known to anyone).
+func CheckPublicKey(pk *[KeySize]byte) error {
+	// Any scalar will do: X25519 clamps it to a multiple of the cofactor,
+	// which sends every low-order point, and only those, to zero.
+	scalar := [KeySize]byte{1}
+	if _, err := curve25519.X25519(scalar[:], pk[:]); err != nil {
+		return ErrWeakKey
+	}
+	return nil
+}
+
 func (k *SharedKey) derive(sk, peer *[KeySize]byte) error {
 	if !k.c.Supported() {
 		return ErrUnsupported

@@ -96,27 +96,8 @@ func (p *Proxy) FetchCerts(ctx context.Context) ([]*certs.Cert, error) {
 func (p *Proxy) fetchCerts(ctx context.Context) ([]*certs.Cert, error) {
 	ctx, cancel := context.WithTimeout(ctx, certFetchTimeout)
 	defer cancel()
-	cs, err := certs.Fetch(ctx, p.certExchanger(), p.cfg.ResolverAddr, p.cfg.ProviderName,
+	return certs.Fetch(ctx, p.certExchanger(), p.cfg.ResolverAddr, p.cfg.ProviderName,
 		p.cfg.ProviderKey, p.cfg.Now(), p.cfg.IgnoreTimestamps)
-	if err != nil {
-		return nil, err
-	}
-	// A certificate whose resolver key is of low order would give a shared
-	// key anyone knows (1.x: "Suspicious public key").
-	usable := cs[:0]
-	var weak error
-	for _, c := range cs {
-		if _, err := dnscrypt.NewSharedKey(c.Construction, p.ids.static.kp, &c.ResolverPK, c.ClientMagic); err != nil {
-			weak = fmt.Errorf("certificate #%d: %w", c.Serial, err)
-			p.log.Error("Suspicious public key in a server certificate", "serial", c.Serial, "err", err)
-			continue
-		}
-		usable = append(usable, c)
-	}
-	if len(usable) == 0 {
-		return nil, fmt.Errorf("%w: %w", certs.ErrNoValidCert, weak)
-	}
-	return usable, nil
 }
 
 // certExchanger is the transport of certificate queries: through SOCKS
