@@ -5,21 +5,13 @@ import (
 	"crypto/ed25519"
 	"encoding/hex"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt"
 )
-
-func unhex(tb testing.TB, s string) []byte {
-	tb.Helper()
-	b, err := hex.DecodeString(strings.Join(strings.Fields(s), ""))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return b
-}
 
 // TestCreateLayout checks every byte Create writes against the layout of
 // the specification (reference §1.3). The signature is a known answer:
@@ -338,7 +330,7 @@ func TestSelect(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := serials(cs); !slicesEqual(got, tc.want) {
+		if got := serials(cs); !slices.Equal(got, tc.want) {
 			t.Errorf("ignoreNotBefore %v: got %v, want %v", tc.ignoreNotBefore, got, tc.want)
 		}
 	}
@@ -350,18 +342,6 @@ func TestSelect(t *testing.T) {
 	if err != nil || len(cs) != 2 || !bytes.Equal(cs[0].Raw, a) || !bytes.Equal(cs[1].Raw, a2) {
 		t.Errorf("duplicate serials: got %v, %v; want a, then a2", cs, err)
 	}
-}
-
-func slicesEqual[T comparable](a, b []T) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestSelectNoneValid(t *testing.T) {

@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"encoding/binary"
 	"errors"
-	"os"
 	"testing"
 	"time"
 
@@ -141,9 +140,7 @@ func FuzzResponse(f *testing.F) {
 	q := new(dns.Msg)
 	q.SetQuestion(dnsdistProvider+".", dns.TypeTXT)
 	q.Id = 0x1234 // the ID of the captured answer
-	if b, err := os.ReadFile("testdata/dnsdist/response.bin"); err == nil {
-		f.Add(b)
-	}
+	f.Add(readTestdata(f, "dnsdist/response.bin"))
 	for _, s := range fuzzSeeds(f) {
 		r := wireReply(f, q, nil, rawTXT(f, dnsdistProvider, dns.ClassINET, split(s, min(len(s), 30))...))
 		b, err := r.Pack()

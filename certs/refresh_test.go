@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -388,7 +389,7 @@ func TestRefresherSwitching(t *testing.T) {
 	stop()
 	mu.Lock()
 	defer mu.Unlock()
-	if !slicesEqual(changes, wantChanges) {
+	if !slices.Equal(changes, wantChanges) {
 		t.Errorf("OnChange got %d calls, want %d", len(changes), len(wantChanges))
 	}
 }
