@@ -137,8 +137,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock for certificate validity; nil means time.Now.
 	Now func() time.Time
-	// OnReady, if set, is called once, when the first certificate is
-	// installed and the listeners answer (for --daemonize and sd_notify).
+	// OnReady, if set, is called once, when the listeners answer (for
+	// --daemonize and sd_notify): directly, after the first certificate;
+	// through SOCKS at once (SERVFAIL until the first certificate).
 	OnReady func()
 }
 
