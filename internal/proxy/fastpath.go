@@ -56,8 +56,9 @@ func (p *Proxy) startUDP(r *request) {
 }
 
 // seal prepares r for the fast path: its identity (the static key pair, or
-// a fresh one with ephemeral keys), the shared key with the current
-// certificate, the padded packet. false means no certificate yet (or a
+// a fresh one with ephemeral keys: then two X25519 operations, about 0.1 ms,
+// on the listener's goroutine, as dnscrypt-proxy 1.x did in its event loop),
+// the shared key with the current certificate, the padded packet. false means no certificate yet (or a
 // key that cannot be used): the goroutine path answers.
 func (p *Proxy) seal(r *request) bool {
 	cert := p.refresher.Current()
