@@ -26,13 +26,12 @@ var (
 	ErrPlugins = errors.New("cli: plugins are not supported")
 	// ErrPlatform: an option that exists only on Windows.
 	ErrPlatform = errors.New("cli: option not supported on this platform")
-	// ErrSetup: the options are valid one by one but cannot be used
-	// together or with this system (unknown user, unreadable file, ...).
-	ErrSetup = errors.New("cli: cannot set up the proxy")
-	// ErrRuntime: the proxy failed after it was set up (bind, privileges,
-	// serving).
-	ErrRuntime = errors.New("cli: proxy failed")
 )
+
+// errSetup: the options are valid one by one but cannot be used together
+// or with this system (unknown user, unreadable file, ...). No caller
+// branches on it; the [ExitError] carries the status.
+var errSetup = errors.New("cli: cannot set up the proxy")
 
 // ExitError is an error that ends the program with a given status.
 type ExitError struct {
@@ -63,7 +62,7 @@ func valueErrorf(format string, args ...any) *ExitError {
 // setupErrorf reports options that cannot be used: exit 1.
 func setupErrorf(format string, args ...any) *ExitError {
 	msg := fmt.Sprintf(format, args...)
-	return &ExitError{Code: ExitFailure, Msg: msg, Err: fmt.Errorf("%w: %s", ErrSetup, msg)}
+	return &ExitError{Code: ExitFailure, Msg: msg, Err: fmt.Errorf("%w: %s", errSetup, msg)}
 }
 
 // pluginError reports a plugin request.

@@ -54,18 +54,14 @@ func Parse(args []string) (*Options, error) {
 
 // report prints an error that ends the program before logging is set up.
 func report(w io.Writer, child *daemonChild, err error) int {
-	ee, ok := errors.AsType[*ExitError](err)
-	if !ok {
-		ee = &ExitError{Code: ExitFailure, Msg: err.Error(), Err: err}
-	}
-	if ee.Hint {
+	if ee, ok := errors.AsType[*ExitError](err); ok && ee.Hint {
 		fmt.Fprintf(w, "dnscrypt-proxy: %s\nTry 'dnscrypt-proxy --help' for more information.\n", ee.Msg)
 	} else {
-		line := prioLabels[prioErr] + ee.Msg
+		line := prioLabels[prioErr] + err.Error() // an ExitError's text is its Msg
 		fmt.Fprintf(w, "%s %s\n", time.Now().Format(time.ANSIC), line)
 		child.log(line)
 	}
-	return ee.Code
+	return exitCode(err)
 }
 
 func run(args []string, stdout, stderr io.Writer, env *Env, child *daemonChild) int {

@@ -13,8 +13,8 @@ import (
 	"syscall"
 )
 
-// ErrRunning reports a pid file naming another running dnscrypt-proxy.
-var ErrRunning = errors.New("cli: another dnscrypt-proxy is running")
+// errRunning reports a pid file naming another running dnscrypt-proxy.
+var errRunning = errors.New("cli: another dnscrypt-proxy is running")
 
 // writePidFile writes the PID of this process to path. Unlike 1.x, it
 // refuses to overwrite the pid file of another running dnscrypt-proxy
@@ -23,7 +23,7 @@ var ErrRunning = errors.New("cli: another dnscrypt-proxy is running")
 func writePidFile(path string) error {
 	if old, err := os.ReadFile(path); err == nil {
 		if pid, err := strconv.Atoi(strings.TrimSpace(string(old))); err == nil && pid > 0 && pid != os.Getpid() && sameProgramRunning(pid) {
-			return fmt.Errorf("%w with PID %d", ErrRunning, pid)
+			return fmt.Errorf("%w with PID %d", errRunning, pid)
 		}
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
