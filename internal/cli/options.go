@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/proxy"
 )
 
 // Options is the command line as given, checked for syntax and ranges but
@@ -43,12 +45,12 @@ type Options struct {
 	PidFile           string // -p, --pid-file
 	User              string // -u
 
-	Proxy          string        // --proxy=socks5://...
-	Tor            bool          // --tor
-	Isolation      string        // --isolation
-	IsolationEpoch time.Duration // --isolation-epoch
-	Timeout        time.Duration // --timeout
-	OptimisticData bool          // --optimistic-data
+	Proxy          string          // --proxy=socks5://...
+	Tor            bool            // --tor
+	Isolation      proxy.Isolation // --isolation (zero is none: see Given)
+	IsolationEpoch time.Duration   // --isolation-epoch
+	Timeout        time.Duration   // --timeout
+	OptimisticData bool            // --optimistic-data
 
 	Help    bool // -h: stop and print the usage
 	Version bool // -V: stop and print the version
@@ -304,12 +306,12 @@ func setPort(dst *int, what, v string) error {
 }
 
 func setIsolation(o *Options, v string) error {
-	switch v {
-	case "none", "epoch", "query":
-		o.Isolation = v
-		return nil
+	iso, err := proxy.ParseIsolation(v)
+	if err != nil {
+		return valueErrorf("Invalid isolation: [%s] (want none, epoch or query)", v)
 	}
-	return valueErrorf("Invalid isolation: [%s] (want none, epoch or query)", v)
+	o.Isolation = iso
+	return nil
 }
 
 func setIsolationEpoch(o *Options, v string) error {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/proxy"
 )
 
 // opts builds the Options ParseArgs should return; given lists the long
@@ -59,7 +61,7 @@ func TestParseArgsForms(t *testing.T) {
 		{"switch with value", []string{"--ephemeral-keys=false", "--tcp-only=yes"}, opts(Options{TCPOnly: true}, "ephemeral-keys", "tcp-only")},
 		{"no-ephemeral-keys", []string{"-E", "--no-ephemeral-keys"}, opts(Options{}, "ephemeral-keys", "no-ephemeral-keys")},
 		{"tor options", []string{"--tor", "--proxy=socks5://127.0.0.1:9150", "--isolation=query", "--isolation-epoch=1h30m", "--optimistic-data", "--stamp=sdns://x"},
-			opts(Options{Tor: true, Proxy: "socks5://127.0.0.1:9150", Isolation: "query", IsolationEpoch: 90 * time.Minute, OptimisticData: true, Stamp: "sdns://x"},
+			opts(Options{Tor: true, Proxy: "socks5://127.0.0.1:9150", Isolation: proxy.IsolationQuery, IsolationEpoch: 90 * time.Minute, OptimisticData: true, Stamp: "sdns://x"},
 				"tor", "proxy", "isolation", "isolation-epoch", "optimistic-data", "stamp")},
 		{"timeout", []string{"--timeout=2s500ms"}, opts(Options{Timeout: 2500 * time.Millisecond}, "timeout")},
 		{"loglevel above 7", []string{"-m", "10"}, opts(Options{LogLevel: 7}, "loglevel")},

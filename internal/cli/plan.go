@@ -116,12 +116,8 @@ func (o *Options) Plan(env *Env) (*Plan, error) {
 			}
 			s.Addr, s.User, s.Password = u.Addr, u.User, u.Password
 		}
-		if o.Isolation != "" {
-			iso, err := proxy.ParseIsolation(o.Isolation)
-			if err != nil {
-				return nil, valueErrorf("Invalid isolation: [%s] (want none, epoch or query)", o.Isolation)
-			}
-			s.Isolation = iso
+		if o.Given("isolation") {
+			s.Isolation = o.Isolation
 		}
 		s.Epoch = o.IsolationEpoch
 		s.OptimisticData = o.OptimisticData
