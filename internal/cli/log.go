@@ -96,7 +96,7 @@ type logCore struct {
 	path   string   // file mode
 	file   *os.File // file mode
 	sys    *syslogOutput
-	tee    func(prio int, line string)
+	tee    func(line string)
 
 	last      string // rate limiting of identical lines
 	lastTime  time.Time
@@ -163,10 +163,10 @@ func (h *LogHandler) Close() error {
 	return err
 }
 
-// setTee also passes every line of priority prio or worse to f (nil:
-// stop), whatever the destination; the daemon's child uses it to tell its
-// parent why it failed.
-func (h *LogHandler) setTee(f func(prio int, line string)) {
+// setTee also passes every warning or worse line, without its time, to f
+// (nil: stop), whatever the destination; the daemon's child uses it to
+// tell its parent why it failed.
+func (h *LogHandler) setTee(f func(line string)) {
 	h.core.mu.Lock()
 	h.core.tee = f
 	h.core.mu.Unlock()
@@ -239,7 +239,7 @@ func (c *logCore) write(prio int, msg string) {
 	text += msg
 	full := now.Format(time.ANSIC) + " " + text + "\n" // ANSIC is strftime's %c in the C locale
 	if c.tee != nil && prio <= prioWarning {
-		c.tee(prio, text)
+		c.tee(text)
 	}
 	switch {
 	case c.file != nil:

@@ -249,7 +249,7 @@ func TestLogSyslog(t *testing.T) {
 func TestLogTee(t *testing.T) {
 	h, _, _ := newTestHandler(LogSettings{MaxPriority: 6})
 	var teed []string
-	h.setTee(func(prio int, line string) { teed = append(teed, line) })
+	h.setTee(func(line string) { teed = append(teed, line) })
 	log := slog.New(h)
 	log.Info("not teed")
 	log.Warn("teed warning")

@@ -118,7 +118,7 @@ func runPlan(plan *Plan, stdout, stderr io.Writer, child *daemonChild) int {
 	}
 	defer h.Close()
 	if child != nil {
-		h.setTee(func(prio int, line string) { child.log(line) })
+		h.setTee(child.log)
 	}
 	log := slog.New(h)
 	fail := func(format string, args ...any) int {

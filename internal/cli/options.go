@@ -426,7 +426,7 @@ func ParseArgs(args []string) (*Options, error) {
 		return o, nil
 	}
 	if err != nil {
-		return nil, translateParseError(err, args)
+		return nil, translateParseError(err)
 	}
 	if len(fs.Args()) > 0 {
 		o.Args = fs.Args()
@@ -435,7 +435,7 @@ func ParseArgs(args []string) (*Options, error) {
 }
 
 // translateParseError turns pflag's errors into getopt-like messages.
-func translateParseError(err error, args []string) error {
+func translateParseError(err error) error {
 	if ee, ok := errors.AsType[*ExitError](err); ok {
 		return ee
 	}
