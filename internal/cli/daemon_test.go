@@ -82,6 +82,33 @@ func TestDaemonize(t *testing.T) {
 	}
 }
 
+// waitHelper waits for the pid file helper to end, with exit status 0.
+func waitHelper(t *testing.T, h *pidFileHelper) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- h.wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("the helper failed: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the helper did not end within 10s of done")
+	}
+}
+
+// helperReading returns once the pid file helper reads its pipe: it
+// writes more than a pipe holds, which only a draining reader lets through.
+// Whatever the helper does before it waits on the pipe is done by then.
+func helperReading(t *testing.T, h *pidFileHelper) {
+	t.Helper()
+	h.w.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if _, err := h.w.Write(make([]byte, 4<<20)); err != nil {
+		t.Fatalf("the helper does not read its pipe: %v", err)
+	}
+	h.w.SetWriteDeadline(time.Time{})
+}
+
 func TestPidFileHelper(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "p.pid")
@@ -92,32 +119,28 @@ func TestPidFileHelper(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(100 * time.Millisecond)
+	helperReading(t, h)
 	if _, err := os.Stat(path); err != nil {
-		t.Fatalf("the helper removed the file early: %v", err)
+		t.Fatalf("the helper removed the file before done: %v", err)
 	}
 	h.done()
 	h.done() // idempotent
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := os.Stat(path); os.IsNotExist(err) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the helper did not remove the pid file")
-		}
-		time.Sleep(10 * time.Millisecond)
+	waitHelper(t, h)
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("the helper did not remove the pid file: %v", err)
 	}
 
-	// A file that names another process stays.
-	os.WriteFile(path, []byte("1\n"), 0o644)
+	// A file that names another process at done stays.
+	if err := os.WriteFile(path, []byte("1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	h, err = startPidFileHelper(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	h.done()
-	time.Sleep(500 * time.Millisecond)
-	if _, err := os.Stat(path); err != nil {
-		t.Errorf("the helper removed another process's pid file: %v", err)
+	waitHelper(t, h)
+	if b, err := os.ReadFile(path); err != nil || string(b) != "1\n" {
+		t.Errorf("another process's pid file: got %q, %v, want it untouched", b, err)
 	}
 }

@@ -69,7 +69,9 @@ func removePidFile(path string, pid int) error {
 // close (at exit, whatever the cause) and then removes the file. 1.x did
 // the same with a process kept outside its chroot.
 type pidFileHelper struct {
-	w *os.File
+	w       *os.File
+	exited  chan struct{} // closed once the helper has ended
+	waitErr error         // its exec.Cmd.Wait result, set before exited closes
 }
 
 func startPidFileHelper(path string) (*pidFileHelper, error) {
@@ -86,8 +88,12 @@ func startPidFileHelper(path string) (*pidFileHelper, error) {
 		pw.Close()
 		return nil, err
 	}
-	go cmd.Wait() // it ends after this process
-	return &pidFileHelper{w: pw}, nil
+	h := &pidFileHelper{w: pw, exited: make(chan struct{})}
+	go func() { // it normally ends after this process
+		h.waitErr = cmd.Wait()
+		close(h.exited)
+	}()
+	return h, nil
 }
 
 // done lets the helper remove the file now.
@@ -96,6 +102,13 @@ func (h *pidFileHelper) done() {
 		h.w.Close()
 		h.w = nil
 	}
+}
+
+// wait waits until the helper has ended and returns how it ended (nil:
+// exit status 0). Call done first, or it waits for this process's end.
+func (h *pidFileHelper) wait() error {
+	<-h.exited
+	return h.waitErr
 }
 
 // runPidFileHelper is the helper process: it ignores the signals meant
