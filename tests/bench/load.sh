@@ -24,7 +24,9 @@
 #   -e   EDNS0 in the queries (dnsperf -e: 4096 bytes), so large answers
 #        come back whole over UDP instead of truncated
 #   --quick  3-second runs (CI checks the script works; numbers are noisy)
-# Needs the lab's programs (tests/lab/install.sh) and Go. Runs on 127.0.0.1 only.
+# Exits 1 if a run through the proxy answers no query or loses more than 1%
+# of them. Needs the lab's programs (tests/lab/install.sh) and Go. Runs on
+# 127.0.0.1 only.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -38,7 +40,7 @@ while (($#)); do
     -q) outstanding="$2"; shift ;;
     -e) edns=(-e) ;;
     --quick) secs=3 ;;
-    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     *) echo "load.sh: unknown option $1" >&2; exit 1 ;;
   esac
   shift
@@ -50,9 +52,15 @@ done
 work="$(mktemp -d /tmp/dnscrypt-load.XXXXXX)"
 proxy_pid=""
 fast_pid=""
+# Under set -e a failing command would end the trap early (wait returns 143
+# for a process ended by SIGTERM), leaving the lab running: nothing here may
+# fail.
 cleanup() {
-  [[ -n "$proxy_pid" ]] && kill "$proxy_pid" 2>/dev/null && wait "$proxy_pid" 2>/dev/null
-  [[ -n "$fast_pid" ]] && kill "$fast_pid" 2>/dev/null && wait "$fast_pid" 2>/dev/null
+  local p
+  for p in "$proxy_pid" "$fast_pid"; do
+    [[ -n "$p" ]] || continue
+    { kill "$p" && wait "$p"; } 2>/dev/null || true
+  done
   "$root/tests/lab/stop.sh" "$work/lab" >/dev/null 2>&1 || true
   rm -rf "$work"
 }
@@ -78,7 +86,9 @@ echo "building dnscrypt-proxy" >&2
 (cd "$root" && go build -o "$work/dnscrypt-proxy" ./cmd/dnscrypt-proxy &&
   go build -o "$work/fastresolver" ./tests/bench/fastresolver)
 echo "starting the lab" >&2
-LAB_GO_SERVER=0 "$root/tests/lab/start.sh" "$work/lab" >/dev/null
+# LAB_OWNER_PID: the lab's watchdog stops it should this script be killed
+# before its trap runs.
+LAB_GO_SERVER=0 LAB_OWNER_PID=$$ "$root/tests/lab/start.sh" "$work/lab" >/dev/null
 # shellcheck disable=SC1091
 . "$work/lab/lab.env"
 
@@ -125,7 +135,20 @@ run_proxy() {
   perf "$proxy_port" >/dev/null # warm-up: certificate, padding cap, buffers
   measure "$proxy_pid" "$proxy_port"
   row "proxy -> $1" "$out" "$ticks" "$(awk '/VmHWM/ { print $2 " " $3 }' "/proc/$proxy_pid/status")"
-  kill "$proxy_pid"; wait "$proxy_pid" 2>/dev/null || true; proxy_pid=""
+  { kill "$proxy_pid" && wait "$proxy_pid"; } 2>/dev/null || true
+  proxy_pid=""
+  check "proxy -> $1" "$out"
+}
+# check NAME OUTPUT: fail unless queries were answered and at most 1% lost.
+check() {
+  local sent lost done_q
+  sent=$(field "$2" 'Queries sent:') lost=$(field "$2" 'Queries lost:') done_q=$(field "$2" 'Queries completed:')
+  if [[ -z "$done_q" || "$done_q" == 0 ]] || awk -v l="${lost:-0}" -v s="${sent:-0}" 'BEGIN { exit !(s == 0 || l * 100 > s) }'; then
+    echo "load.sh: $1: ${done_q:-no} queries answered, ${lost:-?} of ${sent:-?} lost (more than 1%)" >&2
+    echo "$2" >&2
+    cat "$work/proxy.log" >&2
+    exit 1
+  fi
 }
 
 dnsdist_pid=$(cat "$work/lab/pids/dnsdist.pid" | cut -d' ' -f1)
@@ -146,5 +169,6 @@ for es in es1 es2; do
   for _ in $(seq 50); do [[ -s "$work/fast.out" ]] && break; sleep 0.1; done
   read -r faddr fname fkey <"$work/fast.out"
   run_proxy "fast resolver $es" "$faddr" "$fname" "$fkey"
-  kill "$fast_pid"; wait "$fast_pid" 2>/dev/null || true
+  { kill "$fast_pid" && wait "$fast_pid"; } 2>/dev/null || true
+  fast_pid=""
 done
