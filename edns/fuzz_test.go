@@ -225,22 +225,32 @@ func FuzzTCReplyBytes(f *testing.F) {
 	})
 }
 
-// namesAbuseLayout reports whether answer may have a compression pointer
-// into the header, or a name that reads past the end of its own record:
-// patterns that no conforming encoder produces, and that cutting records on
-// the wire may break. It over-approximates: any c0xx pair with xx < 12
-// counts, and so does a name reading into a later record that is kept.
+// namesAbuseLayout reports whether a name in answer reads a header byte that
+// PrepareAnswer may rewrite (flags and RCODE in bytes 2 and 3, the answer,
+// authority and additional counts in bytes 6 to 11) through a
+// compression pointer below offset 12, directly or through a chain, or
+// reads past the end of its own record: patterns that no conforming encoder
+// produces, and that cutting records on the wire may break. Only names
+// count, where they are: owner names as scanRR walks the records, and names
+// in RDATA as miekg/dns reads them. A c0xx pair in other bytes (an A record
+// 192.0.2.1) does not. A name reading into a later record counts even if
+// that record is kept.
 func namesAbuseLayout(answer []byte) bool {
-	for i := headerLen; i+1 < len(answer); i++ {
-		if answer[i]&0xC0 == 0xC0 && answer[i]&0x3F == 0 && answer[i+1] < headerLen {
-			return true
-		}
-	}
 	off := headerLen
 	if be16(answer[4:]) != 0 {
 		var err error
+		// The question name has no pointer: PrepareAnswer rejects one.
 		if _, off, err = scanQuestion(answer, headerLen); err != nil {
 			return false
+		}
+	}
+	// Copies with other values in those bytes: a record reads none of
+	// them if it reads the same from all three.
+	var flipped [2][]byte
+	for j, mask := range []byte{0xFF, 0x01} {
+		flipped[j] = bytes.Clone(answer)
+		for _, i := range []int{2, 3, 6, 7, 8, 9, 10, 11} {
+			flipped[j][i] ^= mask
 		}
 	}
 	an, ns, ar := int(be16(answer[6:])), int(be16(answer[8:])), int(be16(answer[10:]))
@@ -248,6 +258,9 @@ func namesAbuseLayout(answer []byte) bool {
 		r, err := scanRR(answer, off)
 		if err != nil {
 			return false
+		}
+		if readsHeader(answer, flipped, r.start) {
+			return true
 		}
 		// The message cut after record i must still parse.
 		p := bytes.Clone(answer[:r.end])
@@ -263,4 +276,57 @@ func namesAbuseLayout(answer []byte) bool {
 		off = r.end
 	}
 	return false
+}
+
+// readsHeader reports whether the record at off in msg reads differently
+// from the copies in flipped, which differ from msg in header bytes only.
+func readsHeader(msg []byte, flipped [2][]byte, off int) bool {
+	want, _, werr := dns.UnpackRR(msg, off)
+	for _, f := range flipped {
+		got, _, err := dns.UnpackRR(f, off)
+		if (err == nil) != (werr == nil) || err == nil && got.String() != want.String() {
+			return true
+		}
+	}
+	return false
+}
+
+func TestNamesAbuseLayout(t *testing.T) {
+	const (
+		question = "03 777777 07 6578616d706c65 03 636f6d 00 0001 0001" // www.example.com. A IN, ends at 33
+		opt      = "00 0029 04d0 00000000 0000"
+	)
+	tests := []struct {
+		name   string
+		answer string
+		want   bool
+	}{
+		{"A 192.0.2.1", "1234 8180 0001 0001 0000 0000" + question +
+			"c00c 0001 0001 00000e10 0004 c0000201", false},
+		{"A 192.0.0.5, then OPT", "1234 8180 0001 0001 0000 0001" + question +
+			"c00c 0001 0001 00000e10 0004 c0000005" + opt, false},
+		{"owner name is ARCOUNT", "1234 8180 0001 0001 0000 0000" + question +
+			"c00a 0001 0001 00000e10 0004 0a000001", true},
+		{"owner name is the RCODE byte", "1234 8100 0001 0001 0000 0000" + question +
+			"c003 0001 0001 00000e10 0004 0a000001", true},
+		{"owner name is QDCOUNT, never rewritten", "1234 8180 0001 0001 0000 0000" + question +
+			"c004 0001 0001 00000e10 0004 0a000001", false},
+		{"MX exchange is ARCOUNT", "1234 8180 0001 0001 0000 0000" + question +
+			"c00c 000f 0001 00000e10 0004 000a c00a", true},
+		{"owner name through a pointer in A RDATA", "1234 8180 0001 0002 0000 0000" + question +
+			"c00c 0001 0001 00000e10 0004 c00a0000" + // RDATA at 45
+			"c02d 0001 0001 00000e10 0004 01020304", true},
+		{"owner name in the next record", "1234 8180 0001 0002 0000 0000" + question +
+			"c031 0001 0001 00000e10 0004 01020304" + // points to the next owner, at 49
+			"c00c 0001 0001 00000e10 0004 01020304", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			answer := mustHex(tt.answer)
+			unpack(t, answer)
+			if got := namesAbuseLayout(answer); got != tt.want {
+				t.Errorf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
 }
