@@ -2,16 +2,26 @@ package cli
 
 import (
 	"bytes"
+	"fmt"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/tor-dnscrypt/dnscrypt-proxy/certs"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt/dnscrypttest"
 )
 
 // TestMain lets the test binary play the processes the program starts
 // from itself: the pid file helper, and a daemon child (scripted by its
-// first argument).
+// first argument); and the program itself under systemd socket activation.
 func TestMain(m *testing.M) {
 	if path := os.Getenv(pidHelperEnv); path != "" {
 		os.Exit(runPidFileHelper(path))
@@ -19,8 +29,18 @@ func TestMain(m *testing.M) {
 	if os.Getenv(daemonEnv) != "" {
 		os.Exit(fakeDaemonChild(os.Args[1:]))
 	}
+	if os.Getenv(systemdChildEnv) != "" {
+		// A process systemd started with sockets: LISTEN_PID names it.
+		os.Unsetenv(systemdChildEnv)
+		os.Setenv("LISTEN_PID", strconv.Itoa(os.Getpid()))
+		os.Exit(Main(os.Args[1:], os.Stdout, os.Stderr))
+	}
 	os.Exit(m.Run())
 }
+
+// systemdChildEnv makes the test binary run Main as systemd would start
+// it with LISTEN_FDS sockets.
+const systemdChildEnv = "_CLI_TEST_SYSTEMD_CHILD"
 
 func fakeDaemonChild(args []string) int {
 	d := openDaemonChild()
@@ -142,5 +162,134 @@ func TestPidFileHelper(t *testing.T) {
 	waitHelper(t, h)
 	if b, err := os.ReadFile(path); err != nil || string(b) != "1\n" {
 		t.Errorf("another process's pid file: got %q, %v, want it untouched", b, err)
+	}
+}
+
+// TestDaemonizeUnderSocketActivation: with sockets from systemd,
+// --daemonize does not fork (a child would not be LISTEN_PID, and the
+// daemon pipe would take descriptor 3): the process serves on them.
+func TestDaemonizeUnderSocketActivation(t *testing.T) {
+	srv := dnscrypttest.NewServer(t, nil)
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	udpAddr, tcpAddr := pc.LocalAddr().String(), ln.Addr().String()
+	uf, err := pc.(*net.UDPConn).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer uf.Close()
+	tf, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tf.Close()
+	pc.Close()
+	ln.Close()
+
+	dir := t.TempDir()
+	notify := filepath.Join(dir, "notify")
+	nc, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notify, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	logFile, pidFile := filepath.Join(dir, "log"), filepath.Join(dir, "pid")
+	args := []string{"--daemonize", "--logfile=" + logFile, "--pidfile=" + pidFile,
+		"--local-address=" + udpAddr, // in use: binding it would fail
+		"--resolver-address=" + srv.Addr, "--provider-name=" + dnscrypttest.ProviderName,
+		"--provider-key=" + certs.Fingerprint(srv.ProviderKey)}
+	start := func(fds string, files ...*os.File) (*exec.Cmd, *bytes.Buffer, chan error) {
+		cmd := exec.Command(os.Args[0], args...)
+		cmd.ExtraFiles = files
+		cmd.Env = append(os.Environ(), systemdChildEnv+"=1", "LISTEN_FDS="+fds, "NOTIFY_SOCKET="+notify)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		t.Cleanup(func() {
+			cmd.Process.Kill()
+			<-done
+		})
+		return cmd, &out, done
+	}
+	exited := func(done chan error) error {
+		select {
+		case err := <-done:
+			done <- err // for the cleanup
+			return err
+		case <-time.After(20 * time.Second):
+			t.Fatal("the process did not end within 20s")
+			return nil
+		}
+	}
+	logged := func() string {
+		b, err := os.ReadFile(logFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+
+	cmd, out, done := start("2", uf, tf)
+	notified := make(chan string, 1)
+	go func() {
+		buf := make([]byte, 200)
+		nc.SetReadDeadline(time.Now().Add(20 * time.Second))
+		n, err := nc.Read(buf)
+		notified <- fmt.Sprintf("%q, %v", buf[:n], err)
+	}()
+	select {
+	case got := <-notified:
+		if want := fmt.Sprintf("%q, <nil>", fmt.Sprintf("READY=1\nMAINPID=%d", cmd.Process.Pid)); got != want {
+			cmd.Process.Kill()
+			exited(done)
+			t.Fatalf("sd_notify: got %s, want %s\noutput: %s", got, want, out)
+		}
+	case err := <-done:
+		done <- err
+		t.Fatalf("the process ended before it was ready: %v\noutput: %s", err, out)
+	}
+	if b, err := os.ReadFile(pidFile); err != nil || string(b) != strconv.Itoa(cmd.Process.Pid)+"\n" {
+		t.Errorf("pid file: got %q, %v, want the started process's PID %d", b, err, cmd.Process.Pid)
+	}
+	q := new(dns.Msg).SetQuestion("www.example.", dns.TypeA)
+	for _, c := range []struct{ network, addr string }{{"udp", udpAddr}, {"tcp", tcpAddr}} {
+		r, _, err := (&dns.Client{Net: c.network, Timeout: 10 * time.Second}).Exchange(q, c.addr)
+		if err != nil || r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
+			t.Fatalf("%s query to the passed socket: got %v, %v", c.network, r, err)
+		}
+		if a, ok := r.Answer[0].(*dns.A); !ok || a.A.String() != "192.0.2.1" {
+			t.Errorf("%s query: got %v, want A 192.0.2.1", c.network, r.Answer[0])
+		}
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := exited(done); err != nil {
+		t.Errorf("exit: %v\noutput: %s", err, out)
+	}
+	if log := logged(); !strings.Contains(log, "[NOTICE] --daemonize ignored under systemd socket activation\n") {
+		t.Errorf("log lacks the note:\n%s", log)
+	}
+	if _, err := os.Stat(pidFile); !os.IsNotExist(err) {
+		t.Errorf("pid file left: %v", err)
+	}
+
+	// Unusable sockets: the error, from this process.
+	os.Remove(logFile)
+	cmd, out, done = start("3", uf, tf, uf)
+	err = exited(done)
+	if code := cmd.ProcessState.ExitCode(); code != ExitFailure {
+		t.Errorf("three sockets: exit %d (%v), want %d\noutput: %s", code, err, ExitFailure, out)
+	}
+	if log := logged(); !strings.Contains(log, "[ERROR] Wrong number of systemd sockets: 3 - should be 2\n") {
+		t.Errorf("three sockets: log lacks the error:\n%s", log)
 	}
 }

@@ -23,7 +23,8 @@
 // Differences from 1.x, by design: --user does not chroot; -R without -L
 // uses a built-in list; with no resolver at all a built-in default is
 // used; a pid file of another running dnscrypt-proxy is not overwritten;
-// --daemonize returns only once the proxy answers; and there are new
+// --daemonize returns only once the proxy answers, and does not fork
+// under systemd socket activation (systemd supervises); and there are new
 // options for stamps and Tor (--stamp, --proxy, --tor, --isolation,
 // --isolation-epoch, --optimistic-data, --no-ephemeral-keys).
 package cli

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -92,15 +93,39 @@ func run(args []string, stdout, stderr io.Writer, env *Env, child *daemonChild) 
 			}
 		}
 	}
+	// systemd's sockets before any fork: LISTEN_PID names this process,
+	// not a child, and the daemon pipe would take descriptor 3.
+	var sd activation
+	sd.pc, sd.ln, _, sd.err = systemdSockets()
 	if plan.Daemonize && child == nil {
-		return daemonize(args, plan, stderr)
+		if !sd.active() {
+			return daemonize(args, plan, stderr)
+		}
+		// systemd already supervises the process.
+		plan.note(proxy.LevelNotice, "--daemonize ignored under systemd socket activation")
 	}
-	return runPlan(plan, stdout, stderr, child)
+	return runPlan(plan, sd, stdout, stderr, child)
 }
 
-// runPlan sets up logging, the pid file, the sockets and the user, then
-// serves (or tests the certificate) until a signal.
-func runPlan(plan *Plan, stdout, stderr io.Writer, child *daemonChild) int {
+// activation is what systemd socket activation passed to this process.
+type activation struct {
+	pc  net.PacketConn // nil: nothing passed; bind the sockets
+	ln  net.Listener
+	err error // sockets were passed, but are not usable
+}
+
+func (a activation) active() bool { return a.pc != nil || a.err != nil }
+
+// runPlan sets up logging, the pid file, the sockets (sd's, if any) and
+// the user, then serves (or tests the certificate) until a signal.
+func runPlan(plan *Plan, sd activation, stdout, stderr io.Writer, child *daemonChild) int {
+	pc, ln := sd.pc, sd.ln
+	defer func() { // Serve closes them too; this covers the failures before
+		if pc != nil {
+			pc.Close()
+			ln.Close()
+		}
+	}()
 	// Signals first: SIGHUP's default action would end the process.
 	signal.Ignore(syscall.SIGPIPE)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -164,26 +189,22 @@ func runPlan(plan *Plan, stdout, stderr io.Writer, child *daemonChild) int {
 		}()
 	}
 
-	pc, ln, fromSystemd, err := systemdSockets()
-	if err != nil {
-		return fail("%v", err)
+	if sd.err != nil {
+		return fail("%v", sd.err)
 	}
-	if !fromSystemd {
+	if pc == nil {
 		if pc, ln, err = bind(plan.Listen); err != nil {
 			return fail("%v", err)
 		}
 	}
-	closeSockets := func() { pc.Close(); ln.Close() }
 
 	if plan.User != nil {
 		if plan.PidFile != "" {
 			if helper, err = startPidFileHelper(plan.PidFile); err != nil {
-				closeSockets()
 				return fail("Unable to start the pid file helper: %v", err)
 			}
 		}
 		if err := dropPrivileges(plan.User); err != nil {
-			closeSockets()
 			return fail("Unable to switch to user [%s]: %v", plan.User.Name, err)
 		}
 	}
@@ -205,7 +226,6 @@ func runPlan(plan *Plan, stdout, stderr io.Writer, child *daemonChild) int {
 	}
 	p, err := proxy.New(cfg)
 	if err != nil {
-		closeSockets()
 		return fail("Invalid configuration: %v", err)
 	}
 
