@@ -76,36 +76,6 @@ func countOPT(m *dns.Msg) int {
 	return n
 }
 
-// prepareQuerySlow is the *dns.Msg reference for PrepareQuery: the same
-// validation and the same rule (no change at MinUDPSize or below, nor to a
-// signed query), else Unpack, SetPayloadSize and Pack, and the result must
-// parse.
-func prepareQuerySlow(dst, pkt []byte, size uint16) ([]byte, Query, error) {
-	s, err := scanQuery(pkt)
-	if err != nil {
-		return dst, Query{}, err
-	}
-	m := new(dns.Msg)
-	if err := m.Unpack(pkt); err != nil {
-		return dst, Query{}, fmt.Errorf("%w: %w", ErrMalformed, err)
-	}
-	if size <= MinUDPSize || s.signed {
-		return append(dst, pkt...), s.query(), nil
-	}
-	SetPayloadSize(m, size)
-	out, err := m.Pack()
-	if err != nil {
-		return dst, Query{}, fmt.Errorf("%w: %w", ErrMalformed, err)
-	}
-	if len(out) > MaxTCPSize {
-		return dst, Query{}, errOutputTooBig
-	}
-	if err := new(dns.Msg).Unpack(out); err != nil {
-		return dst, Query{}, fmt.Errorf("%w: %w", ErrMalformed, err)
-	}
-	return append(dst, out...), s.query(), nil
-}
-
 // answerFor builds a NOERROR answer to query q with n A records, an OPT
 // record if opt, and compression on.
 func answerFor(q *dns.Msg, n int, opt bool) *dns.Msg {
