@@ -412,9 +412,6 @@ func TestPrepareAnswerPathsAgree(t *testing.T) {
 	}
 }
 
-// nonOPT lists the records of m other than OPT, in section order.
-func nonOPT(m *dns.Msg) []string { return records(m, false) }
-
 // records lists the records of m in section order, without the OPT records
 // of the additional section, and without those elsewhere unless keepOdd.
 func records(m *dns.Msg, keepOdd bool) []string {
