@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Exit statuses, as dnscrypt-proxy 1.x used them.
@@ -80,4 +81,10 @@ func exitCode(err error) int {
 		return ee.Code
 	}
 	return ExitFailure
+}
+
+// invalidConfig is the message for a configuration the proxy refuses
+// (proxy.Config.Validate, proxy.New): every reason, on one line.
+func invalidConfig(err error) string {
+	return "Invalid configuration: " + strings.ReplaceAll(userText(err), "\n", "; ")
 }

@@ -226,7 +226,7 @@ func runPlan(plan *Plan, sd activation, stdout, stderr io.Writer, child *daemonC
 	}
 	p, err := proxy.New(cfg)
 	if err != nil {
-		return fail("Invalid configuration: %v", err)
+		return fail("%s", invalidConfig(err))
 	}
 
 	hupDone := make(chan struct{})

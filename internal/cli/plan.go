@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -173,8 +172,8 @@ func (o *Options) Plan(env *Env) (*Plan, error) {
 		p.User = u
 	}
 
-	if _, err := proxy.New(p.Proxy); err != nil {
-		return nil, setupErrorf("Invalid configuration: %v", errors.Unwrap(err))
+	if err := p.Proxy.Validate(); err != nil {
+		return nil, setupErrorf("%s", invalidConfig(err))
 	}
 	return p, nil
 }

@@ -396,3 +396,25 @@ func TestLookupUser(t *testing.T) {
 		t.Error("unknown user: no error")
 	}
 }
+
+func TestInvalidConfig(t *testing.T) {
+	key := make([]byte, 32)
+	key[0] = 1
+	good := proxy.Config{ResolverAddr: "192.0.2.1:443", ProviderName: scalewayName, ProviderKey: key}
+	if err := good.Validate(); err != nil {
+		t.Fatalf("Validate(%+v): %v", good, err)
+	}
+	bad := good
+	bad.ResolverAddr = ""
+	if got, want := invalidConfig(bad.Validate()), "Invalid configuration: no resolver address"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	// Every reason, on one line, without package prefixes.
+	got := invalidConfig(proxy.Config{MaxActiveRequests: -1}.Validate())
+	if !strings.HasPrefix(got, "Invalid configuration: no resolver address; ") ||
+		!strings.Contains(got, "; provider key must be 32 bytes, got 0; ") ||
+		!strings.HasSuffix(got, "; max active requests -1 must be positive") ||
+		strings.ContainsAny(got, "\n") || strings.Contains(got, "proxy: ") || strings.Contains(got, "certs: ") {
+		t.Errorf("got %q", got)
+	}
+}

@@ -25,7 +25,7 @@ func testCerts(ctx context.Context, plan *Plan, log *slog.Logger) int {
 	cfg.Logger = log
 	p, err := proxy.New(cfg)
 	if err != nil {
-		logf(log, slog.LevelError, "Invalid configuration: %v", err)
+		logf(log, slog.LevelError, "%s", invalidConfig(err))
 		return ExitFailure
 	}
 	timeout := p.Config().Timeout

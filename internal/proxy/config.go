@@ -143,6 +143,16 @@ type Config struct {
 	OnReady func()
 }
 
+// Validate reports every bad value in cfg, as New does, but without New's
+// work (New also generates a client key pair). The error is nil when New
+// would accept cfg.
+func (cfg Config) Validate() error {
+	if _, err := cfg.withDefaults(); err != nil {
+		return fmt.Errorf("proxy: %w", err)
+	}
+	return nil
+}
+
 // withDefaults returns cfg with zero fields filled in, or an error for a
 // bad value.
 func (cfg Config) withDefaults() (Config, error) {
