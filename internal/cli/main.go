@@ -11,7 +11,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -214,15 +213,12 @@ func runPlan(plan *Plan, sd activation, stdout, stderr io.Writer, child *daemonC
 
 	cfg := plan.Proxy
 	cfg.Logger = log
-	var readyOnce sync.Once
-	cfg.OnReady = func() {
-		readyOnce.Do(func() {
-			if err := sdNotify(fmt.Sprintf("READY=1\nMAINPID=%d", os.Getpid())); err != nil {
-				logf(log, slog.LevelDebug, "sd_notify failed: %v", err)
-			}
-			h.setTee(nil)
-			child.ready()
-		})
+	cfg.OnReady = func() { // called once, by Serve
+		if err := sdNotify(fmt.Sprintf("READY=1\nMAINPID=%d", os.Getpid())); err != nil {
+			logf(log, slog.LevelDebug, "sd_notify failed: %v", err)
+		}
+		h.setTee(nil)
+		child.ready()
 	}
 	p, err := proxy.New(cfg)
 	if err != nil {
