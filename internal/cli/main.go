@@ -154,11 +154,11 @@ func runPlan(plan *Plan, sd activation, stdout, stderr io.Writer, child *daemonC
 	for _, n := range plan.Notes {
 		logf(log, n.Level, "%s", n.Msg)
 	}
-	switch plan.KeyMode {
-	case KeyEphemeral:
-		logf(log, slog.LevelInfo, "Ephemeral keys enabled - generating a new seed")
-	case KeyFile:
+	switch { // where the client key comes from, in 1.x's words
+	case plan.Proxy.ClientKey != nil:
 		logf(log, slog.LevelInfo, "Using a user-supplied client secret key")
+	case plan.Proxy.EphemeralKeys:
+		logf(log, slog.LevelInfo, "Ephemeral keys enabled - generating a new seed")
 	default:
 		logf(log, slog.LevelInfo, "Generating a new session key pair")
 	}

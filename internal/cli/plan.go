@@ -27,22 +27,9 @@ type Plan struct {
 	Test       bool
 	TestMargin time.Duration
 
-	// KeyMode says where the client key comes from, for the 1.x start
-	// lines.
-	KeyMode KeyMode
-
 	// Notes are log lines about the choices made, for once logging works.
 	Notes []Note
 }
-
-// KeyMode is the origin of the client key pair.
-type KeyMode int
-
-const (
-	KeySession   KeyMode = iota // one random pair per start (or per isolation epoch)
-	KeyEphemeral                // a new pair per query
-	KeyFile                     // --client-key
-)
 
 // LogSettings say where the log goes.
 type LogSettings struct {
@@ -140,14 +127,10 @@ func (o *Options) Plan(env *Env) (*Plan, error) {
 			return nil, setupErrorf("Client key file [%s] could not be used: %s", o.ClientKeyFile, userText(err))
 		}
 		cfg.ClientKey = kp
-		p.KeyMode = KeyFile
 	} else {
 		cfg.EphemeralKeys = o.EphemeralKeys
 		if !ephemeralGiven && viaProxy {
 			cfg.EphemeralKeys = true // Tor mode default
-		}
-		if cfg.EphemeralKeys {
-			p.KeyMode = KeyEphemeral
 		}
 	}
 

@@ -88,7 +88,7 @@ func TestPlanDefaults(t *testing.T) {
 	if c.SOCKS != nil || c.EphemeralKeys || c.ClientKey != nil || c.TCPOnly || c.EDNSPayloadSize != 0 || c.MaxActiveRequests != 0 {
 		t.Errorf("proxy config: got %+v", c)
 	}
-	if p.Daemonize || p.PidFile != "" || p.User != nil || p.Test || p.KeyMode != KeySession {
+	if p.Daemonize || p.PidFile != "" || p.User != nil || p.Test {
 		t.Errorf("plan: got %+v", p)
 	}
 	if !hasNote(p, slog.LevelInfo, "No resolver given: using [scaleway-fr] from the built-in list") {
@@ -273,20 +273,20 @@ func TestPlanProcessAndLogging(t *testing.T) {
 
 func TestPlanKeys(t *testing.T) {
 	p := plan(t, "-K", "/mem/key")
-	if p.KeyMode != KeyFile || p.Proxy.ClientKey == nil || p.Proxy.EphemeralKeys {
-		t.Errorf("-K: got mode %v key %v ephemeral %v", p.KeyMode, p.Proxy.ClientKey, p.Proxy.EphemeralKeys)
+	if p.Proxy.ClientKey == nil || p.Proxy.EphemeralKeys {
+		t.Errorf("-K: got key %v ephemeral %v", p.Proxy.ClientKey, p.Proxy.EphemeralKeys)
 	}
 	p = plan(t, "-E")
-	if p.KeyMode != KeyEphemeral || !p.Proxy.EphemeralKeys {
-		t.Errorf("-E: got mode %v ephemeral %v", p.KeyMode, p.Proxy.EphemeralKeys)
+	if p.Proxy.ClientKey != nil || !p.Proxy.EphemeralKeys {
+		t.Errorf("-E: got key %v ephemeral %v", p.Proxy.ClientKey, p.Proxy.EphemeralKeys)
 	}
 	p = plan(t, "-E", "--ephemeral-keys=false")
-	if p.KeyMode != KeySession || p.Proxy.EphemeralKeys {
-		t.Errorf("-E --ephemeral-keys=false: got mode %v ephemeral %v", p.KeyMode, p.Proxy.EphemeralKeys)
+	if p.Proxy.ClientKey != nil || p.Proxy.EphemeralKeys {
+		t.Errorf("-E --ephemeral-keys=false: got key %v ephemeral %v", p.Proxy.ClientKey, p.Proxy.EphemeralKeys)
 	}
 	p = plan(t, "-E=false", "-K", "/mem/key")
-	if p.KeyMode != KeyFile {
-		t.Errorf("-E=false -K: got mode %v", p.KeyMode)
+	if p.Proxy.ClientKey == nil || p.Proxy.EphemeralKeys {
+		t.Errorf("-E=false -K: got key %v ephemeral %v", p.Proxy.ClientKey, p.Proxy.EphemeralKeys)
 	}
 }
 
@@ -296,7 +296,7 @@ func TestPlanTor(t *testing.T) {
 	if p.Proxy.SOCKS == nil || *p.Proxy.SOCKS != want {
 		t.Errorf("--tor: got %+v, want %+v", p.Proxy.SOCKS, want)
 	}
-	if !p.Proxy.EphemeralKeys || p.KeyMode != KeyEphemeral {
+	if !p.Proxy.EphemeralKeys || p.Proxy.ClientKey != nil {
 		t.Errorf("--tor: ephemeral keys off")
 	}
 
@@ -318,7 +318,7 @@ func TestPlanTor(t *testing.T) {
 	}
 
 	p = plan(t, "--tor", "-K", "/mem/key")
-	if p.Proxy.EphemeralKeys || p.KeyMode != KeyFile {
+	if p.Proxy.EphemeralKeys || p.Proxy.ClientKey == nil {
 		t.Errorf("--tor -K: the explicit key must win over the Tor default")
 	}
 
