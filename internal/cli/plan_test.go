@@ -126,6 +126,8 @@ func TestPlanResolverSelection(t *testing.T) {
 		{"-r IPv6 port", []string{"-r", "[2001:db8::53]:5353", "-N", "2.x", "-k", scalewayKey}, "[2001:db8::53]:5353", "2.x", nil},
 		{"-r --resolver-port", []string{"-r", "192.0.2.1", "--resolver-port=5353", "-N", "2.x", "-k", scalewayKey}, "192.0.2.1:5353", "2.x", nil},
 		{"default --resolver-port", []string{"--resolver-port=5353"}, "212.47.228.136:5353", scalewayName, nil},
+		{"-R IPv6 row --resolver-port", []string{"-R", "cisco-ipv6", "-L", csvPath, "--resolver-port=5353"}, "[2620:0:ccc::2]:5353", "2.dnscrypt-cert.opendns.com", nil},
+		{"host name port with a zero, --resolver-port", []string{"--tor", "-r", "r.example:0443", "--resolver-port=443", "-N", "2.x", "-k", scalewayKey}, "r.example:443", "2.x", nil},
 		{"--stamp", []string{"--stamp", scalewayStmp}, scalewayAddr, scalewayName, nil},
 		{"--stamp with -r", []string{"--stamp", scalewayStmp, "-r", "127.0.0.1:4443"}, "127.0.0.1:4443", scalewayName, nil},
 	}

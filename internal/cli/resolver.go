@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"strconv"
 	"strings"
 
@@ -113,11 +114,11 @@ func chooseResolver(o *Options, env *Env, viaProxy bool) (*resolver, error) {
 		}
 		r.addr = addr
 	} else if o.ResolverPort != 0 {
-		host, _, err := splitHostPort(r.addr)
+		host, _, err := net.SplitHostPort(r.addr)
 		if err != nil {
 			return nil, setupErrorf("Unsupported resolver address: %s", r.addr)
 		}
-		r.addr = joinHostPort(host, o.ResolverPort)
+		r.addr = net.JoinHostPort(host, strconv.Itoa(o.ResolverPort))
 	}
 	if err := checkProviderName(r.provider); err != nil {
 		return nil, err
@@ -247,7 +248,7 @@ func resolverAddr(s string, port int, viaProxy bool) (string, error) {
 		return "", setupErrorf("Unsupported resolver address: %s%s", s, hint)
 	}
 	if port != 0 {
-		if _, p, _ := splitHostPort(addr); p != port {
+		if portOf(addr) != port {
 			return "", setupErrorf("--resolver-port=%d conflicts with the port of --resolver-address=%s", port, s)
 		}
 	}
@@ -269,26 +270,22 @@ func localAddr(o *Options) (string, error) {
 		return "", setupErrorf("Unsupported local address: %s", s)
 	}
 	if o.LocalPort != 0 {
-		if _, p, _ := splitHostPort(addr); p != o.LocalPort {
+		if portOf(addr) != o.LocalPort {
 			return "", setupErrorf("--local-port=%d conflicts with the port of --local-address=%s", o.LocalPort, s)
 		}
 	}
 	return addr, nil
 }
 
-func splitHostPort(addr string) (string, int, error) {
-	i := strings.LastIndexByte(addr, ':')
-	if i < 0 {
-		return "", 0, errors.New("no port")
-	}
-	p, err := strconv.Atoi(addr[i+1:])
+// portOf returns the port of a "host:port" address, 0 if it has none.
+func portOf(addr string) int {
+	_, p, err := net.SplitHostPort(addr)
 	if err != nil {
-		return "", 0, err
+		return 0
 	}
-	return addr[:i], p, nil
+	n, _ := strconv.Atoi(p)
+	return n
 }
-
-func joinHostPort(host string, port int) string { return host + ":" + strconv.Itoa(port) }
 
 // checkProviderName applies 1.x's check (the name starts with the
 // protocol version, "2.") and refuses names no resolver could answer for.

@@ -90,6 +90,7 @@ func normalizeHostPort(s string, defaultPort int) (string, error) {
 		if !ok || n == 0 || n > 65535 {
 			return "", fmt.Errorf("port %q out of range 1..65535", port)
 		}
+		port = strconv.FormatUint(n, 10) // "0443" is 443
 	}
 	if err := checkHostName(host); err != nil {
 		return "", err
