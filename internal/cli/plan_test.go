@@ -420,3 +420,37 @@ func TestInvalidConfig(t *testing.T) {
 		t.Errorf("got %q", got)
 	}
 }
+
+func TestPlanReadsSystemListsWhenReached(t *testing.T) {
+	sys := []string{"/mem/nosuch.csv", "/mem/system.csv"}
+	for _, tt := range []struct {
+		args   []string
+		opened []string
+		err    string
+	}{
+		{[]string{"-R", "scaleway-fr"}, nil, ""},
+		{[]string{"-R", "random"}, nil, ""},
+		{[]string{"-R", "cisco", "-L", csvPath}, []string{csvPath}, ""},
+		{[]string{"-R", "old-one"}, sys, ""},
+		{[]string{"-R", "nosuch"}, sys, "No resolver named [nosuch] found in the [built-in] or [/mem/system.csv] list"},
+	} {
+		env := testEnv()
+		var opened []string
+		open := env.Open
+		env.Open = func(path string) (io.ReadCloser, error) {
+			opened = append(opened, path)
+			return open(path)
+		}
+		o, err := ParseArgs(tt.args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = o.Plan(env)
+		if (tt.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tt.err)) {
+			t.Errorf("%q: got error %v, want %q", tt.args, err, tt.err)
+		}
+		if !slices.Equal(opened, tt.opened) {
+			t.Errorf("%q: opened %q, want %q", tt.args, opened, tt.opened)
+		}
+	}
+}

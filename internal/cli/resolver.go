@@ -131,51 +131,54 @@ func (r *resolver) fromStamp(st dnsstamps.ServerStamp) {
 	r.addr, r.provider, r.key = st.ServerAddrStr, st.ProviderName, ed25519.PublicKey(st.ServerPk)
 }
 
-// fromList applies -R with -L (or the built-in list).
+// fromList applies -R with -L, or else with the built-in list and then
+// the system lists, each read only if the lookup gets that far.
 func (r *resolver) fromList(o *Options, env *Env) error {
-	type source struct {
-		name string
-		list []Resolver
-		err  error
-	}
-	var sources []source
+	src, list, listErr := builtinListName, stamps.Default(), error(nil)
+	systemLists := env.SystemLists
 	if o.ResolversList != "" {
-		list, err := readResolversList(env, o.ResolversList)
-		if list == nil && err != nil {
-			return err
-		}
-		sources = append(sources, source{o.ResolversList, list, err})
-	} else {
-		sources = append(sources, source{builtinListName, stamps.Default(), nil})
-		for _, path := range env.SystemLists {
-			if list, err := readResolversList(env, path); list != nil {
-				sources = append(sources, source{path, list, err})
-			}
+		src, systemLists = o.ResolversList, nil
+		if list, listErr = readResolversList(env, src); list == nil && listErr != nil {
+			return listErr
 		}
 	}
 
 	name := o.ResolverName
 	if strings.EqualFold(name, "random") {
-		res, err := stamps.Random(sources[0].list, nil)
+		res, err := stamps.Random(list, nil)
 		if err != nil {
-			return setupErrorf("No suitable candidates found for a random selection in the [%s] list", sources[0].name)
+			return setupErrorf("No suitable candidates found for a random selection in the [%s] list", src)
 		}
 		r.note(slog.LevelInfo, "Randomly chosen resolver: [%s]", res.Name)
 		r.fromRow(res)
 		return nil
 	}
 	var names []string
-	for _, src := range sources {
-		names = append(names, "["+src.name+"]")
-		if res, err := stamps.Lookup(src.list, name); err == nil {
+	// find looks in one list; listErr holds the rows it could not use.
+	find := func(src string, list []stamps.Resolver, listErr error) (bool, error) {
+		names = append(names, "["+src+"]")
+		if res, err := stamps.Lookup(list, name); err == nil {
 			r.fromRow(res)
-			return nil
+			return true, nil
 		}
 		// The row may exist but be unusable.
-		for _, e := range joinedErrors(src.err) {
+		for _, e := range joinedErrors(listErr) {
 			if re, ok := errors.AsType[*stamps.RowError](e); ok && strings.EqualFold(re.Name, name) {
-				return setupErrorf("Resolver [%s] in the [%s] list cannot be used: %s", name, src.name, userText(re))
+				return false, setupErrorf("Resolver [%s] in the [%s] list cannot be used: %s", name, src, userText(re))
 			}
+		}
+		return false, nil
+	}
+	if found, err := find(src, list, listErr); found || err != nil {
+		return err
+	}
+	for _, path := range systemLists {
+		list, listErr := readResolversList(env, path)
+		if list == nil {
+			continue // missing or unusable: 1.x's packages may not be installed
+		}
+		if found, err := find(path, list, listErr); found || err != nil {
+			return err
 		}
 	}
 	return setupErrorf("No resolver named [%s] found in the %s list", name, strings.Join(names, " or "))
