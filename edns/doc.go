@@ -10,11 +10,14 @@
 //   - A payload size above MinUDPSize (default DefaultPayloadSize) is written
 //     into the client's OPT record, or into a new OPT if it sent none. The
 //     DO bit, extended RCODE, version and options of the client's OPT are
-//     kept; no option is ever added (in particular no Client Subnet).
+//     kept, but for EDNS Client Subnet.
 //   - A payload size of MinUDPSize or less disables the rewrite: queries,
 //     with or without the client's own OPT, pass unchanged.
 //   - A query signed with TSIG or SIG(0) passes unchanged: a rewrite would
 //     break its signature.
+//   - The one exception to both: no Client Subnet option ever goes
+//     upstream (Tor privacy). The client's is always removed, from a signed
+//     query too, and none is ever added.
 //   - The client's limit is MinUDPSize without OPT, else the larger of its
 //     advertised size and MinUDPSize; MaxTCPSize over TCP. A larger answer is
 //     truncated as [github.com/miekg/dns.Msg.Truncate] does: TC set, the

@@ -38,18 +38,22 @@ var (
 
 // SetPayloadSize sets the EDNS UDP payload size of m to size: it adds an OPT
 // record (version 0, DO clear, no options) if m has none, otherwise it sets
-// the size of the existing OPT and keeps its DO bit, extended RCODE, version,
-// Z flags and options untouched. A new OPT goes before a trailing TSIG or
-// SIG(0) record, which must stay last.
+// the size of the existing OPT, removes its EDNS Client Subnet options
+// ([RFC 7871]: no client's subnet leaves the proxy) and keeps its DO bit,
+// extended RCODE, version, Z flags and other options untouched. A new OPT
+// goes before a trailing TSIG or SIG(0) record, which must stay last.
 //
 // SetPayloadSize always writes size; the rule that a configured size of
-// MinUDPSize or less leaves queries alone belongs to the caller (PrepareQuery
-// applies it).
+// MinUDPSize or less leaves the size alone belongs to the caller
+// (PrepareQuery applies it, and removes Client Subnet options even then).
+//
+// [RFC 7871]: https://www.rfc-editor.org/rfc/rfc7871
 func SetPayloadSize(m *dns.Msg, size uint16) {
 	found := false
 	for _, rr := range m.Extra {
 		if opt, ok := rr.(*dns.OPT); ok {
 			opt.SetUDPSize(size)
+			removeECS(opt)
 			found = true
 		}
 	}
@@ -130,6 +134,13 @@ func TCReply(q *dns.Msg) *dns.Msg {
 		r.Extra = append(r.Extra, dns.Copy(rr))
 	}
 	return r
+}
+
+// removeECS deletes the EDNS Client Subnet options of opt.
+func removeECS(opt *dns.OPT) {
+	opt.Option = slices.DeleteFunc(opt.Option, func(o dns.EDNS0) bool {
+		return o.Option() == dns.EDNS0SUBNET
+	})
 }
 
 // removeOPT deletes every OPT record from m. If the answer carried an

@@ -20,6 +20,8 @@ func TestSetPayloadSize(t *testing.T) {
 		{"no OPT small", newQuery("example.com.", dns.TypeA), 100, 0, 0},
 		{"client OPT", withOPT(newQuery("example.com.", dns.TypeA), 4096, false), 1252, 0, 0},
 		{"client OPT DO and options", withOPT(newQuery("example.com.", dns.TypeA), 512, true, cookie, pad), 1232, 0x8000, 2},
+		{"client OPT with ECS", withOPT(newQuery("example.com.", dns.TypeA), 1232, true, cookie,
+			&dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 2, SourceNetmask: 56, Address: []byte{0x20, 1, 0xd, 0xb8, 0, 0, 0}}, pad), 1252, 0x8000, 2},
 		{"client OPT extended fields", func() *dns.Msg {
 			m := withOPT(newQuery("example.com.", dns.TypeA), 512, true)
 			m.IsEdns0().Hdr.Ttl = 0x01027fff
@@ -28,6 +30,10 @@ func TestSetPayloadSize(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			var before string // the options that may go upstream
+			if opt := tt.m.IsEdns0(); opt != nil {
+				before = upstreamOptions(opt)
+			}
 			SetPayloadSize(tt.m, tt.size)
 			if n := countOPT(tt.m); n != 1 {
 				t.Fatalf("got %d OPT records, want 1", n)
@@ -39,8 +45,8 @@ func TestSetPayloadSize(t *testing.T) {
 			if opt.Hdr.Ttl != tt.wantTTL {
 				t.Errorf("got TTL %#x, want %#x", opt.Hdr.Ttl, tt.wantTTL)
 			}
-			if len(opt.Option) != tt.wantOpt {
-				t.Errorf("got %d options, want %d", len(opt.Option), tt.wantOpt)
+			if len(opt.Option) != tt.wantOpt || optString(opt) != before {
+				t.Errorf("got %d options %s, want %d: %s", len(opt.Option), optString(opt), tt.wantOpt, before)
 			}
 			if opt.Hdr.Name != "." {
 				t.Errorf("got owner %q, want root", opt.Hdr.Name)

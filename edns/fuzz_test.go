@@ -16,7 +16,7 @@ var (
 		"00 0029 04d0 00008000 000c 000a 0008 0102030405060708")
 	// host -t A example.com: no OPT.
 	seedPlain = mustHex("1234 0100 0001 0000 0000 0000 07 6578616d706c65 03 636f6d 00 0001 0001")
-	// OPT with a Client Subnet option: the *dns.Msg path.
+	// OPT with a Client Subnet option: removed through *dns.Msg.
 	seedECS = mustHex("0001 0100 0001 0000 0000 0001 01 61 00 0001 0001" +
 		"00 0029 1000 00000000 000b 0008 0007 0001 18 00 c00002")
 	// OPT then a record with a compression pointer into the question.
@@ -54,10 +54,16 @@ func FuzzPrepareQuery(f *testing.F) {
 		out := unpack(t, got)
 		s, _ := scanQuery(pkt)
 		rewrite := size > MinUDPSize && !s.signed
-		var ref []byte // the reference: Unpack, SetPayloadSize, Pack
-		if rewrite {
+		inECS := hasECS(in)
+		// The reference: Unpack, Client Subnet removed, SetPayloadSize
+		// if the size is rewritten, Pack.
+		var ref []byte
+		if rewrite || inECS {
 			m := unpack(t, pkt)
-			SetPayloadSize(m, size)
+			dropECS(m)
+			if rewrite {
+				SetPayloadSize(m, size)
+			}
 			if ref, err = m.Pack(); err != nil {
 				t.Fatalf("reference cannot pack %v: %v", m, err)
 			}
@@ -71,9 +77,9 @@ func FuzzPrepareQuery(f *testing.F) {
 		}
 		want := bytes.Clone(pkt)
 		switch {
-		case !rewrite:
-		case !s.bare:
+		case inECS || rewrite && !s.bare:
 			want = ref
+		case !rewrite:
 		case s.hasOPT:
 			want[s.opt.hdr+2], want[s.opt.hdr+3] = byte(size>>8), byte(size)
 		default:
@@ -115,9 +121,12 @@ func FuzzPrepareQuery(f *testing.F) {
 			}
 		}
 		if inOPT != nil {
-			if opt.Hdr.Ttl != inOPT.Hdr.Ttl || optString(opt) != optString(inOPT) {
-				t.Fatalf("got OPT %v, want %v with another size", opt, inOPT)
+			if opt.Hdr.Ttl != inOPT.Hdr.Ttl || optString(opt) != upstreamOptions(inOPT) {
+				t.Fatalf("got OPT %v, want %v with another size and no Client Subnet", opt, inOPT)
 			}
+		}
+		if hasECS(out) {
+			t.Fatalf("Client Subnet option sent upstream: %v", opt)
 		}
 	})
 }

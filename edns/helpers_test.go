@@ -76,6 +76,36 @@ func countOPT(m *dns.Msg) int {
 	return n
 }
 
+// hasECS reports whether m carries an EDNS Client Subnet option.
+func hasECS(m *dns.Msg) bool {
+	for _, rr := range m.Extra {
+		if opt, ok := rr.(*dns.OPT); ok {
+			for _, o := range opt.Option {
+				if o.Option() == dns.EDNS0SUBNET {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// dropECS removes the EDNS Client Subnet options of m, as every query going
+// upstream must have them removed.
+func dropECS(m *dns.Msg) {
+	for _, rr := range m.Extra {
+		if opt, ok := rr.(*dns.OPT); ok {
+			var keep []dns.EDNS0
+			for _, o := range opt.Option {
+				if o.Option() != dns.EDNS0SUBNET {
+					keep = append(keep, o)
+				}
+			}
+			opt.Option = keep
+		}
+	}
+}
+
 // answerFor builds a NOERROR answer to query q with n A records, an OPT
 // record if opt, and compression on.
 func answerFor(q *dns.Msg, n int, opt bool) *dns.Msg {

@@ -39,6 +39,7 @@ type queryScan struct {
 	opt    rr     // the client's OPT record, if hasOPT
 	size   uint16 // the client's advertised payload size, if hasOPT
 	hasOPT bool
+	ecs    bool // the OPT carries an EDNS Client Subnet option
 	signed bool // the last additional record is a TSIG or SIG(0)
 	// bare: no additional record but the client's OPT. Then the message
 	// holds no compression pointer at all (the question may not, the OPT
@@ -97,7 +98,7 @@ func scanQuery(pkt []byte) (queryScan, error) {
 			if r.hdr != r.start+1 {
 				return s, errOPTName
 			}
-			if opaque, err = checkOptions(pkt, r); err != nil {
+			if opaque, s.ecs, err = checkOptions(pkt, r); err != nil {
 				return s, err
 			}
 			s.opt = r
@@ -150,9 +151,11 @@ func (s *queryScan) query() Query {
 // one (root owner, version 0, DO clear, no options, the given size) and the
 // client's own OPT gets its size set to payloadSize, its DO bit, extended
 // RCODE, version, Z flags and options kept. If payloadSize is MinUDPSize or
-// less the query passes unchanged, and so does a query signed with TSIG or
-// SIG(0), whose signature any change would break. Nothing else is altered;
-// no option (such as EDNS Client Subnet) is ever added.
+// less the size is left alone, and so is a query signed with TSIG or SIG(0),
+// whose signature any change would break. One change is always made: EDNS
+// Client Subnet options ([RFC 7871]) are removed from the client's OPT, so
+// that no client's subnet leaves the proxy, even from a signed query (whose
+// signature then fails). No option is ever added.
 //
 // A valid query has QR clear, opcode QUERY, exactly one question whose name
 // is uncompressed and at most 255 bytes long, no answer or authority records,
@@ -161,16 +164,20 @@ func (s *queryScan) query() Query {
 // with additional records besides its OPT, or with options that have a
 // structure (Client Subnet, ...), must also parse with miekg/dns.
 //
-// Queries whose only additional record is the OPT, if any, are handled on
-// the wire bytes, without allocating when dst has room (unless an option
-// needs the parse above); the client's options are then kept byte for byte.
-// Other layouts, where a compression pointer could refer to bytes that the
-// rewrite changes, go through Unpack, SetPayloadSize and Pack, and the result
-// must parse again. Either way the result is the message that Unpack,
-// SetPayloadSize and Pack give, byte for byte when the options are opaque
-// (cookies, padding, ...); the wire path keeps structured options exactly as
-// sent where miekg/dns would normalise them. dst may be pkt[:0]: the query is then rewritten in place (it grows by
-// 11 bytes when an OPT is added).
+// Queries whose only additional record is the OPT, if any, and that carry
+// no Client Subnet option are handled on the wire bytes, without allocating
+// when dst has room (unless an option needs the parse above); the client's
+// options are then kept byte for byte. Other layouts, where a compression
+// pointer could refer to bytes that the rewrite changes, and queries with a
+// Client Subnet option go through Unpack, SetPayloadSize (or the removal of
+// Client Subnet options alone) and Pack, and the result must parse again.
+// Either way the result is the message that Unpack, SetPayloadSize and Pack
+// give, byte for byte when the options are opaque (cookies, padding, ...);
+// the wire path keeps structured options exactly as sent where miekg/dns
+// would normalise them. dst may be pkt[:0]: the query is then rewritten in
+// place (it grows by 11 bytes when an OPT is added).
+//
+// [RFC 7871]: https://www.rfc-editor.org/rfc/rfc7871
 func PrepareQuery(dst, pkt []byte, payloadSize uint16) ([]byte, Query, error) {
 	s, m, err := checkQuery(pkt)
 	if err != nil {
@@ -178,11 +185,15 @@ func PrepareQuery(dst, pkt []byte, payloadSize uint16) ([]byte, Query, error) {
 	}
 	q := s.query()
 	start := len(dst)
+	rewrite := payloadSize > MinUDPSize && !s.signed
 	switch {
-	case payloadSize <= MinUDPSize || s.signed:
-		dst = append(dst, pkt...)
-	case !s.bare:
-		SetPayloadSize(m, payloadSize)
+	case s.ecs || rewrite && !s.bare:
+		// m is set: neither layout is simple.
+		if rewrite {
+			SetPayloadSize(m, payloadSize)
+		} else {
+			removeECS(m.IsEdns0())
+		}
 		out, err := m.Pack()
 		if err != nil {
 			return dst, Query{}, fmt.Errorf("%w: packing: %w", ErrMalformed, err)
@@ -195,6 +206,8 @@ func PrepareQuery(dst, pkt []byte, payloadSize uint16) ([]byte, Query, error) {
 			return dst, Query{}, fmt.Errorf("%w: repacking: %w", ErrMalformed, err)
 		}
 		dst = append(dst, out...)
+	case !rewrite:
+		dst = append(dst, pkt...)
 	case s.hasOPT:
 		dst = append(dst, pkt...)
 		binary.BigEndian.PutUint16(dst[start+s.opt.hdr+2:], payloadSize)

@@ -27,6 +27,9 @@ func TestPrepareQueryVectors(t *testing.T) {
 		question  = "07 6578616d706c65 03 636f6d 00 000f 0001"              // example.com. MX IN
 		optDig    = "00 0029 04d0 00008000 000c 000a 0008 0102030405060708" // 1232, DO, cookie
 		optDig512 = "00 0029 0200 00008000 000c 000a 0008 0102030405060708"
+		// ECS: family 1 (IPv4), source prefix 24, scope 0, 192.0.2.
+		optCookieECS = "00 0029 04d0 00008000 0017 000a 0008 0102030405060708 0008 0007 0001 18 00 c00002"
+		optECSCookie = "00 0029 04d0 00008000 0017 0008 0007 0001 18 00 c00002 000a 0008 0102030405060708"
 	)
 	tests := []struct {
 		name      string
@@ -47,6 +50,15 @@ func TestPrepareQueryVectors(t *testing.T) {
 			hdrOPT + question + "00 0029 04e4 00008000 000c 000a 0008 0102030405060708", 512, true},
 		{"client OPT size 0", hdrOPT + question + "00 0029 0000 01020000 0000", 1252,
 			hdrOPT + question + "00 0029 04e4 01020000 0000", 512, true},
+		// No Client Subnet option goes upstream; the cookie stays.
+		{"cookie and ECS, ECS removed", hdrOPT + question + optCookieECS, 1252,
+			hdrOPT + question + "00 0029 04e4 00008000 000c 000a 0008 0102030405060708", 1232, true},
+		{"ECS and cookie, ECS removed", hdrOPT + question + optECSCookie, 1252,
+			hdrOPT + question + "00 0029 04e4 00008000 000c 000a 0008 0102030405060708", 1232, true},
+		{"cookie and ECS at 512, ECS removed", hdrOPT + question + optCookieECS, 512,
+			hdrOPT + question + optDig, 1232, true},
+		{"ECS alone, removed", hdrOPT + question + "00 0029 04d0 00000000 000b 0008 0007 0001 18 00 c00002", 0,
+			hdrOPT + question + "00 0029 04d0 00000000 0000", 1232, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -95,6 +107,9 @@ func TestPrepareQuery(t *testing.T) {
 		{"OPT kept at 100", withOPT(newQuery("example.com.", dns.TypeDS), 1400, true, cookie), 100, 1400, 1400, true},
 		{"OPT small size", withOPT(newQuery("example.com.", dns.TypeA), 200, false), 1252, 1252, 512, true},
 		{"OPT with ECS", withOPT(newQuery("example.com.", dns.TypeA), 1232, true, ecs), 1252, 1252, 1232, false},
+		{"OPT with ECS and cookie", withOPT(newQuery("example.com.", dns.TypeA), 1232, true, ecs, cookie), 1252, 1252, 1232, false},
+		{"OPT with ECS and cookie kept at 512", withOPT(newQuery("example.com.", dns.TypeA), 1232, true, cookie, ecs), 512, 1232, 1232, false},
+		{"OPT with ECS then TSIG: signed, ECS removed anyway", tsig(withOPT(newQuery("example.com.", dns.TypeA), 1232, true, ecs, cookie)), 1252, 1232, 1232, false},
 		{"OPT then TSIG: signed, unchanged", tsig(withOPT(newQuery("example.com.", dns.TypeA), 1232, true)), 1252, 1232, 1232, false},
 		{"TSIG only: signed, unchanged", tsig(newQuery("example.com.", dns.TypeA)), 1252, -1, 512, false},
 		{"TSIG only 512", tsig(newQuery("example.com.", dns.TypeA)), 512, -1, 512, false},
@@ -147,14 +162,17 @@ func TestPrepareQuery(t *testing.T) {
 					if opt.Hdr.Ttl != in.Hdr.Ttl {
 						t.Errorf("got OPT TTL %#x, want %#x", opt.Hdr.Ttl, in.Hdr.Ttl)
 					}
-					if gotO, wantO := optString(opt), optString(in); gotO != wantO {
+					if gotO, wantO := optString(opt), upstreamOptions(in); gotO != wantO {
 						t.Errorf("got options %s, want %s", gotO, wantO)
 					}
 				} else if opt.Hdr.Ttl != 0 || len(opt.Option) != 0 {
 					t.Errorf("added OPT %v, want plain", opt)
 				}
 			}
-			if tt.m.IsTsig() != nil && !bytes.Equal(got, in) {
+			if hasECS(m) {
+				t.Errorf("Client Subnet option sent upstream: %v", m.IsEdns0())
+			}
+			if tt.m.IsTsig() != nil && !hasECS(tt.m) && !bytes.Equal(got, in) {
 				t.Errorf("signed query changed: got %x, want %x", got, in)
 			}
 			if len(m.Extra) != len(tt.m.Extra)+boolInt(tt.m.IsEdns0() == nil && tt.wantSize >= 0) {
@@ -175,6 +193,18 @@ func optString(o *dns.OPT) string {
 	var s []string
 	for _, e := range o.Option {
 		s = append(s, e.String())
+	}
+	return strings.Join(s, ";")
+}
+
+// upstreamOptions is optString for the options of o that may go upstream:
+// all but Client Subnet.
+func upstreamOptions(o *dns.OPT) string {
+	var s []string
+	for _, e := range o.Option {
+		if e.Option() != dns.EDNS0SUBNET {
+			s = append(s, e.String())
+		}
 	}
 	return strings.Join(s, ";")
 }
@@ -365,8 +395,9 @@ func randQuery(r *rand.Rand) *dns.Msg {
 }
 
 // TestPrepareQueryPathsAgree checks PrepareQuery against *dns.Msg on many
-// generated queries: the output byte-identical to Unpack, SetPayloadSize and
-// Pack, the Query in line with ClientLimit, and the same in place.
+// generated queries: the output byte-identical to Unpack, Client Subnet
+// removal, SetPayloadSize and Pack, the Query in line with ClientLimit, and
+// the same in place.
 func TestPrepareQueryPathsAgree(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	sizes := []uint16{0, 512, 513, 1232, 1252, 4096, 65535}
@@ -386,19 +417,19 @@ func TestPrepareQueryPathsAgree(t *testing.T) {
 		if q.Limit != ClientLimit(m) || q.HadOPT != (m.IsEdns0() != nil) || q.ID != m.Id {
 			t.Fatalf("query %v: got %+v", m, q)
 		}
-		if m.IsTsig() != nil {
-			if !bytes.Equal(got, pkt) {
-				t.Fatalf("signed query %x changed to %x", pkt, got)
-			}
-			continue
+		signed := m.IsTsig() != nil
+		if signed && !hasECS(m) && !bytes.Equal(got, pkt) {
+			t.Fatalf("signed query %x changed to %x", pkt, got)
 		}
 		in := append(bytes.Clone(pkt), make([]byte, 11)...)[:len(pkt)]
 		if inPlace, _, err := PrepareQuery(in[:0], in, size); err != nil || !bytes.Equal(inPlace, got) {
 			t.Fatalf("in place: got %x, %v; want %x", inPlace, err, got)
 		}
-		// Independent reference: Unpack, SetPayloadSize, Pack.
+		// Independent reference: Unpack, Client Subnet removed,
+		// SetPayloadSize unless signed, Pack.
 		ref := unpack(t, pkt)
-		if size > MinUDPSize {
+		dropECS(ref)
+		if size > MinUDPSize && !signed {
 			SetPayloadSize(ref, size)
 		}
 		if b := pack(t, ref); !bytes.Equal(b, got) {

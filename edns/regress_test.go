@@ -11,21 +11,48 @@ import (
 // testdata/fuzz.
 
 // FuzzPrepareQuery/8d40d0680661f56e: an OPT with a Client Subnet option
-// whose address has bits beyond the prefix. Going through *dns.Msg, which
-// masks them, changed the client's option; it must pass byte for byte.
-func TestRegressionECSBytesKept(t *testing.T) {
+// whose address has bits beyond the prefix, which miekg/dns masks. Going
+// through *dns.Msg changed the client's option, so it was then kept byte for
+// byte; now no Client Subnet option goes upstream at all. It is removed,
+// other options are kept byte for byte, and the query still parses.
+func TestRegressionECSRemoved(t *testing.T) {
 	pkt := []byte("00\x010\x00\x01\x00\x00\x00\x00\x00\x01\x000000\x00\x00)000000\x00\v\x00\b\x00\a\x00\x01\b 000")
-	for _, size := range []uint16{512, 1252} {
-		got, _, err := PrepareQuery(nil, pkt, size)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want := bytes.Clone(pkt)
-		if size > MinUDPSize {
-			want[20], want[21] = byte(size>>8), byte(size) // OPT CLASS
-		}
-		if !bytes.Equal(got, want) {
-			t.Errorf("size %d: got %x, want %x", size, got, want)
+	const rdata = 28 // OPT RDATA offset: header, question "\x00" 0x3030 0x3030, OPT header
+	ecs := pkt[rdata:]
+	cookie := mustHex("000a 0008 0102030405060708")
+	withRDATA := func(options ...[]byte) []byte {
+		b := append(bytes.Clone(pkt[:rdata]), bytes.Join(options, nil)...)
+		n := len(b) - rdata
+		b[rdata-2], b[rdata-1] = byte(n>>8), byte(n)
+		return b
+	}
+	for _, tt := range []struct {
+		name string
+		in   []byte
+		want []byte // with the client's size
+	}{
+		{"fuzzer's input", pkt, withRDATA()},
+		{"cookie first", withRDATA(cookie, ecs), withRDATA(cookie)},
+		{"cookie last", withRDATA(ecs, cookie), withRDATA(cookie)},
+	} {
+		for _, size := range []uint16{512, 1252} {
+			got, q, err := PrepareQuery(nil, tt.in, size)
+			if err != nil {
+				t.Fatalf("%s, size %d: %v", tt.name, size, err)
+			}
+			want := bytes.Clone(tt.want)
+			if size > MinUDPSize {
+				want[rdata-8], want[rdata-7] = byte(size>>8), byte(size) // OPT CLASS
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("%s, size %d: got %x, want %x", tt.name, size, got, want)
+			}
+			if m := unpack(t, got); hasECS(m) || m.IsEdns0() == nil {
+				t.Errorf("%s, size %d: got OPT %v", tt.name, size, m.IsEdns0())
+			}
+			if !q.HadOPT || q.Limit != 0x3030 {
+				t.Errorf("%s, size %d: got %+v", tt.name, size, q)
+			}
 		}
 	}
 }

@@ -149,15 +149,19 @@ func scanRR(b []byte, off int) (rr, error) {
 
 // checkOptions checks the option framing of the OPT record r and reports
 // whether every option is one that miekg/dns keeps as opaque bytes, so that
-// unpacking and packing it gives the same bytes back.
-func checkOptions(b []byte, r rr) (opaque bool, err error) {
+// unpacking and packing it gives the same bytes back, and whether one is an
+// EDNS Client Subnet option.
+func checkOptions(b []byte, r rr) (opaque, ecs bool, err error) {
 	opaque = true
 	for p := r.hdr + 10; p < r.end; {
 		if p+4 > r.end {
-			return false, errOPTOption
+			return false, false, errOPTOption
 		}
 		switch be16(b[p:]) {
-		case dns.EDNS0LLQ, dns.EDNS0UL, dns.EDNS0SUBNET, dns.EDNS0EXPIRE,
+		case dns.EDNS0SUBNET:
+			ecs = true
+			opaque = false
+		case dns.EDNS0LLQ, dns.EDNS0UL, dns.EDNS0EXPIRE,
 			dns.EDNS0TCPKEEPALIVE, dns.EDNS0EDE, dns.EDNS0ESU,
 			dns.EDNS0REPORTING, dns.EDNS0ZONEVERSION:
 			// Options with structure that miekg/dns parses (and may
@@ -166,8 +170,8 @@ func checkOptions(b []byte, r rr) (opaque bool, err error) {
 		}
 		p += 4 + int(be16(b[p+2:]))
 		if p > r.end {
-			return false, errOPTOption
+			return false, false, errOPTOption
 		}
 	}
-	return opaque, nil
+	return opaque, ecs, nil
 }
