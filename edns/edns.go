@@ -78,9 +78,18 @@ func SetPayloadSize(m *dns.Msg, size uint16) {
 func ClientLimit(m *dns.Msg) int {
 	opt := m.IsEdns0()
 	if opt == nil {
+		return clientLimit(false, 0)
+	}
+	return clientLimit(true, opt.UDPSize())
+}
+
+// clientLimit is the rule of ClientLimit for a client that sent an OPT
+// record advertising size, or none.
+func clientLimit(hasOPT bool, size uint16) int {
+	if !hasOPT {
 		return MinUDPSize
 	}
-	return max(MinUDPSize, int(opt.UDPSize()))
+	return max(MinUDPSize, int(size))
 }
 
 // Truncate shrinks the answer m so that it packs into at most limit bytes,

@@ -135,11 +135,7 @@ func checkQuery(pkt []byte) (queryScan, *dns.Msg, error) {
 }
 
 func (s *queryScan) query() Query {
-	limit := MinUDPSize
-	if s.hasOPT {
-		limit = max(MinUDPSize, int(s.size))
-	}
-	return Query{ID: s.id, Limit: limit, HadOPT: s.hasOPT, q: s.q}
+	return Query{ID: s.id, Limit: clientLimit(s.hasOPT, s.size), HadOPT: s.hasOPT, q: s.q}
 }
 
 // PrepareQuery validates the client query pkt and appends to dst the query
