@@ -226,8 +226,7 @@ func (p *configParser) line(line, name string, n, depth int) error {
 	case propPlugin:
 		return pluginError(fmt.Sprintf("%s:%d: %s", name, n, prop.key))
 	case propWindows:
-		msg := fmt.Sprintf("%s:%d: %s is not supported on this platform (Windows only)", name, n, prop.key)
-		return &ExitError{Code: ExitFailure, Msg: msg, Err: fmt.Errorf("%w: %s", ErrPlatform, prop.key)}
+		return platformError(fmt.Sprintf("%s:%d: %s", name, n, prop.key))
 	case propInclude:
 		path := rest
 		if !filepath.IsAbs(path) {

@@ -72,6 +72,13 @@ func pluginError(what string) *ExitError {
 	return &ExitError{Code: ExitPlugin, Msg: msg, Err: fmt.Errorf("%w: %s", ErrPlugins, what)}
 }
 
+// platformError reports an option or property that exists only on
+// Windows.
+func platformError(what string) *ExitError {
+	msg := what + " is not supported on this platform (Windows only)"
+	return &ExitError{Code: ExitFailure, Msg: msg, Err: fmt.Errorf("%w: %s", ErrPlatform, what)}
+}
+
 // exitCode returns the exit status for err: its ExitError's code, else 1.
 func exitCode(err error) int {
 	if err == nil {

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"math"
 	"slices"
@@ -215,10 +214,7 @@ const defaultResolverHelp = "the built-in '" + defaultResolverName + "'"
 
 func windowsOption(name, arg string) option {
 	return option{long: name, arg: arg, hidden: true, noAbbrev: true,
-		set: func(o *Options, v string) error {
-			msg := fmt.Sprintf("--%s is not supported on this platform (Windows only)", name)
-			return &ExitError{Code: ExitFailure, Msg: msg, Err: fmt.Errorf("%w: --%s", ErrPlatform, name)}
-		}}
+		set: func(o *Options, v string) error { return platformError("--" + name) }}
 }
 
 // switches accept these values after '=' (getopt does not; they are here
