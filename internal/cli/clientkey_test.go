@@ -5,8 +5,6 @@ import (
 	"errors"
 	"strings"
 	"testing"
-
-	"golang.org/x/crypto/curve25519"
 )
 
 // A secret key and the files that hold it.
@@ -75,16 +73,5 @@ func TestParseClientKeyErrors(t *testing.T) {
 				t.Errorf("ParseClientKey(%q): got %v, want ErrClientKey and %q", tt.in, err, tt.msg)
 			}
 		})
-	}
-}
-
-func TestParseClientKeyPublicMatchesX25519(t *testing.T) {
-	sk, _ := hex.DecodeString(testSKHex)
-	pk, err := curve25519.X25519(sk, curve25519.Basepoint)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := hex.EncodeToString(pk); got != testPKHex {
-		t.Fatalf("test vector: got %s, want %s", got, testPKHex)
 	}
 }
