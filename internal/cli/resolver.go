@@ -184,10 +184,7 @@ func (r *resolver) fromList(o *Options, env *Env) error {
 	return setupErrorf("No resolver named [%s] found in the %s list", name, strings.Join(names, " or "))
 }
 
-// Resolver is a row of a resolvers list.
-type Resolver = stamps.Resolver
-
-func (r *resolver) fromRow(res Resolver) {
+func (r *resolver) fromRow(res stamps.Resolver) {
 	r.fromStamp(res.Stamp)
 	if res.DNSSEC {
 		r.note(slog.LevelInfo, "+ DNS Security Extensions are supported")
@@ -217,7 +214,7 @@ func joinedErrors(err error) []error {
 
 // readResolversList reads a CSV list. It returns the usable rows and the
 // errors of the bad ones; a nil list means the file cannot be used.
-func readResolversList(env *Env, path string) ([]Resolver, error) {
+func readResolversList(env *Env, path string) ([]stamps.Resolver, error) {
 	f, err := env.Open(path)
 	if err != nil {
 		return nil, setupErrorf("Unable to read [%s]: %v", path, unwrapPathError(err))
