@@ -21,7 +21,7 @@ import (
 // the child runs as the user; SIGTERM stops it and the pid file, in a
 // directory only root may write, goes away.
 func TestCLIDaemonPidFileUser(t *testing.T) {
-	u := cliTestUser(t)
+	u := testUser(t, cliUserName)
 	srv := dnscrypttest.NewServer(t, nil)
 	dir := t.TempDir()
 	runDir := filepath.Join(dir, "run")
@@ -33,7 +33,7 @@ func TestCLIDaemonPidFileUser(t *testing.T) {
 	listen := "127.0.0.1:" + strconv.Itoa(freePort(t))
 
 	args := append([]string{"--daemonize", "--pidfile=" + pidFile, "--user=" + u.Username,
-		"--local-address=" + listen, "--logfile=" + logFile}, cliResolverArgs(srv)...)
+		"--local-address=" + listen, "--logfile=" + logFile}, resolverArgs(srv)...)
 	code, stdout, stderr, took := runCLI(t, 30*time.Second, args...)
 	logged, _ := os.ReadFile(logFile)
 	if code != 0 {
@@ -44,8 +44,8 @@ func TestCLIDaemonPidFileUser(t *testing.T) {
 	t.Logf("parent returned after %v; daemon PID %d", took.Round(time.Millisecond), pid)
 
 	// It answers as soon as the parent has returned.
-	cliCheckAnswer(t, "udp", listen, "www.example")
-	cliCheckAnswer(t, "tcp", listen, "www.example")
+	checkAnswer(t, "udp", listen, "www.example")
+	checkAnswer(t, "tcp", listen, "www.example")
 
 	st := cliProcStatus(pid)
 	if st == nil {
@@ -104,10 +104,10 @@ func cliGetsid(t *testing.T) int {
 // options added, since the test cannot reach a public resolver): TCP only,
 // daemon, user, 1.0.x --local-port.
 func TestCLIWhonixLine(t *testing.T) {
-	u := cliTestUser(t)
+	u := testUser(t, cliUserName)
 	srv := dnscrypttest.NewServer(t, nil)
 	port := freePort(t)
-	args := append([]string{"--tcp-only", "--daemonize", "--user=" + u.Username, "--local-port=" + strconv.Itoa(port)}, cliResolverArgs(srv)...)
+	args := append([]string{"--tcp-only", "--daemonize", "--user=" + u.Username, "--local-port=" + strconv.Itoa(port)}, resolverArgs(srv)...)
 	code, stdout, stderr, _ := runCLI(t, 30*time.Second, args...)
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
@@ -120,14 +120,14 @@ func TestCLIWhonixLine(t *testing.T) {
 	cliKillAtEnd(t, pid)
 
 	// UDP gets an immediate TC=1; TCP is answered.
-	r, err := cliQuery("udp", listen, "www.example")
+	r, err := query("udp", listen, "www.example")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !r.Truncated || len(r.Answer) != 0 || r.Rcode != dns.RcodeSuccess {
 		t.Errorf("UDP with --tcp-only: got %v, want an empty TC=1 answer", r)
 	}
-	cliCheckAnswer(t, "tcp", listen, "www.example")
+	checkAnswer(t, "tcp", listen, "www.example")
 	for _, q := range srv.Queries() {
 		if q.Transport != "tcp" {
 			t.Errorf("upstream query over %s with --tcp-only", q.Transport)
@@ -174,7 +174,7 @@ func TestCLIDaemonFailureReported(t *testing.T) {
 	}
 	defer ln.Close()
 	pidFile := filepath.Join(t.TempDir(), "p.pid")
-	code, stdout, stderr, _ := runCLI(t, 30*time.Second, append([]string{"-d", "-p", pidFile, "-a", listen}, cliResolverArgs(srv)...)...)
+	code, stdout, stderr, _ := runCLI(t, 30*time.Second, append([]string{"-d", "-p", pidFile, "-a", listen}, resolverArgs(srv)...)...)
 	if code != 1 || !strings.Contains(stderr, "[ERROR] Unable to bind (TCP) ["+listen+"]: address already in use") ||
 		!strings.Contains(stderr, "the daemon exited with status 1 before it answered") {
 		t.Errorf("got exit %d\nstdout %q\nstderr %q", code, stdout, stderr)

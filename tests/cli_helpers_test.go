@@ -7,25 +7,14 @@ import (
 	"context"
 	"os"
 	"os/exec"
-	"os/user"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
-
-	"github.com/tor-dnscrypt/dnscrypt-proxy/certs"
-	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt/dnscrypttest"
 )
-
-// resolverArgs are -r/-N/-k for the in-process resolver srv.
-func cliResolverArgs(srv *dnscrypttest.Server) []string {
-	return []string{"--resolver-address=" + srv.Addr, "--provider-name=" + dnscrypttest.ProviderName,
-		"--provider-key=" + certs.Fingerprint(srv.ProviderKey)}
-}
 
 // runCLI runs the binary to its end, with a deadline.
 func runCLI(t *testing.T, timeout time.Duration, args ...string) (code int, stdout, stderr string, took time.Duration) {
@@ -48,82 +37,10 @@ func runCLI(t *testing.T, timeout time.Duration, args ...string) (code int, stdo
 	return code, out.String(), errOut.String(), took
 }
 
-// cliProc is a proxy process started by the test.
-type cliProc struct {
-	cmd         *exec.Cmd
-	out, errOut *syncBuffer
-	done        chan struct{}
-}
-
-// startCLI starts the binary and stops it (SIGKILL) at the end of the test
-// if it still runs.
-func startCLI(t *testing.T, args ...string) *cliProc {
+// checkAnswer requires the Zone handler's A record for name.
+func checkAnswer(t *testing.T, network, addr, name string) {
 	t.Helper()
-	f := &cliProc{cmd: exec.Command(proxyBinary(t), args...), out: &syncBuffer{}, errOut: &syncBuffer{}, done: make(chan struct{})}
-	f.cmd.Stdout, f.cmd.Stderr = f.out, f.errOut
-	if err := f.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { f.cmd.Wait(); close(f.done) }()
-	t.Cleanup(func() {
-		f.cmd.Process.Kill()
-		<-f.done
-		if t.Failed() {
-			t.Logf("proxy stdout:\n%s\nproxy stderr:\n%s", f.out, f.errOut)
-		}
-	})
-	return f
-}
-
-// stop sends sig and waits for the exit status.
-func (f *cliProc) stop(t *testing.T, sig syscall.Signal) int {
-	t.Helper()
-	f.cmd.Process.Signal(sig)
-	select {
-	case <-f.done:
-		return f.cmd.ProcessState.ExitCode()
-	case <-time.After(15 * time.Second):
-		t.Fatalf("proxy did not stop within 15 s after %v", sig)
-		return -1
-	}
-}
-
-// cliQuery asks addr for name/A over network ("udp" or "tcp").
-func cliQuery(network, addr, name string) (*dns.Msg, error) {
-	c := &dns.Client{Net: network, Timeout: 2 * time.Second}
-	m := new(dns.Msg)
-	m.SetQuestion(dns.Fqdn(name), dns.TypeA)
-	r, _, err := c.Exchange(m, addr)
-	return r, err
-}
-
-// cliWaitAnswers polls addr over TCP until the proxy answers, or fails.
-func cliWaitAnswers(t *testing.T, addr string, f *cliProc) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		r, err := cliQuery("tcp", addr, "ready.example")
-		if err == nil && r.Rcode == dns.RcodeSuccess && len(r.Answer) == 1 {
-			return
-		}
-		if f != nil {
-			select {
-			case <-f.done:
-				t.Fatalf("proxy exited with %d before answering", f.cmd.ProcessState.ExitCode())
-			default:
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("proxy at %s does not answer: %v %v", addr, r, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// cliCheckAnswer requires the Zone handler's A record for name.
-func cliCheckAnswer(t *testing.T, network, addr, name string) {
-	t.Helper()
-	r, err := cliQuery(network, addr, name)
+	r, err := query(network, addr, name)
 	if err != nil {
 		t.Fatalf("%s query to %s: %v", network, addr, err)
 	}
@@ -135,45 +52,8 @@ func cliCheckAnswer(t *testing.T, network, addr, name string) {
 	}
 }
 
-// cliTestUserName is the system account the --user tests switch to.
-const cliTestUserName = "dnscrypt-clitest"
-
-// requireRoot skips a test unless it runs as root, and fails it instead
-// under CI=true, where root is expected.
-func cliRequireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("this test needs root, and CI=true")
-	}
-	t.Skip("needs root")
-}
-
-var cliUserOnce sync.Once
-
-// testUser returns the test account, creating it (as a system user with
-// no home and no shell) if missing.
-func cliTestUser(t *testing.T) *user.User {
-	t.Helper()
-	cliRequireRoot(t)
-	cliUserOnce.Do(func() {
-		if _, err := user.Lookup(cliTestUserName); err == nil {
-			return
-		}
-		out, err := exec.Command("useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
-			"--shell", "/usr/sbin/nologin", cliTestUserName).CombinedOutput()
-		if err != nil {
-			t.Logf("useradd: %v: %s", err, out)
-		}
-	})
-	u, err := user.Lookup(cliTestUserName)
-	if err != nil {
-		t.Fatalf("test user %s: %v", cliTestUserName, err)
-	}
-	return u
-}
+// cliUserName is the system account the --user tests switch to.
+const cliUserName = "dnscrypt-clitest"
 
 // procStatus returns the fields of /proc/PID/status, nil if gone.
 func cliProcStatus(pid int) map[string]string {

@@ -22,12 +22,12 @@ func TestCLISighupReopensLog(t *testing.T) {
 	srv := dnscrypttest.NewServer(t, nil)
 	logFile := filepath.Join(t.TempDir(), "dnscrypt-proxy.log")
 	listen := "127.0.0.1:" + strconv.Itoa(freePort(t))
-	p := startCLI(t, append([]string{"-a", listen, "-l", logFile, "-m", "7"}, cliResolverArgs(srv)...)...)
-	cliWaitAnswers(t, listen, p)
+	p := launchProxy(t, nil, append([]string{"-a", listen, "-l", logFile, "-m", "7"}, resolverArgs(srv)...)...)
+	waitAnswer(t, p, "ready.example")
 	if err := os.Rename(logFile, logFile+".1"); err != nil {
 		t.Fatal(err)
 	}
-	p.cmd.Process.Signal(syscall.SIGHUP)
+	p.signal(syscall.SIGHUP)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if b, err := os.ReadFile(logFile); err == nil && strings.Contains(string(b), "[INFO] Log file reopened") {
@@ -38,7 +38,7 @@ func TestCLISighupReopensLog(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	cliCheckAnswer(t, "tcp", listen, "after-rotation.example")
+	checkAnswer(t, "tcp", listen, "after-rotation.example")
 	if code := p.stop(t, syscall.SIGTERM); code != 0 {
 		t.Errorf("exit %d after SIGTERM", code)
 	}
@@ -51,7 +51,7 @@ func TestCLISighupReopensLog(t *testing.T) {
 	if !strings.Contains(string(cur), "Stopping proxy") || strings.Contains(string(cur), "Starting") {
 		t.Errorf("new log:\n%s", cur)
 	}
-	if s := p.out.String() + p.errOut.String(); s != "" {
+	if s := p.output(); s != "" {
 		t.Errorf("stdout/stderr with --logfile: %q", s)
 	}
 }
@@ -64,11 +64,11 @@ func TestCLIForegroundStop(t *testing.T) {
 		t.Run(sig.String(), func(t *testing.T) {
 			pidFile := filepath.Join(t.TempDir(), "p.pid")
 			listen := "127.0.0.1:" + strconv.Itoa(freePort(t))
-			p := startCLI(t, append([]string{"--pid-file=" + pidFile, "-a", listen}, cliResolverArgs(srv)...)...)
-			cliWaitAnswers(t, listen, p)
-			cliCheckAnswer(t, "udp", listen, "www.example")
-			if pid := cliReadPid(t, pidFile); pid != p.cmd.Process.Pid {
-				t.Errorf("pid file holds %d, want %d", pid, p.cmd.Process.Pid)
+			p := launchProxy(t, nil, append([]string{"--pid-file=" + pidFile, "-a", listen}, resolverArgs(srv)...)...)
+			waitAnswer(t, p, "ready.example")
+			checkAnswer(t, "udp", listen, "www.example")
+			if pid := cliReadPid(t, pidFile); pid != p.pid() {
+				t.Errorf("pid file holds %d, want %d", pid, p.pid())
 			}
 			if code := p.stop(t, sig); code != 0 {
 				t.Errorf("exit %d after %v", code, sig)
@@ -76,7 +76,7 @@ func TestCLIForegroundStop(t *testing.T) {
 			if _, err := os.Stat(pidFile); !os.IsNotExist(err) {
 				t.Errorf("pid file after exit: %v", err)
 			}
-			if out := p.out.String(); !strings.Contains(out, "Stopping proxy") || !strings.Contains(out, "TCP listener shut down") {
+			if out := p.stdout.String(); !strings.Contains(out, "Stopping proxy") || !strings.Contains(out, "TCP listener shut down") {
 				t.Errorf("stdout:\n%s", out)
 			}
 		})
@@ -89,14 +89,14 @@ func TestCLIPidFileOfRunningProxy(t *testing.T) {
 	srv := dnscrypttest.NewServer(t, nil)
 	pidFile := filepath.Join(t.TempDir(), "p.pid")
 	listen := "127.0.0.1:" + strconv.Itoa(freePort(t))
-	p := startCLI(t, append([]string{"-p", pidFile, "-a", listen}, cliResolverArgs(srv)...)...)
-	cliWaitAnswers(t, listen, p)
-	code, _, stderr, _ := runCLI(t, 30*time.Second, append([]string{"-p", pidFile, "-a", "127.0.0.1:" + strconv.Itoa(freePort(t))}, cliResolverArgs(srv)...)...)
-	want := fmt.Sprintf("[ERROR] Unable to create pid file [%s]: another dnscrypt-proxy is running with PID %d", pidFile, p.cmd.Process.Pid)
+	p := launchProxy(t, nil, append([]string{"-p", pidFile, "-a", listen}, resolverArgs(srv)...)...)
+	waitAnswer(t, p, "ready.example")
+	code, _, stderr, _ := runCLI(t, 30*time.Second, append([]string{"-p", pidFile, "-a", "127.0.0.1:" + strconv.Itoa(freePort(t))}, resolverArgs(srv)...)...)
+	want := fmt.Sprintf("[ERROR] Unable to create pid file [%s]: another dnscrypt-proxy is running with PID %d", pidFile, p.pid())
 	if code != 1 || !strings.Contains(stderr, want) {
 		t.Errorf("got exit %d %q, want 1 and %q", code, stderr, want)
 	}
-	if pid := cliReadPid(t, pidFile); pid != p.cmd.Process.Pid {
+	if pid := cliReadPid(t, pidFile); pid != p.pid() {
 		t.Errorf("pid file now holds %d", pid)
 	}
 }
@@ -120,9 +120,10 @@ BlockIPv6 no
 `, dnscrypttest.ProviderName, certs.Fingerprint(srv.ProviderKey), srv.Addr, listen)
 	os.WriteFile(filepath.Join(dir, "dnscrypt-proxy.conf"), []byte(conf), 0o644)
 	os.WriteFile(filepath.Join(dir, "extra.conf"), []byte("LogFile "+logFile+"\nLogLevel 7\n"), 0o644)
-	p := startCLI(t, filepath.Join(dir, "dnscrypt-proxy.conf"))
-	cliWaitAnswers(t, listen, p)
-	r, err := cliQuery("udp", listen, "www.example")
+	p := launchProxy(t, nil, filepath.Join(dir, "dnscrypt-proxy.conf"))
+	p.Addr = listen // from the configuration file
+	waitAnswer(t, p, "ready.example")
+	r, err := query("udp", listen, "www.example")
 	if err != nil || !r.Truncated {
 		t.Errorf("UDP with TCPOnly yes: got %v, %v; want TC=1", r, err)
 	}
@@ -169,7 +170,7 @@ func TestCLISystemdSockets(t *testing.T) {
 	defer nc.Close()
 
 	// sh sets LISTEN_PID to its own PID, which exec keeps.
-	shArgs := append([]string{"-c", `LISTEN_PID=$$ LISTEN_FDS=2 exec "$0" "$@"`, proxyBinary(t), "-a", "127.0.0.1:1"}, cliResolverArgs(srv)...)
+	shArgs := append([]string{"-c", `LISTEN_PID=$$ LISTEN_FDS=2 exec "$0" "$@"`, proxyBinary(t), "-a", "127.0.0.1:1"}, resolverArgs(srv)...)
 	cmd := exec.Command("/bin/sh", shArgs...)
 	cmd.ExtraFiles = []*os.File{tf, uf} // TCP as fd 3, UDP as fd 4: order does not matter
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notify)
@@ -193,8 +194,8 @@ func TestCLISystemdSockets(t *testing.T) {
 	if want := fmt.Sprintf("READY=1\nMAINPID=%d", cmd.Process.Pid); err != nil || string(buf[:n]) != want {
 		t.Fatalf("sd_notify: got %q, %v, want %q", buf[:n], err, want)
 	}
-	cliCheckAnswer(t, "udp", listen, "www.example")
-	cliCheckAnswer(t, "tcp", listen, "www.example")
+	checkAnswer(t, "udp", listen, "www.example")
+	checkAnswer(t, "tcp", listen, "www.example")
 	cmd.Process.Signal(syscall.SIGTERM)
 	if err := <-done; err != nil {
 		t.Errorf("exit: %v", err)
@@ -206,7 +207,7 @@ func TestCLISystemdSockets(t *testing.T) {
 	}
 
 	// Three sockets: refused with 1.x's message.
-	cmd = exec.Command("/bin/sh", append([]string{"-c", `LISTEN_PID=$$ LISTEN_FDS=3 exec "$0" "$@"`, proxyBinary(t)}, cliResolverArgs(srv)...)...)
+	cmd = exec.Command("/bin/sh", append([]string{"-c", `LISTEN_PID=$$ LISTEN_FDS=3 exec "$0" "$@"`, proxyBinary(t)}, resolverArgs(srv)...)...)
 	cmd.ExtraFiles = []*os.File{tf, uf, uf}
 	b, err := cmd.CombinedOutput()
 	if cmd.ProcessState.ExitCode() != 1 || !strings.Contains(string(b), "[ERROR] Wrong number of systemd sockets: 3 - should be 2") {

@@ -36,7 +36,7 @@ func TestCLITestMode(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := dnscrypttest.NewServer(t, nil, tt.specs...)
-			args := append([]string{"--test=" + tt.margin}, cliResolverArgs(srv)...)
+			args := append([]string{"--test=" + tt.margin}, resolverArgs(srv)...)
 			code, stdout, stderr, _ := runCLI(t, 60*time.Second, args...)
 			if code != tt.code || !strings.Contains(stdout, tt.stdout) || !strings.Contains(stderr, tt.stderr) {
 				t.Errorf("got exit %d\nstdout:\n%s\nstderr:\n%s\nwant exit %d, %q, %q", code, stdout, stderr, tt.code, tt.stdout, tt.stderr)

@@ -2,6 +2,7 @@ package tests
 
 import (
 	"bufio"
+	"net"
 	"os/exec"
 	"regexp"
 	"slices"
@@ -73,8 +74,12 @@ func runDigCmd(t testing.TB, prefix []string, tool string, args ...string) *digR
 	return r
 }
 
-// at returns the dig arguments for a server "IP:PORT".
-func at(addr string) []string {
-	host, port, _ := strings.Cut(addr, ":")
+// at returns the dig arguments for a server "IP:PORT" or "[IPv6]:PORT".
+func at(t testing.TB, addr string) []string {
+	t.Helper()
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatalf("dig server address: %v", err)
+	}
 	return []string{"@" + host, "-p", port}
 }

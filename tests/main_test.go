@@ -60,5 +60,6 @@ func TestMain(m *testing.M) {
 	if torNet != nil {
 		torNet.Close()
 	}
+	removeProxyBinary()
 	os.Exit(code)
 }

@@ -6,8 +6,8 @@ import (
 	"os/exec"
 	"os/user"
 	"runtime"
-	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -16,7 +16,8 @@ import (
 	"github.com/tor-dnscrypt/dnscrypt-proxy/tests/labtest"
 )
 
-// requireRoot skips a test that needs root, or fails it under CI=true.
+// requireRoot skips a test that needs root, or fails it in CI
+// (labtest.InCI).
 func requireRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
@@ -74,24 +75,30 @@ func inNetns(t *testing.T, name string, f func()) {
 	runtime.UnlockOSThread()
 }
 
-// ensureUser returns the uid and gid of a system user, creating it.
-func ensureUser(t *testing.T, name string) (uid, gid int) {
+var userMu sync.Mutex
+
+// testUser returns a system account of the tests, creating it (no home,
+// no shell) if missing. It needs root.
+func testUser(t *testing.T, name string) *user.User {
 	t.Helper()
 	requireRoot(t)
+	userMu.Lock()
+	defer userMu.Unlock()
+	if u, err := user.Lookup(name); err == nil {
+		return u
+	}
+	// Another test binary may create it at the same time: only the lookup
+	// afterwards counts.
+	out, _ := exec.Command("useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+		"--shell", "/usr/sbin/nologin", name).CombinedOutput()
 	u, err := user.Lookup(name)
 	if err != nil {
-		run(t, "useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name)
-		if u, err = user.Lookup(name); err != nil {
-			t.Fatal(err)
-		}
+		t.Fatalf("test user %s: %v (useradd: %s)", name, err, out)
 	}
-	uid, _ = strconv.Atoi(u.Uid)
-	gid, _ = strconv.Atoi(u.Gid)
-	return uid, gid
+	return u
 }
 
-// asUser is a command prefix running a program in the namespace as uid.
-func asUser(ns string, uid, gid int) []string {
-	return []string{"ip", "netns", "exec", ns, "setpriv", "--reuid=" + strconv.Itoa(uid),
-		"--regid=" + strconv.Itoa(gid), "--clear-groups"}
+// asUser is a command prefix running a program in the namespace as u.
+func asUser(ns string, u *user.User) []string {
+	return []string{"ip", "netns", "exec", ns, "setpriv", "--reuid=" + u.Uid, "--regid=" + u.Gid, "--clear-groups"}
 }

@@ -1,11 +1,10 @@
 package tests
 
 import (
-	"errors"
-	"fmt"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // typeCases are the seeds' record types, plus NXDOMAIN and NODATA.
@@ -46,13 +45,13 @@ func TestRecordTypes(t *testing.T) {
 			t.Parallel()
 			p := startProxyBin(t, labArgs(lab, up.addr)...)
 			for _, tc := range typeCases {
-				want := runDig(t, "dig", append(append(at(lab.Backend), "+bufsize=1232"), tc.args...)...)
+				want := runDig(t, "dig", append(append(at(t, lab.Backend), "+bufsize=1232"), tc.args...)...)
 				if want.Status == "" {
 					t.Fatalf("%s: the backend did not answer:\n%s", tc.name, want.Out)
 				}
 				for _, tool := range []string{"dig", "kdig"} {
 					for _, transport := range []string{"+notcp", "+tcp"} {
-						got := runDig(t, tool, append(append(at(p.Addr), transport), tc.args...)...)
+						got := runDig(t, tool, append(append(at(t, p.Addr), transport), tc.args...)...)
 						if got.Status != want.Status || !slices.Equal(got.Answer, want.Answer) {
 							t.Errorf("%s %s %s: got %s %v, want %s %v\n%s", tc.name, tool, transport,
 								got.Status, got.Answer, want.Status, want.Answer, got.Out)
@@ -89,7 +88,7 @@ func TestLargeAnswersReal(t *testing.T) {
 		{"big with DNSSEC, TCP", []string{"+tcp", "+dnssec", "big.lab.test", "TXT"}, false, 14},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := runDig(t, "dig", append(at(p.Addr), tc.args...)...)
+			got := runDig(t, "dig", append(at(t, p.Addr), tc.args...)...)
 			if got.Status != "NOERROR" || got.flag("tc") != tc.truncated {
 				t.Fatalf("status %s, flags %v, want TC=%v\n%s", got.Status, got.Flags, tc.truncated, got.Out)
 			}
@@ -107,35 +106,22 @@ func TestLargeAnswersReal(t *testing.T) {
 // automatic retry over TCP gets the answer, and the certificates came over
 // TCP (from the Go server: dnsdist 1.7 serves them over UDP only).
 func TestTCPOnlyReal(t *testing.T) {
+	t.Parallel() // the refused start below takes three certificate timeouts
 	lab := sharedLab(t)
-	if lab.Go == "" {
-		t.Skip("needs the Go DNSCrypt server")
-	}
 	p := startProxyBin(t, append(labArgs(lab, lab.Go), "--tcp-only")...)
-	got := runDig(t, "dig", append(at(p.Addr), "+ignore", "www.lab.test", "A")...)
+	got := runDig(t, "dig", append(at(t, p.Addr), "+ignore", "www.lab.test", "A")...)
 	if !got.flag("tc") || len(got.Answer) != 0 {
 		t.Fatalf("UDP query under --tcp-only: flags %v, answer %v\n%s", got.Flags, got.Answer, got.Out)
 	}
-	got = runDig(t, "dig", append(at(p.Addr), "www.lab.test", "A")...)
+	got = runDig(t, "dig", append(at(t, p.Addr), "www.lab.test", "A")...)
 	if got.flag("tc") || len(got.Answer) != 1 || !strings.Contains(got.Out, "Truncated, retrying in TCP mode") {
 		t.Fatalf("dig's TCP retry: flags %v, answer %v\n%s", got.Flags, got.Answer, got.Out)
 	}
-	// dnsdist cannot serve certificates over TCP, so --tcp-only fails to
-	// start against it: the proxy never falls back to UDP.
-	if err := tryStart(t, append(labArgs(lab, lab.XSalsa), "--tcp-only", "--test=0")...); err == nil {
-		t.Fatal("--tcp-only fetched a certificate from dnsdist, which serves them over UDP only")
+	// dnsdist cannot serve certificates over TCP, so --tcp-only cannot get
+	// one from it: the proxy never falls back to UDP.
+	code, stdout, stderr, _ := runCLI(t, 90*time.Second, append(labArgs(lab, lab.XSalsa), "--tcp-only", "--test=0")...)
+	if code != 3 || !strings.Contains(stderr, "Unable to retrieve server certificates") {
+		t.Fatalf("--tcp-only --test against dnsdist, which serves certificates over UDP only: exit %d, want 3 and "+
+			"\"Unable to retrieve server certificates\"\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
 }
-
-// tryStart runs the binary to completion (for --test) and returns its
-// error.
-func tryStart(t *testing.T, args ...string) error {
-	t.Helper()
-	out, err := runBinary(t, args...)
-	if err != nil {
-		return fmt.Errorf("%w: %s", err, out)
-	}
-	return nil
-}
-
-var errTimeout = errors.New("timed out")

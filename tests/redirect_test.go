@@ -1,12 +1,11 @@
 package tests
 
 import (
+	"os/user"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 
-	"github.com/tor-dnscrypt/dnscrypt-proxy/certs"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt/dnscrypttest"
 )
 
@@ -17,19 +16,17 @@ func TestPerUserRedirect(t *testing.T) {
 	ns := newNetns(t)
 	var srv *dnscrypttest.Server
 	inNetns(t, ns, func() { srv = dnscrypttest.NewServer(t, nil) })
-	startProxyCmd(t, []string{"ip", "netns", "exec", ns}, "--local-port=5800",
-		"--resolver-address="+srv.Addr, "--provider-name="+dnscrypttest.ProviderName,
-		"--provider-key="+certs.Fingerprint(srv.ProviderKey))
+	startProxyCmd(t, []string{"ip", "netns", "exec", ns}, append([]string{"--local-port=5800"}, resolverArgs(srv)...)...)
 
-	redirected, rgid := ensureUser(t, "dnscrypt-test-redir")
-	other, ogid := ensureUser(t, "dnscrypt-test-other")
+	redirected := testUser(t, "dnscrypt-test-redir")
+	other := testUser(t, "dnscrypt-test-other")
 	for _, proto := range []string{"udp", "tcp"} {
 		run(t, "ip", "netns", "exec", ns, "iptables", "-t", "nat", "-A", "OUTPUT", "-p", proto, "--dport", "53",
-			"-m", "owner", "--uid-owner", strconv.Itoa(redirected), "-j", "REDIRECT", "--to-ports", "5800")
+			"-m", "owner", "--uid-owner", redirected.Uid, "-j", "REDIRECT", "--to-ports", "5800")
 	}
 
 	for _, transport := range []string{"+notcp", "+tcp"} {
-		r := runDigCmd(t, asUser(ns, redirected, rgid), "dig", "@127.0.0.1", transport, "www.example", "A")
+		r := runDigCmd(t, asUser(ns, redirected), "dig", "@127.0.0.1", transport, "www.example", "A")
 		if r.Status != "NOERROR" || !slices.Equal(r.Answer, []string{"www.example.\t0\tIN\tA\t192.0.2.1"}) {
 			t.Fatalf("redirected user %s: %s %v\n%s", transport, r.Status, r.Answer, r.Out)
 		}
@@ -39,11 +36,11 @@ func TestPerUserRedirect(t *testing.T) {
 		t.Fatalf("the resolver saw %d queries, want 2", seen)
 	}
 	for _, who := range []struct {
-		name     string
-		uid, gid int
-	}{{"other user", other, ogid}, {"root", 0, 0}} {
+		name string
+		u    *user.User
+	}{{"other user", other}, {"root", &user.User{Username: "root", Uid: "0", Gid: "0"}}} {
 		for _, transport := range []string{"+notcp", "+tcp"} {
-			r := runDigCmd(t, asUser(ns, who.uid, who.gid), "dig", "@127.0.0.1", transport, "+time=1", "www.example", "A")
+			r := runDigCmd(t, asUser(ns, who.u), "dig", "@127.0.0.1", transport, "+time=1", "www.example", "A")
 			if r.Status != "" || !strings.Contains(r.Out, "refused") && !strings.Contains(r.Out, "timed out") {
 				t.Fatalf("%s %s reached a DNS server:\n%s", who.name, transport, r.Out)
 			}

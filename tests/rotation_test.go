@@ -28,6 +28,11 @@ func TestRotationUnderLoad(t *testing.T) {
 	var firstErr atomic.Value
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	stopLoad := sync.OnceFunc(func() {
+		close(stop)
+		wg.Wait()
+	})
+	t.Cleanup(stopLoad) // before the proxy's cleanup, should the test fail early
 	names := []string{"www.lab.test", "lab.test", "mail.lab.test", "alias.lab.test", "x.wild.lab.test"}
 	for w := range 4 {
 		wg.Go(func() {
@@ -47,18 +52,6 @@ func TestRotationUnderLoad(t *testing.T) {
 			}
 		})
 	}
-	waitFor := func(what string) {
-		t.Helper()
-		deadline := time.Now().Add(15 * time.Second)
-		for !strings.Contains(p.out.String(), what) {
-			if time.Now().After(deadline) {
-				close(stop)
-				wg.Wait()
-				t.Fatalf("the proxy did not log %q", what)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
 	time.Sleep(300 * time.Millisecond)
 
 	// A new key next to the old one; the proxy moves to it.
@@ -66,7 +59,7 @@ func TestRotationUnderLoad(t *testing.T) {
 		t.Fatalf("rotate: %v\n%s", err, out)
 	}
 	p.signal(syscall.SIGUSR1)
-	waitFor("Chosen certificate #2")
+	waitLog(t, p, "Chosen certificate #2", 15*time.Second)
 	time.Sleep(300 * time.Millisecond)
 
 	// Another key; the old ones are no longer advertised but still work.
@@ -74,7 +67,7 @@ func TestRotationUnderLoad(t *testing.T) {
 		t.Fatalf("rotate --retire-old: %v\n%s", err, out)
 	}
 	p.signal(syscall.SIGUSR1)
-	waitFor("Chosen certificate #3")
+	waitLog(t, p, "Chosen certificate #3", 15*time.Second)
 	time.Sleep(300 * time.Millisecond)
 
 	// The retired keys go away for good.
@@ -84,8 +77,7 @@ func TestRotationUnderLoad(t *testing.T) {
 		}
 	}
 	time.Sleep(500 * time.Millisecond)
-	close(stop)
-	wg.Wait()
+	stopLoad()
 
 	if failed.Load() != 0 {
 		t.Fatalf("%d of %d queries failed during the rotations; first: %v", failed.Load(), total.Load(), firstErr.Load())

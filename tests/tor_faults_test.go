@@ -11,7 +11,7 @@ import (
 func askTimed(t *testing.T, p *proxyProc) (string, time.Duration) {
 	t.Helper()
 	start := time.Now()
-	r := runDig(t, "dig", append(at(p.Addr), "+tcp", "+time=15", "www.lab.test", "A")...)
+	r := runDig(t, "dig", append(at(t, p.Addr), "+tcp", "+time=15", "www.lab.test", "A")...)
 	return r.Status, time.Since(start)
 }
 
@@ -29,7 +29,7 @@ func TestTorFaults(t *testing.T) {
 		for range 2 {
 			status, took := askTimed(t, p)
 			if status != "SERVFAIL" || took > timeout+slack {
-				t.Fatalf("got %q after %v; want SERVFAIL within %v\n%s", status, took, timeout+slack, p.out)
+				t.Fatalf("got %q after %v; want SERVFAIL within %v\n%s", status, took, timeout+slack, p.output())
 			}
 		}
 		for _, want := range logged {

@@ -8,16 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tor-dnscrypt/dnscrypt-proxy/certs"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt/dnscrypttest"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/tests/tortest"
 )
-
-// resolverArgs name an in-process test resolver.
-func resolverArgs(srv *dnscrypttest.Server) []string {
-	return []string{"--resolver-address=" + srv.Addr, "--provider-name=" + dnscrypttest.ProviderName,
-		"--provider-key=" + certs.Fingerprint(srv.ProviderKey)}
-}
 
 // streamLog collects the STREAM events of the Tor client.
 type streamLog struct {
@@ -94,7 +87,7 @@ func TestTorIsolation(t *testing.T) {
 				if i == 2 && tc.mode == "epoch" {
 					time.Sleep(epoch + 500*time.Millisecond)
 				}
-				if r := runDig(t, "dig", append(at(p.Addr), "+tcp", "www.example", "A")...); r.Status != "NOERROR" {
+				if r := runDig(t, "dig", append(at(t, p.Addr), "+tcp", "www.example", "A")...); r.Status != "NOERROR" {
 					t.Fatalf("query %d: %s\n%s", i, r.Status, r.Out)
 				}
 			}
@@ -151,7 +144,7 @@ func TestTorIsolationNoEphemeral(t *testing.T) {
 		if i == 2 {
 			time.Sleep(epoch + 500*time.Millisecond)
 		}
-		if r := runDig(t, "dig", append(at(p.Addr), "www.example", "A")...); r.Status != "NOERROR" {
+		if r := runDig(t, "dig", append(at(t, p.Addr), "www.example", "A")...); r.Status != "NOERROR" {
 			t.Fatalf("query %d: %s", i, r.Status)
 		}
 	}

@@ -160,28 +160,16 @@ func TestTorLeak(t *testing.T) {
 	waitStatus("NOERROR", 30*time.Second)
 
 	// Shutdown.
-	if err := p.stop(); err != nil {
-		t.Fatalf("stop: %v", err)
+	if code := p.stop(t, syscall.SIGTERM); code != 0 {
+		t.Fatalf("exit status %d after SIGTERM", code)
 	}
 	if c := leaks(); c != 0 {
-		t.Fatalf("%d packets left the namespace outside the SOCKS connection\n%s", c, p.out)
+		t.Fatalf("%d packets left the namespace outside the SOCKS connection\n%s", c, p.output())
 	}
 
 	// The counter counts: a query to the resolver of resolv.conf is caught.
 	runDigCmd(t, inNS, "dig", "+time=1", "+tries=1", "example.com")
 	if c := leaks(); c == 0 {
 		t.Fatal("control: a DNS query to resolv.conf's address was not counted")
-	}
-}
-
-// waitLog waits until the proxy's output contains s.
-func waitLog(t *testing.T, p *proxyProc, s string, within time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !strings.Contains(p.out.String(), s) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the proxy did not log %q within %v:\n%s", s, within, p.out)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/tor-dnscrypt/dnscrypt-proxy/tests/tortest"
 )
@@ -13,23 +12,6 @@ import (
 // network's SOCKS port with Tor's defaults (--tor).
 func torArgs(n *tortest.Network) []string {
 	return []string{"--tor", "--proxy=socks5://" + n.SOCKS}
-}
-
-// waitAnswer waits until the proxy answers www.lab.test (through SOCKS it
-// answers SERVFAIL until its certificate has come through Tor).
-func waitAnswer(t *testing.T, p *proxyProc, name string) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		r := runDig(t, "dig", append(at(p.Addr), "+tcp", name, "A")...)
-		if r.Status == "NOERROR" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no answer through Tor within 60 s; last: %s\n%s", r.Status, p.out)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }
 
 // TestTorRecordTypes: with only --tor and the resolver, every record type
@@ -42,9 +24,9 @@ func TestTorRecordTypes(t *testing.T) {
 	p := startProxyBin(t, append(labArgs(lab, lab.Go), torArgs(tor)...)...)
 	waitAnswer(t, p, "www.lab.test")
 	for _, tc := range typeCases {
-		want := runDig(t, "dig", append(append(at(lab.Backend), "+bufsize=1232"), tc.args...)...)
+		want := runDig(t, "dig", append(append(at(t, lab.Backend), "+bufsize=1232"), tc.args...)...)
 		for _, transport := range []string{"+notcp", "+tcp"} {
-			got := runDig(t, "dig", append(append(at(p.Addr), transport), tc.args...)...)
+			got := runDig(t, "dig", append(append(at(t, p.Addr), transport), tc.args...)...)
 			if got.Status != want.Status || !slices.Equal(got.Answer, want.Answer) {
 				t.Errorf("%s %s: got %s %v, want %s %v\n%s", tc.name, transport,
 					got.Status, got.Answer, want.Status, want.Answer, got.Out)
@@ -53,7 +35,7 @@ func TestTorRecordTypes(t *testing.T) {
 	}
 	// SERVFAIL before the certificate came through Tor is expected;
 	// nothing may fail after it.
-	for _, line := range strings.Split(p.out.String(), "\n") {
+	for _, line := range strings.Split(p.output(), "\n") {
 		if strings.Contains(line, "Unable to get an answer") && !strings.Contains(line, "no usable certificate yet") {
 			t.Errorf("a query failed: %s", line)
 		}
@@ -79,7 +61,7 @@ func TestTorLargeAnswers(t *testing.T) {
 		{"big, EDNS 4096, UDP", []string{"+bufsize=4096", "+ignore", "big.lab.test", "TXT"}, false, 13},
 		{"huge, TCP", []string{"+tcp", "huge.lab.test", "TXT"}, false, 50},
 	} {
-		got := runDig(t, "dig", append(at(p.Addr), tc.args...)...)
+		got := runDig(t, "dig", append(at(t, p.Addr), tc.args...)...)
 		if got.Status != "NOERROR" || got.flag("tc") != tc.truncated || (!tc.truncated && len(got.Answer) != tc.records) {
 			t.Errorf("%s: status %s flags %v, %d records\n%s", tc.name, got.Status, got.Flags, len(got.Answer), got.Out)
 		}
@@ -92,11 +74,11 @@ func TestTorTCPOnly(t *testing.T) {
 	tor := sharedTor(t)
 	p := startProxyBin(t, append(append(labArgs(lab, lab.Go), torArgs(tor)...), "--tcp-only")...)
 	waitAnswer(t, p, "www.lab.test")
-	got := runDig(t, "dig", append(at(p.Addr), "+ignore", "lab.test", "MX")...)
+	got := runDig(t, "dig", append(at(t, p.Addr), "+ignore", "lab.test", "MX")...)
 	if !got.flag("tc") || len(got.Answer) != 0 {
 		t.Fatalf("UDP under --tcp-only: %v\n%s", got.Flags, got.Out)
 	}
-	got = runDig(t, "dig", append(at(p.Addr), "lab.test", "MX")...)
+	got = runDig(t, "dig", append(at(t, p.Addr), "lab.test", "MX")...)
 	if got.flag("tc") || len(got.Answer) != 2 {
 		t.Fatalf("dig's TCP retry through Tor: %v %v\n%s", got.Flags, got.Answer, got.Out)
 	}
@@ -111,7 +93,7 @@ func TestTorUnbound(t *testing.T) {
 	waitAnswer(t, p, "www.lab.test")
 	ub := startUnbound(t, lab.TrustAnchorDS, p.Addr, "tcp-upstream: yes")
 	for _, q := range [][]string{{"www.lab.test", "A"}, {"_sip._tcp.lab.test", "SRV"}, {"nosuch.lab.test", "A"}} {
-		r := runDig(t, "dig", append(at(ub), append([]string{"+dnssec"}, q...)...)...)
+		r := runDig(t, "dig", append(at(t, ub), append([]string{"+dnssec"}, q...)...)...)
 		if !r.flag("ad") {
 			t.Fatalf("%v through unbound and Tor: %s %v (want AD)\n%s", q, r.Status, r.Flags, r.Out)
 		}

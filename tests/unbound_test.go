@@ -2,10 +2,12 @@ package tests
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,7 +26,10 @@ func startUnbound(t *testing.T, trustAnchor, forward string, extra ...string) st
 	}
 	dir := t.TempDir()
 	port := freePort(t)
-	host, fport, _ := splitHostPort(forward)
+	host, fport, err := net.SplitHostPort(forward)
+	if err != nil {
+		t.Fatal(err)
+	}
 	conf := fmt.Sprintf(`server:
   interface: 127.0.0.1@%[1]d
   port: %[1]d
@@ -74,7 +79,7 @@ func startUnbound(t *testing.T, trustAnchor, forward string, extra ...string) st
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if r := runDig(t, "dig", append(at(addr), "+time=1", "version.bind", "CH", "TXT")...); r.Status != "" {
+		if r := runDig(t, "dig", append(at(t, addr), "+time=1", "version.bind", "CH", "TXT")...); r.Status != "" {
 			return addr
 		}
 		if time.Now().After(deadline) {
@@ -82,17 +87,6 @@ func startUnbound(t *testing.T, trustAnchor, forward string, extra ...string) st
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-func splitHostPort(addr string) (string, string, error) {
-	i := len(addr) - 1
-	for i >= 0 && addr[i] != ':' {
-		i--
-	}
-	if i < 0 {
-		return "", "", fmt.Errorf("no port in %q", addr)
-	}
-	return addr[:i], addr[i+1:], nil
 }
 
 // TestUnboundInFront: unbound validates DNSSEC through the proxy (answers
@@ -113,7 +107,7 @@ func TestUnboundInFront(t *testing.T) {
 			p := startProxyBin(t, append(labArgs(lab, lab.XChaCha), "--loglevel=7")...)
 			ub := startUnbound(t, lab.TrustAnchorDS, p.Addr, mode.extra...)
 			for _, q := range [][]string{{"www.lab.test", "A"}, {"lab.test", "MX"}, {"_sip._tcp.lab.test", "SRV"}, {"nosuch.lab.test", "A"}} {
-				r := runDig(t, "dig", append(at(ub), append([]string{"+dnssec"}, q...)...)...)
+				r := runDig(t, "dig", append(at(t, ub), append([]string{"+dnssec"}, q...)...)...)
 				if !r.flag("ad") || (r.Status != "NOERROR" && r.Status != "NXDOMAIN") {
 					t.Fatalf("%v through unbound: status %s flags %v (want AD)\n%s", q, r.Status, r.Flags, r.Out)
 				}
@@ -122,9 +116,10 @@ func TestUnboundInFront(t *testing.T) {
 			// streams.
 			var wg sync.WaitGroup
 			errs := make(chan string, 40)
+			server := at(t, ub)
 			for i := range 40 {
 				wg.Go(func() {
-					r := runDig(t, "dig", append(at(ub), "+dnssec", fmt.Sprintf("n%d.wild.lab.test", i), "A")...)
+					r := runDig(t, "dig", append(slices.Clip(server), "+dnssec", fmt.Sprintf("n%d.wild.lab.test", i), "A")...)
 					if !r.flag("ad") || len(r.Answer) == 0 {
 						errs <- fmt.Sprintf("n%d: %s %v", i, r.Status, r.Flags)
 					}
@@ -135,20 +130,22 @@ func TestUnboundInFront(t *testing.T) {
 			for e := range errs {
 				t.Error(e)
 			}
-			if strings.Contains(p.out.String(), "Unable to get an answer") {
-				t.Errorf("the proxy failed queries:\n%s", p.out)
+			if strings.Contains(p.output(), "Unable to get an answer") {
+				t.Errorf("the proxy failed queries:\n%s", p.output())
 			}
 			if mode.name == "tcp-upstream" {
 				// The proxy logs how many queries each inbound TCP
 				// connection carried; unbound must have reused one.
-				p.stop()
+				if code := p.stop(t, syscall.SIGTERM); code != 0 {
+					t.Errorf("exit status %d after SIGTERM", code)
+				}
 				most := 0
-				for _, m := range regexp.MustCompile(`TCP client connection closed.*queries=(\d+)`).FindAllStringSubmatch(p.out.String(), -1) {
+				for _, m := range regexp.MustCompile(`TCP client connection closed.*queries=(\d+)`).FindAllStringSubmatch(p.output(), -1) {
 					n, _ := strconv.Atoi(m[1])
 					most = max(most, n)
 				}
 				if most < 2 {
-					t.Fatalf("no inbound TCP connection carried more than %d queries:\n%s", most, p.out)
+					t.Fatalf("no inbound TCP connection carried more than %d queries:\n%s", most, p.output())
 				}
 				t.Logf("the busiest TCP connection from unbound carried %d queries", most)
 			}
