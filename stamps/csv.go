@@ -23,6 +23,10 @@ type Resolver struct {
 	NoLogs      bool // "No logs" is "yes"
 	Namecoin    bool // "Namecoin" is "yes"
 
+	// The columns as 1.x reads them for "-R random" (see [Random]): the
+	// column is there and does not say "no".
+	dnssecNotNo, noLogsNotNo bool
+
 	// Stamp is the DNSCrypt stamp built from the row's "Resolver address",
 	// "Provider name" and "Provider public key", with the DNSSEC and no-log
 	// properties set from the columns above. A 1.x list has no column for
@@ -164,6 +168,7 @@ func ParseCSV(r io.Reader) ([]Resolver, error) {
 			}
 			return ""
 		}
+		notNo := func(i int) bool { return 0 <= i && i < len(row) && !asciiEqualFold(row[i], "no") }
 		res := Resolver{
 			Name:        field(iName),
 			FullName:    field(iFullName),
@@ -173,6 +178,8 @@ func ParseCSV(r io.Reader) ([]Resolver, error) {
 			DNSSEC:      asciiEqualFold(field(iDNSSEC), "yes"),
 			NoLogs:      asciiEqualFold(field(iNoLogs), "yes"),
 			Namecoin:    asciiEqualFold(field(iNamecoin), "yes"),
+			dnssecNotNo: notNo(iDNSSEC),
+			noLogsNotNo: notNo(iNoLogs),
 		}
 		if len(row) > MaxColumns {
 			bad(&RowError{Line: line, Name: res.Name,
@@ -230,14 +237,17 @@ func Lookup(list []Resolver, name string) (Resolver, error) {
 }
 
 // Random picks a resolver for 1.x's "-R random": uniformly among those
-// that claim DNSSEC validation and no logs and have an IPv4 address. 1.x
-// only excluded an explicit "no" (and IPv6 addresses); Random requires an
-// explicit "yes". A nil r uses the math/rand/v2 top-level source. The
-// error wraps [ErrNoCandidate].
+// with an IPv4 address whose "DNSSEC validation" and "No logs" columns are
+// present and do not say "no" (ASCII case ignored). As in 1.x, an empty
+// value or one such as "unknown" counts, so a candidate's DNSSEC and NoLogs
+// fields may be false; a row without one of the columns never counts. For
+// a Resolver that ParseCSV did not make, the DNSSEC and NoLogs fields
+// decide. A nil r uses the math/rand/v2 top-level source. The error wraps
+// [ErrNoCandidate].
 func Random(list []Resolver, r *rand.Rand) (Resolver, error) {
 	var candidates []int
 	for i, res := range list {
-		if res.DNSSEC && res.NoLogs && isIPv4(res.Stamp.ServerAddrStr) {
+		if (res.DNSSEC || res.dnssecNotNo) && (res.NoLogs || res.noLogsNotNo) && isIPv4(res.Stamp.ServerAddrStr) {
 			candidates = append(candidates, i)
 		}
 	}

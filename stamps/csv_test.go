@@ -38,7 +38,7 @@ func dnscryptStamp(t testing.TB, addr, provider, key string, p dnsstamps.ServerI
 
 // fixtureWant is what testdata/resolvers-1.9.5.csv holds, in file order.
 func fixtureWant(t testing.TB) []Resolver {
-	return []Resolver{
+	list := []Resolver{
 		{Name: "cisco", FullName: "Cisco OpenDNS", Description: "Remove your DNS blind spot", Location: "Anycast",
 			URL:   "https://www.opendns.com",
 			Stamp: dnscryptStamp(t, "208.67.220.220:443", "2.dnscrypt-cert.opendns.com", ciscoKey, 0)},
@@ -65,6 +65,11 @@ func fixtureWant(t testing.TB) []Resolver {
 			Location: "Nowhere", DNSSEC: true, NoLogs: true,
 			Stamp: dnscryptStamp(t, "192.0.2.1:8443", "2.dnscrypt-cert.example.com", orgFRKey, dnssecProp|noLogProp)},
 	}
+	// Every row says "yes" or "no" in both columns: "not no" is "yes".
+	for i := range list {
+		list[i].dnssecNotNo, list[i].noLogsNotNo = list[i].DNSSEC, list[i].NoLogs
+	}
+	return list
 }
 
 func readFixture(t testing.TB, name string) []byte {
@@ -474,6 +479,65 @@ func TestRandom(t *testing.T) {
 	b, _ := Random(list, rand.New(rand.NewPCG(7, 7)))
 	if a.Name != b.Name {
 		t.Errorf("same seed: got %s and %s", a.Name, b.Name)
+	}
+}
+
+// TestRandomNotNo checks 1.x's rule: a row is a candidate unless its
+// "DNSSEC validation" or "No logs" column says "no" or is missing.
+func TestRandomNotNo(t *testing.T) {
+	row := func(name, dnssec, noLogs, addr string) string {
+		return name + ",,,,,,," + dnssec + "," + noLogs + ",no," + addr + ",2.dnscrypt-cert.example.com," + orgFRKey + ",\n"
+	}
+	list, err := ParseCSV(strings.NewReader(csvHeader +
+		row("yes-yes", "yes", "yes", "192.0.2.1") +
+		row("empty-dnssec", "", "yes", "192.0.2.2") +
+		row("unknown-logs", "yes", "unknown", "192.0.2.3") +
+		row("empty-both", "", "", "192.0.2.4") +
+		row("other-words", "maybe", "1", "192.0.2.5") +
+		row("dnssec-NO", "NO", "yes", "192.0.2.6") +
+		row("logs-No", "yes", "No", "192.0.2.7") +
+		row("ipv6", "", "", "[2001:db8::1]")))
+	if err != nil || len(list) != 8 {
+		t.Fatalf("got %d resolvers, %v", len(list), err)
+	}
+	candidates := map[string]bool{"yes-yes": true, "empty-dnssec": true, "unknown-logs": true, "empty-both": true, "other-words": true}
+	counts := map[string]int{}
+	r := rand.New(rand.NewPCG(3, 4))
+	for range 2000 {
+		res, err := Random(list, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		counts[res.Name]++
+	}
+	for name, c := range counts {
+		if !candidates[name] {
+			t.Errorf("picked %s %d times, want never", name, c)
+		}
+	}
+	for name := range candidates {
+		if counts[name] < 300 { // expect 400
+			t.Errorf("picked %s %d times in 2000, want about 400", name, counts[name])
+		}
+	}
+	// The exported fields still say "yes" only.
+	if res, _ := Lookup(list, "empty-both"); res.DNSSEC || res.NoLogs || res.Stamp.Props != 0 {
+		t.Errorf("empty-both: got DNSSEC %v, NoLogs %v, props %x; want false, false, 0", res.DNSSEC, res.NoLogs, res.Stamp.Props)
+	}
+
+	// A row without one of the columns is never a candidate.
+	for _, in := range []string{
+		"Name,Resolver address,Provider name,Provider public key,DNSSEC validation\nx,192.0.2.1,2.p," + orgFRKey + ",yes\n",
+		"Name,Resolver address,Provider name,Provider public key,No logs\nx,192.0.2.1,2.p," + orgFRKey + ",yes\n",
+		"Name,Resolver address,Provider name,Provider public key,DNSSEC validation,No logs\nx,192.0.2.1,2.p," + orgFRKey + ",yes\n",
+	} {
+		list, err := ParseCSV(strings.NewReader(in))
+		if err != nil || len(list) != 1 {
+			t.Fatalf("%q: got %d resolvers, %v", in, len(list), err)
+		}
+		if res, err := Random(list, nil); !errors.Is(err, ErrNoCandidate) {
+			t.Errorf("%q: got %q, %v; want ErrNoCandidate", in, res.Name, err)
+		}
 	}
 }
 

@@ -156,12 +156,20 @@ func writeCSV(list []Resolver) string {
 		}
 		return "no"
 	}
+	// A column that is neither "yes" nor "no" is "unknown"; one that is
+	// missing is "no", which Random reads the same.
+	ynu := func(yes, notNo bool) string {
+		if !yes && notNo {
+			return "unknown"
+		}
+		return yn(yes)
+	}
 	var b strings.Builder
 	b.WriteString("Resolver address,Name,Provider name,Provider public key,DNSSEC validation,No logs,Namecoin,Full name,Description,Location,URL\n")
 	for _, r := range list {
 		b.WriteString(strings.Join([]string{
 			q(r.Stamp.ServerAddrStr), q(r.Name), q(r.Stamp.ProviderName), certs.Fingerprint(r.Stamp.ServerPk),
-			yn(r.DNSSEC), yn(r.NoLogs), yn(r.Namecoin), q(r.FullName), q(r.Description), q(r.Location), q(r.URL),
+			ynu(r.DNSSEC, r.dnssecNotNo), ynu(r.NoLogs, r.noLogsNotNo), yn(r.Namecoin), q(r.FullName), q(r.Description), q(r.Location), q(r.URL),
 		}, ","))
 		b.WriteString("\n")
 	}
