@@ -19,6 +19,7 @@ import (
 
 	"github.com/tor-dnscrypt/dnscrypt-proxy/certs"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/stamps"
 )
 
 // ProviderName is the provider name of every test server.
@@ -170,16 +171,16 @@ func (s *Server) Close() {
 	})
 }
 
-// Stamp returns the sdns:// stamp of the server.
+// Stamp returns the sdns:// stamp of the server, with the DNSSEC and no-log
+// properties set.
 func (s *Server) Stamp() string {
-	st := dnsstamps.ServerStamp{
-		Proto:         dnsstamps.StampProtoTypeDNSCrypt,
-		ServerAddrStr: s.Addr,
-		ServerPk:      s.ProviderKey,
-		ProviderName:  ProviderName,
-		Props:         dnsstamps.ServerInformalPropertyDNSSEC | dnsstamps.ServerInformalPropertyNoLog,
+	st, err := stamps.NewDNSCrypt(s.Addr, ProviderName, s.ProviderKey,
+		dnsstamps.ServerInformalPropertyDNSSEC|dnsstamps.ServerInformalPropertyNoLog)
+	if err != nil {
+		// The address, name and key are the server's own.
+		panic(fmt.Sprintf("dnscrypttest: stamp of %s: %v", s.Addr, err))
 	}
-	return st.String()
+	return stamps.Format(st)
 }
 
 // SetCerts replaces the offered certificates by new ones made from specs,
