@@ -98,14 +98,15 @@ type logCore struct {
 	sys    *syslogOutput
 	tee    func(line string)
 
-	last      string // rate limiting of identical lines
+	lastPrio  int    // rate limiting of identical lines (-1: none yet)
+	last      string // the last message
 	lastTime  time.Time
 	lastBurst int
 }
 
 // NewStdioLogHandler logs to stdout and stderr.
 func NewStdioLogHandler(stdout, stderr io.Writer, s LogSettings) *LogHandler {
-	return &LogHandler{core: &logCore{maxPrio: s.MaxPriority, prefix: s.Prefix, now: time.Now, stdout: stdout, stderr: stderr}}
+	return &LogHandler{core: &logCore{maxPrio: s.MaxPriority, prefix: s.Prefix, now: time.Now, stdout: stdout, stderr: stderr, lastPrio: -1}}
 }
 
 // OpenLogHandler logs where s says: a file opened for appending, syslog,
@@ -221,39 +222,50 @@ func (c *logCore) write(prio int, msg string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.now()
-	key := strconv.Itoa(prio) + msg
-	if key == c.last {
+	if prio == c.lastPrio && msg == c.last {
 		c.lastBurst++
 		if c.lastBurst > logBurst && now.Sub(c.lastTime) < logQuiet {
 			return
 		}
 	} else {
-		c.last, c.lastBurst = key, 0
+		c.lastPrio, c.last, c.lastBurst = prio, msg, 0
 	}
 	c.lastTime = now
 
-	text := prioLabels[prio]
-	if c.prefix != "" {
-		text += c.prefix + " "
-	}
-	text += msg
-	full := now.Format(time.ANSIC) + " " + text + "\n" // ANSIC is strftime's %c in the C locale
-	if c.tee != nil && prio <= prioWarning {
-		c.tee(text)
-	}
-	switch {
-	case c.file != nil:
-		io.WriteString(c.file, full)
-	case c.sys != nil:
+	teed := c.tee != nil && prio <= prioWarning
+	if c.file == nil && c.sys != nil {
+		if teed {
+			c.tee(c.text(prio, msg))
+		}
 		if c.prefix != "" {
 			msg = c.prefix + " " + msg
 		}
 		c.sys.write(prio, msg, now)
-	case prio <= prioWarning:
-		io.WriteString(c.stderr, full)
-	default:
-		io.WriteString(c.stdout, full)
+		return
 	}
+	text := c.text(prio, msg)
+	if teed {
+		c.tee(text)
+	}
+	// ANSIC is strftime's %c in the C locale.
+	line := now.AppendFormat(make([]byte, 0, len(time.ANSIC)+2+len(text)), time.ANSIC)
+	line = append(append(append(line, ' '), text...), '\n')
+	switch {
+	case c.file != nil:
+		c.file.Write(line)
+	case prio <= prioWarning:
+		c.stderr.Write(line)
+	default:
+		c.stdout.Write(line)
+	}
+}
+
+// text is a line without its time: "[LEVEL] prefix message".
+func (c *logCore) text(prio int, msg string) string {
+	if c.prefix != "" {
+		return prioLabels[prio] + c.prefix + " " + msg
+	}
+	return prioLabels[prio] + msg
 }
 
 // appendAttr appends " key=value", the value quoted when needed.

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"errors"
+	"io"
 	"log/slog"
 	"log/syslog"
 	"net"
@@ -110,7 +111,7 @@ func TestLogPrefixAttrsAndEscapes(t *testing.T) {
 }
 
 func TestLogRateLimit(t *testing.T) {
-	h, out, _ := newTestHandler(LogSettings{MaxPriority: 6})
+	h, out, errOut := newTestHandler(LogSettings{MaxPriority: 6})
 	now := fixedNow
 	h.core.now = func() time.Time { return now }
 	log := slog.New(h)
@@ -120,6 +121,10 @@ func TestLogRateLimit(t *testing.T) {
 	}
 	if got := strings.Count(out.String(), "same"); got != logBurst+1 {
 		t.Errorf("20 identical lines: got %d written, want %d", got, logBurst+1)
+	}
+	log.Warn("same") // another priority: another line
+	if got, want := errOut.String(), "[WARNING] same\n"; !strings.HasSuffix(got, want) {
+		t.Errorf("the same message at another priority: got %q, want %q", got, want)
 	}
 	log.Info("different")
 	log.Info("same")
@@ -260,4 +265,42 @@ func TestLogTee(t *testing.T) {
 	if strings.Join(teed, "|") != strings.Join(want, "|") {
 		t.Errorf("got %q, want %q", teed, want)
 	}
+}
+
+// BenchmarkLogLine: one line through the handler, to stdout and to
+// syslog (a local socket standing for the daemon).
+func BenchmarkLogLine(b *testing.B) {
+	b.Run("stdio", func(b *testing.B) {
+		log := slog.New(NewStdioLogHandler(io.Discard, io.Discard, LogSettings{MaxPriority: 6, Prefix: "pfx"}))
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			log.Info("Proxying from 127.0.0.1:53 to 192.0.2.1:443", "n", i)
+		}
+	})
+	b.Run("syslog", func(b *testing.B) {
+		sock := filepath.Join(b.TempDir(), "log")
+		conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer conn.Close()
+		go func() {
+			buf := make([]byte, 1024)
+			for {
+				if _, err := conn.Read(buf); err != nil {
+					return
+				}
+			}
+		}()
+		h := NewStdioLogHandler(io.Discard, io.Discard, LogSettings{MaxPriority: 6, Prefix: "pfx"})
+		h.core.sys = &syslogOutput{dial: func() (*syslog.Writer, error) {
+			return syslog.Dial("unixgram", sock, syslog.LOG_DAEMON|syslog.LOG_INFO, "dnscrypt-proxy")
+		}}
+		defer h.Close()
+		log := slog.New(h)
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			log.Info("Proxying from 127.0.0.1:53 to 192.0.2.1:443", "n", i)
+		}
+	})
 }
