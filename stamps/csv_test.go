@@ -442,16 +442,10 @@ func TestLookup(t *testing.T) {
 	}
 }
 
-func TestRandom(t *testing.T) {
-	list, err := ParseCSV(bytes.NewReader(readFixture(t, "resolvers-1.9.5.csv")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// DNSSEC, no logs and IPv4: dnscrypt.eu-nl-ipv6 is IPv6, cs-uswest
-	// and d0wn-bg-ns1 do not validate DNSSEC, cisco logs.
-	candidates := map[string]bool{"dnscrypt.eu-nl": true, "dnscrypt.org-fr": true, "quoted-names": true}
-	r := rand.New(rand.NewPCG(1, 2))
-	const n = 30000
+// pickCounts calls Random n times and counts the names it picks; a name
+// outside candidates is an error.
+func pickCounts(t *testing.T, list []Resolver, r *rand.Rand, n int, candidates map[string]bool) map[string]int {
+	t.Helper()
 	counts := map[string]int{}
 	for range n {
 		res, err := Random(list, r)
@@ -465,6 +459,19 @@ func TestRandom(t *testing.T) {
 			t.Errorf("picked %s %d times, want never", name, c)
 		}
 	}
+	return counts
+}
+
+func TestRandom(t *testing.T) {
+	list, err := ParseCSV(bytes.NewReader(readFixture(t, "resolvers-1.9.5.csv")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// DNSSEC, no logs and IPv4: dnscrypt.eu-nl-ipv6 is IPv6, cs-uswest
+	// and d0wn-bg-ns1 do not validate DNSSEC, cisco logs.
+	candidates := map[string]bool{"dnscrypt.eu-nl": true, "dnscrypt.org-fr": true, "quoted-names": true}
+	const n = 30000
+	counts := pickCounts(t, list, rand.New(rand.NewPCG(1, 2)), n, candidates)
 	for name := range candidates {
 		// Expect n/3 = 10000; 5 standard deviations is about 410.
 		if c := counts[name]; c < 9500 || c > 10500 {
@@ -501,20 +508,7 @@ func TestRandomNotNo(t *testing.T) {
 		t.Fatalf("got %d resolvers, %v", len(list), err)
 	}
 	candidates := map[string]bool{"yes-yes": true, "empty-dnssec": true, "unknown-logs": true, "empty-both": true, "other-words": true}
-	counts := map[string]int{}
-	r := rand.New(rand.NewPCG(3, 4))
-	for range 2000 {
-		res, err := Random(list, r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		counts[res.Name]++
-	}
-	for name, c := range counts {
-		if !candidates[name] {
-			t.Errorf("picked %s %d times, want never", name, c)
-		}
-	}
+	counts := pickCounts(t, list, rand.New(rand.NewPCG(3, 4)), 2000, candidates)
 	for name := range candidates {
 		if counts[name] < 300 { // expect 400
 			t.Errorf("picked %s %d times in 2000, want about 400", name, counts[name])
