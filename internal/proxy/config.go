@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"time"
 
@@ -162,7 +163,7 @@ func (cfg Config) withDefaults() (Config, error) {
 	} else if _, _, err := net.SplitHostPort(cfg.ResolverAddr); err != nil {
 		errs = append(errs, fmt.Errorf("resolver address: %w", err))
 	} else if cfg.SOCKS == nil {
-		if _, err := netipAddrPort(cfg.ResolverAddr); err != nil {
+		if _, err := netip.ParseAddrPort(cfg.ResolverAddr); err != nil {
 			errs = append(errs, fmt.Errorf("resolver address %q must be an IP address and port", cfg.ResolverAddr))
 		}
 	}
@@ -197,7 +198,7 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if s := cfg.SOCKS; s != nil {
 		sc := *s
-		if _, err := netipAddrPort(sc.Addr); err != nil {
+		if _, err := netip.ParseAddrPort(sc.Addr); err != nil {
 			errs = append(errs, fmt.Errorf("SOCKS proxy address %q must be an IP address and port", sc.Addr))
 		}
 		if len(sc.User) > 255 || len(sc.Password) > 255 {

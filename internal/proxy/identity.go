@@ -67,21 +67,12 @@ func newIdentities(cfg *Config, kp *dnscrypt.KeyPair) *identities {
 	return ids
 }
 
-// perQuery reports whether every query needs a new identity.
-func (ids *identities) perQuery() bool {
-	return ids.ephemeral || ids.isolation == IsolationQuery
-}
-
 // get returns the identity for a new query.
 func (ids *identities) get() (*identity, error) {
 	var id *identity
 	switch ids.isolation {
 	case IsolationQuery:
-		fresh, err := ids.fresh()
-		if err != nil {
-			return nil, err
-		}
-		return fresh, nil // already has its own key pair
+		return ids.fresh() // already has its own key pair
 	case IsolationEpoch:
 		var err error
 		if id, err = ids.epochIdentity(); err != nil {
@@ -132,10 +123,8 @@ func (ids *identities) fresh() (*identity, error) {
 			return nil, err
 		}
 	}
-	var r [16]byte
-	rand.Read(r[:])
-	tag := hex.EncodeToString(r[:])
-	return &identity{kp: kp, user: ids.user + tag[:16], pass: ids.pass + tag[16:], born: ids.now()}, nil
+	user, pass := randomCredentials(ids.user, ids.pass)
+	return &identity{kp: kp, user: user, pass: pass, born: ids.now()}, nil
 }
 
 // certCredentials returns credentials for a certificate fetch: through SOCKS
@@ -144,8 +133,14 @@ func (ids *identities) certCredentials() (user, pass string) {
 	if ids.isolation == IsolationNone {
 		return ids.user, ids.pass
 	}
+	return randomCredentials(ids.user+"cert-", ids.pass)
+}
+
+// randomCredentials appends 64 random bits to each of user and pass:
+// credentials Tor has never seen, so they get a circuit of their own.
+func randomCredentials(user, pass string) (string, string) {
 	var r [16]byte
 	rand.Read(r[:])
 	tag := hex.EncodeToString(r[:])
-	return ids.user + "cert-" + tag[:16], ids.pass + tag[16:]
+	return user + tag[:16], pass + tag[16:]
 }

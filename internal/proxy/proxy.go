@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -239,5 +238,3 @@ func listenAddr(pc net.PacketConn, ln net.Listener) string {
 	}
 	return "nowhere"
 }
-
-func netipAddrPort(s string) (netip.AddrPort, error) { return netip.ParseAddrPort(s) }
