@@ -112,16 +112,13 @@ func (p *Proxy) deliverUDP(r *request, resp []byte, rb *readerBuf) {
 		return
 	}
 	out, err := edns.PrepareAnswer(rb.out[:0], ans, r.meta)
-	if err != nil {
-		p.upstreamFailed(errors.Join(errors.New("the resolver's answer does not match the query"), err))
-		out, ok := p.servfail(r)
-		if ok {
-			r.writeUDP(out)
-		}
-		p.finish(r)
-		return
+	ok := err == nil
+	if !ok {
+		out, ok = p.reply(r, errMismatch(err))
 	}
-	r.writeUDP(out)
+	if ok {
+		r.writeUDP(out)
+	}
 	p.finish(r)
 }
 

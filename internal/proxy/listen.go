@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -108,13 +109,18 @@ func (p *Proxy) reply(r *request, err error) (out []byte, ok bool) {
 			r.out = out
 			return out, true
 		}
-		err = errors.Join(errors.New("the resolver's answer does not match the query"), err)
+		err = errMismatch(err)
 	}
 	if r.dropped.Load() {
 		return nil, false
 	}
 	p.upstreamFailed(err)
 	return p.servfail(r)
+}
+
+// errMismatch wraps PrepareAnswer's refusal of the resolver's answer.
+func errMismatch(err error) error {
+	return fmt.Errorf("the resolver's answer does not match the query: %w", err)
 }
 
 // upstreamFailed logs a failed request: one line per distinct failure
@@ -215,7 +221,7 @@ func (p *Proxy) serveConn(ctx context.Context, c net.Conn) {
 	var l [2]byte
 	buf := make([]byte, 0, 512)
 	queries := 0
-	defer func() { p.debug("TCP client connection closed", "client", c.RemoteAddr().String(), "queries", queries) }()
+	defer func() { p.debug("TCP client connection closed", "client", c.RemoteAddr(), "queries", queries) }()
 	for {
 		c.SetReadDeadline(time.Now().Add(tcpIdleTimeout))
 		if _, err := io.ReadFull(c, l[:]); err != nil {
