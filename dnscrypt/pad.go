@@ -1,5 +1,7 @@
 package dnscrypt
 
+import "slices"
+
 // Padding is ISO/IEC 7816-4: one 0x80 byte, then zero or more 0x00 bytes.
 // It is always at least one byte long.
 
@@ -54,12 +56,6 @@ func TCPPaddedLen(msgLen int, r byte) int {
 // grow extends dst by n bytes, reallocating only without enough capacity,
 // and returns the whole slice and the new n bytes.
 func grow(dst []byte, n int) (ret, tail []byte) {
-	total := len(dst) + n
-	if cap(dst) >= total {
-		ret = dst[:total]
-	} else {
-		ret = make([]byte, total)
-		copy(ret, dst)
-	}
+	ret = slices.Grow(dst, n)[:len(dst)+n]
 	return ret, ret[len(dst):]
 }
