@@ -65,16 +65,8 @@ func (s *stream) init(c Cipher, nonce *[24]byte, key *[32]byte) {
 	copy(s.counter[:], nonce[16:])
 }
 
-// block0 XORs keystream block 0 into b. Then rest continues from block 1.
-func (s *stream) block0(b *[64]byte) {
-	if s.xchacha {
-		s.cc.XORKeyStream(b[:], b[:])
-		return
-	}
-	salsa.XORKeyStream(b[:], b[:], &s.counter, &s.subKey)
-}
-
-// all XORs the keystream from block 0 on into b.
+// all XORs the keystream from block 0 on into b. After 64 bytes, rest
+// continues from block 1.
 func (s *stream) all(b []byte) {
 	if s.xchacha {
 		s.cc.XORKeyStream(b, b)
@@ -131,7 +123,7 @@ func Open(c Cipher, dst, box []byte, nonce *[24]byte, key *[32]byte) bool {
 	var s stream
 	s.init(c, nonce, key)
 	var first [64]byte
-	s.block0(&first)
+	s.all(first[:])
 	var polyKey [32]byte
 	copy(polyKey[:], first[:32])
 	var tag [Overhead]byte
