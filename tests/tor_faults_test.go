@@ -2,6 +2,7 @@ package tests
 
 import (
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -71,28 +72,49 @@ func TestTorFaults(t *testing.T) {
 	})
 
 	t.Run("Tor not bootstrapped at start", func(t *testing.T) {
+		// A client started while the relays are paused stays at bootstrap
+		// 10%: its SOCKS port accepts and answers the handshake, CONNECTs
+		// hang.
 		if err := tor.StopClient(); err != nil {
 			t.Fatal(err)
 		}
-		stopped := true
-		defer func() {
-			if stopped {
-				tor.StartClient(true)
+		t.Cleanup(func() {
+			if err := tor.ResumeRelays(); err != nil {
+				t.Errorf("resuming the relays: %v", err)
 			}
-		}()
-		p := startProxyBin(t, append(append(labArgs(lab, lab.Go), torArgs(tor)...), "--timeout=3s")...)
-		expectServfail(t, p, "SERVFAIL until the resolver's certificate arrives", "Unable to retrieve server certificates")
-		time.Sleep(5 * time.Second) // let the certificate backoff grow
-		if err := tor.StartClient(true); err != nil {
+			if _, running := tor.Pids()["client"]; !running {
+				if err := tor.StartClient(true); err != nil {
+					t.Errorf("restarting the Tor client: %v", err)
+				}
+			}
+		})
+		if err := tor.PauseRelays(); err != nil {
 			t.Fatal(err)
 		}
-		stopped = false
+		if err := tor.StartClient(false); err != nil {
+			t.Fatal(err)
+		}
+		if phase, err := tor.Control("GETINFO status/bootstrap-phase"); err != nil || strings.Contains(phase, "PROGRESS=100") {
+			t.Fatalf("the Tor client is bootstrapped, or does not say: %q, %v", phase, err)
+		}
+		p := startProxyBin(t, append(append(labArgs(lab, lab.Go), torArgs(tor)...), "--timeout=3s")...)
+		expectServfail(t, p, "SERVFAIL until the resolver's certificate arrives", "no usable certificate yet")
+		// A certificate fetch gives up after 10 s (internal/proxy).
+		waitLog(t, p, "Unable to retrieve server certificates", 15*time.Second)
+		waitLog(t, p, "context deadline exceeded", time.Second)
+		if strings.Contains(p.output(), "connection refused") {
+			t.Fatalf("the SOCKS port refused: the client is down, not bootstrapping\n%s", p.output())
+		}
+		time.Sleep(5 * time.Second) // let the certificate backoff grow
+		if err := tor.ResumeRelays(); err != nil {
+			t.Fatal(err)
+		}
 		back := time.Now()
 		waitAnswer(t, p, "www.lab.test")
 		if took := time.Since(back); took > 15*time.Second {
-			t.Errorf("answers came %v after Tor bootstrapped", took)
+			t.Errorf("answers came %v after the relays resumed", took)
 		} else {
-			t.Logf("answering %v after Tor bootstrapped", took.Round(time.Millisecond))
+			t.Logf("answering %v after the relays resumed (Tor bootstrapping from 10%%)", took.Round(time.Millisecond))
 		}
 	})
 }
