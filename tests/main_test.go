@@ -24,11 +24,13 @@ var (
 )
 
 // sharedTor returns the private Tor network shared by the tests (starting
-// one takes 10-30 s). Tests that pause it or stop its client must not run
-// in parallel with others.
+// one takes 10-30 s). Its exits resolve host names with the shared lab's
+// backend (lab.test), so the lab starts first. Tests that pause it or stop
+// its client must not run in parallel with others.
 func sharedTor(t *testing.T) *tortest.Network {
 	t.Helper()
-	torOnce.Do(func() { torNet, torErr = tortest.Start(tortest.Options{}) })
+	lab := sharedLab(t)
+	torOnce.Do(func() { torNet, torErr = tortest.Start(tortest.Options{ExitDNS: lab.Backend}) })
 	if errors.Is(torErr, tortest.ErrUnavailable) {
 		labtest.Require(t, "the private Tor network", torErr)
 	}

@@ -11,11 +11,14 @@ import (
 	"github.com/tor-dnscrypt/dnscrypt-proxy/tests/labtest"
 )
 
-// typeCases are the seeds' record types, plus NXDOMAIN and NODATA.
-var typeCases = []struct {
+// typeCase is a query of every record type test.
+type typeCase struct {
 	name string
 	args []string // dig query arguments
-}{
+}
+
+// typeCases are the seeds' record types, plus NXDOMAIN and NODATA.
+var typeCases = []typeCase{
 	{"A", []string{"www.lab.test", "A"}},
 	{"AAAA", []string{"www.lab.test", "AAAA"}},
 	{"MX", []string{"lab.test", "MX"}},

@@ -3,6 +3,7 @@ package tests
 import (
 	"context"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -35,6 +36,13 @@ func watchStreams(t *testing.T, tor *tortest.Network) *streamLog {
 		}
 	}()
 	return l
+}
+
+// all returns the events so far.
+func (l *streamLog) all() []tortest.StreamEvent {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.events)
 }
 
 // succeeded returns the streams that reached port, in order, skipping the

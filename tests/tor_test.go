@@ -1,9 +1,11 @@
 package tests
 
 import (
+	"net"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tor-dnscrypt/dnscrypt-proxy/tests/tortest"
 )
@@ -17,28 +19,99 @@ func torArgs(n *tortest.Network) []string {
 // TestTorRecordTypes: with only --tor and the resolver, every record type
 // resolves through the private Tor network, over UDP and TCP from dig, and
 // each answer equals the backend's own. The resolver is the Go server: it
-// serves its certificate over TCP, which is all Tor carries.
+// serves its certificate over TCP, which is all Tor carries. Two more
+// modes ask some of the types: with --optimistic-data, and with the
+// resolver given by host name, which goes to Tor as such (the exits look
+// it up in lab.test) and is never resolved locally.
 func TestTorRecordTypes(t *testing.T) {
 	lab := sharedLab(t)
 	tor := sharedTor(t)
-	p := startProxyBin(t, append(labArgs(lab, lab.Go), torArgs(tor)...)...)
-	waitAnswer(t, p, "www.lab.test")
-	for _, tc := range typeCases {
-		want := runDig(t, "dig", append(append(at(t, lab.Backend), "+bufsize=1232"), tc.args...)...)
-		for _, transport := range []string{"+notcp", "+tcp"} {
-			got := runDig(t, "dig", append(append(at(t, p.Addr), transport), tc.args...)...)
-			if got.Status != want.Status || !slices.Equal(got.Answer, want.Answer) {
-				t.Errorf("%s %s: got %s %v, want %s %v\n%s", tc.name, transport,
-					got.Status, got.Answer, want.Status, want.Answer, got.Out)
-			}
-		}
+	_, goPort, err := net.SplitHostPort(lab.Go)
+	if err != nil {
+		t.Fatal(err)
 	}
-	// SERVFAIL before the certificate came through Tor is expected;
-	// nothing may fail after it.
-	for _, line := range strings.Split(p.output(), "\n") {
-		if strings.Contains(line, "Unable to get an answer") && !strings.Contains(line, "no usable certificate yet") {
-			t.Errorf("a query failed: %s", line)
-		}
+	byName := net.JoinHostPort("resolver.lab.test", goPort)
+	some := slices.DeleteFunc(slices.Clone(typeCases), func(tc typeCase) bool {
+		return !slices.Contains([]string{"A", "MX", "TXT", "SRV", "RRSIG", "NXDOMAIN"}, tc.name)
+	})
+	wants := map[string]*digResult{}
+	for _, tc := range typeCases {
+		wants[tc.name] = runDig(t, "dig", append(append(at(t, lab.Backend), "+bufsize=1232"), tc.args...)...)
+	}
+	for _, mode := range []struct {
+		name  string
+		args  []string
+		types []typeCase
+	}{
+		{"all types", labArgs(lab, lab.Go), typeCases},
+		{"optimistic data", append(labArgs(lab, lab.Go), "--optimistic-data"), some},
+		{"resolver by name", labArgs(lab, byName), some},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			streams := watchStreams(t, tor)
+			p := startProxyBin(t, append(mode.args, torArgs(tor)...)...)
+			waitAnswer(t, p, "www.lab.test")
+			for _, tc := range mode.types {
+				want := wants[tc.name]
+				for _, transport := range []string{"+notcp", "+tcp"} {
+					got := runDig(t, "dig", append(append(at(t, p.Addr), transport), tc.args...)...)
+					if got.Status != want.Status || !slices.Equal(got.Answer, want.Answer) {
+						t.Errorf("%s %s: got %s %v, want %s %v\n%s", tc.name, transport,
+							got.Status, got.Answer, want.Status, want.Answer, got.Out)
+					}
+				}
+			}
+			// SERVFAIL before the certificate came through Tor is
+			// expected; nothing may fail after it.
+			for _, line := range strings.Split(p.output(), "\n") {
+				if strings.Contains(line, "Unable to get an answer") && !strings.Contains(line, "no usable certificate yet") {
+					t.Errorf("a query failed: %s", line)
+				}
+			}
+			// Every stream of the proxy asked Tor for the resolver as
+			// named; by name, the exit resolved it (REMAP from the exit).
+			target := strings.TrimPrefix(mode.args[0], "--resolver-address=")
+			min := 1 + len(mode.types)*2 // the certificate, one per query
+			var events []tortest.StreamEvent
+			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+				events = streams.all()
+				n := 0
+				for _, e := range events {
+					if e.Status == "SUCCEEDED" {
+						n++
+					}
+				}
+				if n >= min || time.Now().After(deadline) {
+					break
+				}
+			}
+			first := map[string]tortest.StreamEvent{} // by stream ID
+			remapped := map[string]bool{}
+			succeeded := 0
+			for _, e := range events {
+				if e.SOCKSUser == "" { // not the proxy's
+					continue
+				}
+				if _, seen := first[e.ID]; !seen {
+					first[e.ID] = e
+					if got, _ := e.SplitExit(); got != target {
+						t.Errorf("the proxy asked Tor for %s, want %s: %s", got, target, e.Raw)
+					}
+				}
+				if e.Status == "REMAP" && e.Args["SOURCE"] == "EXIT" && e.Target == lab.Go {
+					remapped[e.ID] = true
+				}
+				if e.Status == "SUCCEEDED" {
+					succeeded++
+					if target == byName && !remapped[e.ID] {
+						t.Errorf("stream %s succeeded without the exit resolving %s to %s", e.ID, byName, lab.Go)
+					}
+				}
+			}
+			if succeeded < min {
+				t.Errorf("%d streams to %s succeeded, want at least %d (the certificate, one per query)", succeeded, target, min)
+			}
+		})
 	}
 }
 

@@ -1,0 +1,93 @@
+package tests
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/tor-dnscrypt/dnscrypt-proxy/tests/labtest"
+)
+
+// socksConnects counts the connections to target that the lab's microsocks
+// logged in log ("socks.log" or "socks-auth.log" in the lab's directory).
+func socksConnects(t *testing.T, lab *labtest.Lab, log, target string) int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(lab.Dir, log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(string(b), "connected to "+target+"\n")
+}
+
+// TestSOCKSReal: --proxy through microsocks, without and with a username
+// and password, to the Go server (it serves its certificate over TCP, all
+// SOCKS carries). Answers work, over UDP and TCP from the client, and the
+// certificate and every query went through microsocks (its log counts a
+// connection for each). A wrong password gives SERVFAIL and a log line
+// saying why.
+//
+// A generic SOCKS server does not isolate by credentials as Tor does, so
+// these runs use --isolation=none. The default, --isolation=epoch, makes
+// up credentials, which microsocks refuses: the subtests with the default
+// options show it (skipped, see proxyIsolationBug).
+func TestSOCKSReal(t *testing.T) {
+	lab := sharedLab(t)
+	for _, tc := range []struct {
+		name, proxy, log string
+		isolation        []string
+	}{
+		{"no authentication", "socks5://" + lab.Socks, "socks.log", []string{"--isolation=none"}},
+		{"username and password", "socks5://" + lab.SocksUser + ":" + lab.SocksPass + "@" + lab.SocksAuth, "socks-auth.log",
+			[]string{"--isolation=none"}},
+		{"no authentication, default isolation", "socks5://" + lab.Socks, "socks.log", nil},
+		{"username and password, default isolation", "socks5://" + lab.SocksUser + ":" + lab.SocksPass + "@" + lab.SocksAuth,
+			"socks-auth.log", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.isolation == nil {
+				t.Skip(proxyIsolationBug)
+			}
+			before := socksConnects(t, lab, tc.log, lab.Go)
+			p := startProxyBin(t, append(append(labArgs(lab, lab.Go), "--proxy="+tc.proxy), tc.isolation...)...)
+			waitAnswer(t, p, "www.lab.test")
+			waitLog(t, p, "[INFO] Server certificate with serial #", 0)
+			askLab(t, p)
+			// The certificate, waitAnswer's answered query and askLab's two.
+			const want = 4
+			var got int
+			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+				if got = socksConnects(t, lab, tc.log, lab.Go) - before; got >= want || time.Now().After(deadline) {
+					break
+				}
+			}
+			if got < want {
+				t.Fatalf("microsocks logged %d connections to %s, want at least %d (the certificate and three queries)", got, lab.Go, want)
+			}
+		})
+	}
+
+	t.Run("wrong password", func(t *testing.T) {
+		p := startProxyBin(t, append(labArgs(lab, lab.Go), "--timeout=3s", "--isolation=none",
+			"--proxy=socks5://"+lab.SocksUser+":wrong@"+lab.SocksAuth)...)
+		for range 2 {
+			start := time.Now()
+			r, err := query("tcp", p.Addr, "www.lab.test")
+			if err != nil || r.Rcode != dns.RcodeServerFailure || time.Since(start) > 5*time.Second {
+				t.Fatalf("got %v, %v after %v; want SERVFAIL within 5 s", r, err, time.Since(start))
+			}
+		}
+		waitLog(t, p, "[ERROR] Unable to retrieve server certificates", 15*time.Second)
+		waitLog(t, p, "socks5: proxy "+lab.SocksAuth+" rejected the credentials", 0)
+	})
+}
+
+// proxyIsolationBug is why the default isolation fails through a generic
+// SOCKS server (found by TestSOCKSReal; internal/proxy and internal/cli
+// are to fix it).
+const proxyIsolationBug = "known bug: with --proxy and the default --isolation=epoch the proxy offers only " +
+	"username/password authentication, with made-up credentials (the URL's ones as a prefix): microsocks " +
+	"without authentication refuses the method, microsocks with a password rejects the credentials"
