@@ -4,7 +4,9 @@
 package tests
 
 import (
+	"cmp"
 	"errors"
+	"fmt"
 	"os"
 	"sync"
 	"testing"
@@ -54,13 +56,29 @@ func sharedLab(t *testing.T) *labtest.Lab {
 	return shared
 }
 
+// TestMain stops the shared lab and Tor network at the end. When a test
+// failed, their state directories (logs, configurations) stay for a look.
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if shared != nil {
-		shared.Close()
+		if code != 0 {
+			shared.Keep()
+			fmt.Fprintf(os.Stderr, "tests failed: the shared lab's state (logs, configurations) is kept in %s\n", shared.Dir)
+		}
+		if err := shared.Close(); err != nil {
+			fmt.Fprintf(os.Stderr, "stopping the shared lab: %v\n", err)
+			code = cmp.Or(code, 1)
+		}
 	}
 	if torNet != nil {
-		torNet.Close()
+		if code != 0 {
+			torNet.Keep()
+			fmt.Fprintf(os.Stderr, "tests failed: the shared Tor network's state (torrcs, logs) is kept in %s\n", torNet.Dir)
+		}
+		if err := torNet.Close(); err != nil {
+			fmt.Fprintf(os.Stderr, "stopping the shared Tor network: %v\n", err)
+			code = cmp.Or(code, 1)
+		}
 	}
 	removeProxyBinary()
 	os.Exit(code)

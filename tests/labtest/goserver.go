@@ -104,7 +104,7 @@ func buildGoServer(tools, bin string) error {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, goCmd, "build", "-o", out, goServerPkg)
 	cmd.Dir = tools
-	cmd.Env = append(withoutEnv(os.Environ(), "GOFLAGS", "GOWORK"), "GOFLAGS=-mod=readonly", "GOWORK=off")
+	cmd.Env = append(WithoutEnv(os.Environ(), "GOFLAGS", "GOWORK"), "GOFLAGS=-mod=readonly", "GOWORK=off")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	cmd.WaitDelay = 5 * time.Second
@@ -145,9 +145,11 @@ func writeFileAtomic(path string, b []byte) error {
 	return os.Rename(f.Name(), path)
 }
 
-// withoutEnv returns env without the variables named in names, or starting
-// with a name that ends in "*".
-func withoutEnv(env []string, names ...string) []string {
+// WithoutEnv returns env ("KEY=VALUE" strings, as os.Environ) without the
+// variables named in names, or starting with a name that ends in "*": the
+// environment for a script that must not inherit them, as in
+// WithoutEnv(os.Environ(), "LAB_*").
+func WithoutEnv(env []string, names ...string) []string {
 	out := make([]string, 0, len(env))
 next:
 	for _, kv := range env {

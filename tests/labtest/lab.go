@@ -178,7 +178,7 @@ func Start(opts Options) (*Lab, error) {
 		err = l.load()
 	}
 	if err != nil {
-		l.keep = keepState()
+		l.keep = BoolEnv("LAB_KEEP_STATE")
 		return nil, errors.Join(err, l.Close())
 	}
 	return l, nil
@@ -190,7 +190,7 @@ var errPortClash = errors.New("port in use")
 // runStart runs start.sh once with the environment base and ports, in the
 // order of portVars. A port found busy gives an error wrapping errPortClash.
 func (l *Lab) runStart(base []string, ports []int) error {
-	env := append(withoutEnv(os.Environ(), "LAB_*"), base...)
+	env := append(WithoutEnv(os.Environ(), "LAB_*"), base...)
 	for i, v := range portVars {
 		env = append(env, v+"="+strconv.Itoa(ports[i]))
 	}
@@ -302,7 +302,7 @@ func (l *Lab) load() error {
 	if err != nil {
 		return fmt.Errorf("labtest: %w", err)
 	}
-	env, err := parseEnv(b)
+	env, err := ParseEnv("lab.env", b)
 	if err != nil {
 		return err
 	}
@@ -361,9 +361,11 @@ func (l *Lab) load() error {
 	return nil
 }
 
-// parseEnv parses lab.env: "export KEY=VALUE" lines (the "export " is
-// optional), blank lines and "#" comments. Values are taken literally.
-func parseEnv(b []byte) (map[string]string, error) {
+// ParseEnv parses the environment files the lab and torlab scripts write
+// (lab.env, torlab's env): "export KEY=VALUE" lines (the "export " is
+// optional), blank lines and "#" comments. Values are taken literally. name
+// names the file in errors.
+func ParseEnv(name string, b []byte) (map[string]string, error) {
 	env := map[string]string{}
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for n := 1; sc.Scan(); n++ {
@@ -374,18 +376,27 @@ func parseEnv(b []byte) (map[string]string, error) {
 		line = strings.TrimPrefix(line, "export ")
 		k, v, ok := strings.Cut(line, "=")
 		if !ok || k == "" || strings.ContainsAny(k, " \t") {
-			return nil, fmt.Errorf("labtest: lab.env line %d: want KEY=VALUE, got %q", n, sc.Text())
+			return nil, fmt.Errorf("labtest: %s line %d: want KEY=VALUE, got %q", name, n, sc.Text())
 		}
 		env[k] = v
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("labtest: lab.env: %w", err)
+		return nil, fmt.Errorf("labtest: %s: %w", name, err)
 	}
 	return env, nil
 }
 
+// Keep makes [Lab.Close] leave the state directory (logs, configs) in
+// place, for a look after a failure.
+func (l *Lab) Keep() {
+	l.mu.Lock()
+	l.keep = true
+	l.mu.Unlock()
+}
+
 // Close stops every process of the lab (stop.sh) and removes the state
-// directory, unless LAB_KEEP_STATE=1 is set or [StartTB]'s test failed.
+// directory, unless LAB_KEEP_STATE=1 is set, [Lab.Keep] was called or
+// [StartTB]'s test failed.
 // It may be called more than once; later calls return the first result.
 func (l *Lab) Close() error {
 	l.mu.Lock()
@@ -400,7 +411,7 @@ func (l *Lab) Close() error {
 		l.closeErr = fmt.Errorf("labtest: stop.sh: %w\n%s", err, LastLines(out, 20))
 		return l.closeErr
 	}
-	if l.ownDir && !l.keep && !keepState() {
+	if l.ownDir && !l.keep && !BoolEnv("LAB_KEEP_STATE") {
 		if err := os.RemoveAll(l.Dir); err != nil {
 			l.closeErr = fmt.Errorf("labtest: %w", err)
 		}
@@ -471,17 +482,11 @@ func (l *Lab) script(ctx context.Context, env []string, name string, args ...str
 func (l *Lab) command(ctx context.Context, env []string, name string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, "bash", append([]string{filepath.Join(l.root, "tests", "lab", name)}, args...)...)
 	if env == nil {
-		env = withoutEnv(os.Environ(), "LAB_*")
+		env = WithoutEnv(os.Environ(), "LAB_*")
 	}
 	cmd.Env = env
 	// The daemons write to their own log files, but do not hang on a pipe
 	// some stray child might still hold.
 	cmd.WaitDelay = 2 * time.Second
 	return cmd
-}
-
-// keepState reports whether LAB_KEEP_STATE asks to keep state directories.
-func keepState() bool {
-	v, _ := strconv.ParseBool(os.Getenv("LAB_KEEP_STATE"))
-	return v
 }

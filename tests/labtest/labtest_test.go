@@ -594,7 +594,7 @@ func TestModuleOf(t *testing.T) {
 }
 
 func TestParseEnv(t *testing.T) {
-	env, err := parseEnv([]byte("# comment\n\nexport A=1\nB=x=y\nexport EMPTY=\n  export C=sdns://AQ_-\n"))
+	env, err := ParseEnv("lab.env", []byte("# comment\n\nexport A=1\nB=x=y\nexport EMPTY=\n  export C=sdns://AQ_-\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -608,8 +608,9 @@ func TestParseEnv(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"export\n", "novalue\n", "=x\n", "A B=1\n"} {
-		if _, err := parseEnv([]byte(bad)); err == nil {
-			t.Errorf("parseEnv(%q): got no error", bad)
+		_, err := ParseEnv("f.env", []byte(bad))
+		if err == nil || !strings.Contains(err.Error(), "f.env line 1") {
+			t.Errorf("ParseEnv(%q): got %v, want an error naming f.env line 1", bad, err)
 		}
 	}
 }
@@ -655,8 +656,21 @@ func TestFreePorts(t *testing.T) {
 	}
 }
 
+func TestBoolEnv(t *testing.T) {
+	const name = "LABTEST_BOOLENV_TEST"
+	for _, tc := range []struct {
+		value string
+		want  bool
+	}{{"1", true}, {"true", true}, {"TRUE", true}, {"0", false}, {"false", false}, {"", false}, {"yes", false}} {
+		t.Setenv(name, tc.value)
+		if got := BoolEnv(name); got != tc.want {
+			t.Errorf("BoolEnv with %s=%q: got %v, want %v", name, tc.value, got, tc.want)
+		}
+	}
+}
+
 func TestWithoutEnv(t *testing.T) {
-	got := withoutEnv([]string{"LAB_PORT_GO=1", "LAB=2", "PATH=/bin", "GOFLAGS=-x", "XLAB_A=3"}, "LAB_*", "GOFLAGS")
+	got := WithoutEnv([]string{"LAB_PORT_GO=1", "LAB=2", "PATH=/bin", "GOFLAGS=-x", "XLAB_A=3"}, "LAB_*", "GOFLAGS")
 	want := []string{"LAB=2", "PATH=/bin", "XLAB_A=3"}
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("got %v, want %v", got, want)

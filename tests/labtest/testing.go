@@ -23,9 +23,7 @@ func StartTB(tb testing.TB, opts Options) *Lab {
 	}
 	tb.Cleanup(func() {
 		if tb.Failed() {
-			l.mu.Lock()
-			l.keep = true
-			l.mu.Unlock()
+			l.Keep()
 			tb.Logf("lab state (logs, configs) kept in %s", l.Dir)
 		}
 		if err := l.Close(); err != nil {
@@ -53,7 +51,11 @@ func Require(tb testing.TB, what string, err error) {
 
 // InCI reports whether the environment variable CI is set to a true value
 // ("true", "1", ...), as CI systems do.
-func InCI() bool {
-	v, _ := strconv.ParseBool(os.Getenv("CI"))
+func InCI() bool { return BoolEnv("CI") }
+
+// BoolEnv reports whether the environment variable name holds a true value
+// for strconv.ParseBool ("1", "true", ...), as LAB_KEEP_STATE=1.
+func BoolEnv(name string) bool {
+	v, _ := strconv.ParseBool(os.Getenv(name))
 	return v
 }

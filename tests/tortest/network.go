@@ -1,7 +1,6 @@
 package tortest
 
 import (
-	"bufio"
 	"bytes"
 	"cmp"
 	"context"
@@ -180,7 +179,7 @@ func Start(opts Options) (*Network, error) {
 		err = n.load()
 	}
 	if err != nil {
-		n.keep = keepState()
+		n.keep = labtest.BoolEnv("TOR_LAB_KEEP_STATE")
 		if cerr := n.Close(); cerr != nil {
 			err = errors.Join(err, cerr)
 		}
@@ -411,18 +410,15 @@ func seconds(s string) (time.Duration, error) {
 	return time.Duration(f * float64(time.Second)), nil
 }
 
-// readEnv reads KEY=VALUE lines.
+// readEnv reads a KEY=VALUE file of the scripts.
 func readEnv(path string) (map[string]string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("tortest: %w", err)
 	}
-	env := map[string]string{}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		if k, v, ok := strings.Cut(sc.Text(), "="); ok && k != "" {
-			env[k] = v
-		}
+	env, err := labtest.ParseEnv(path, b)
+	if err != nil {
+		return nil, fmt.Errorf("tortest: %w", err)
 	}
 	return env, nil
 }
@@ -623,8 +619,17 @@ func (n *Network) isClosed() bool {
 	return n.closed
 }
 
+// Keep makes [Network.Close] leave the state directory (torrcs, logs) in
+// place, for a look after a failure.
+func (n *Network) Keep() {
+	n.mu.Lock()
+	n.keep = true
+	n.mu.Unlock()
+}
+
 // Close stops every tor of the network and removes its directory, unless
-// TOR_LAB_KEEP_STATE=1 is set or [StartTB]'s test failed. It returns an
+// TOR_LAB_KEEP_STATE=1 is set, [Network.Keep] was called or [StartTB]'s
+// test failed. It returns an
 // error if a tor process of the network is still running afterwards. It may
 // be called more than once; later calls return the first result.
 func (n *Network) Close() error {
@@ -653,7 +658,7 @@ func (n *Network) Close() error {
 		n.closeErr = errors.Join(n.closeErr, fmt.Errorf("tortest: tor processes still running after stop.sh: %v", left))
 		n.keep = true
 	}
-	if !n.keep && !keepState() {
+	if !n.keep && !labtest.BoolEnv("TOR_LAB_KEEP_STATE") {
 		if err := os.RemoveAll(n.Dir); err != nil {
 			n.closeErr = errors.Join(n.closeErr, fmt.Errorf("tortest: %w", err))
 		}
@@ -667,28 +672,11 @@ func (n *Network) Close() error {
 func (n *Network) script(ctx context.Context, extra []string, name string, args ...string) (string, error) {
 	var out bytes.Buffer
 	cmd := exec.CommandContext(ctx, "bash", append([]string{filepath.Join(n.scripts, name)}, args...)...)
-	cmd.Env = append(withoutTorLab(os.Environ()), extra...)
+	cmd.Env = append(labtest.WithoutEnv(os.Environ(), "TOR_LAB_*"), extra...)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	// tor daemonises and writes to its own logs; never hang on a pipe a
 	// stray child might still hold.
 	cmd.WaitDelay = 2 * time.Second
 	err := cmd.Run()
 	return out.String(), err
-}
-
-// withoutTorLab returns env without TOR_LAB_* variables.
-func withoutTorLab(env []string) []string {
-	out := make([]string, 0, len(env))
-	for _, kv := range env {
-		if !strings.HasPrefix(kv, "TOR_LAB_") {
-			out = append(out, kv)
-		}
-	}
-	return out
-}
-
-// keepState reports whether TOR_LAB_KEEP_STATE asks to keep state directories.
-func keepState() bool {
-	v, _ := strconv.ParseBool(os.Getenv("TOR_LAB_KEEP_STATE"))
-	return v
 }

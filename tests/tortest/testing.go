@@ -25,9 +25,7 @@ func StartTB(tb testing.TB, opts Options) *Network {
 		n.StartTime.Round(10e6), n.BootstrapTime.Round(10e6), n.SOCKS, n.Dir)
 	tb.Cleanup(func() {
 		if tb.Failed() {
-			n.mu.Lock()
-			n.keep = true
-			n.mu.Unlock()
+			n.Keep()
 			tb.Logf("tor network state (torrcs, logs) kept in %s", n.Dir)
 		}
 		if err := n.Close(); err != nil {

@@ -2,9 +2,9 @@ package tortest
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"maps"
 	"net"
@@ -174,12 +174,6 @@ func exitResolver(t *testing.T) (string, *atomic.Int64) {
 	return pc.LocalAddr().String(), &asked
 }
 
-func median(ds []time.Duration) time.Duration {
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	return s[len(s)/2]
-}
-
 func TestNetwork(t *testing.T) {
 	resolver, asked := exitResolver(t)
 	n := StartTB(t, Options{ExitDNS: resolver})
@@ -343,33 +337,6 @@ func TestNetwork(t *testing.T) {
 			t.Errorf("CONNECT to relay port %d: got no error", n.RelayPorts[0])
 		}
 		t.Logf("CONNECT to a relay port: %v", err)
-	})
-
-	t.Run("Latency", func(t *testing.T) {
-		const rounds = 10
-		dial(t, n, "warm", target) // builds the circuit of "warm"
-		var same, fresh []time.Duration
-		for i := range rounds {
-			c, d := dial(t, n, "warm", target)
-			same = append(same, d)
-			c.Close()
-			c, d = dial(t, n, fmt.Sprintf("new-%d-%d", time.Now().UnixNano(), i), target)
-			fresh = append(fresh, d)
-			c.Close()
-		}
-		t.Logf("SOCKS CONNECT on an existing circuit: median %v, max %v (%d samples)",
-			median(same).Round(time.Microsecond), slices.Max(same).Round(time.Microsecond), rounds)
-		t.Logf("SOCKS CONNECT with a new username (new circuit): median %v, max %v (%d samples)",
-			median(fresh).Round(time.Microsecond), slices.Max(fresh).Round(time.Microsecond), rounds)
-		c, _ := dial(t, n, "warm", target)
-		var rtt []time.Duration
-		for range rounds {
-			t0 := time.Now()
-			echoCheck(t, c, "0123456789abcdef0123456789abcdef")
-			rtt = append(rtt, time.Since(t0))
-		}
-		t.Logf("32-byte echo round trip on an open stream: median %v, max %v", median(rtt).Round(time.Microsecond),
-			slices.Max(rtt).Round(time.Microsecond))
 	})
 
 	t.Run("ClientRestart", func(t *testing.T) {
@@ -568,7 +535,7 @@ func TestStartClose(t *testing.T) {
 		}
 		t.Logf("start %d (%+v) took %v, bootstrap %v", i, opts, n.StartTime.Round(time.Millisecond), n.BootstrapTime.Round(time.Millisecond))
 		pids := n.Pids()
-		if want := 3 + cmpOrInt(opts.Middles, 1) + cmpOrInt(opts.Exits, 2) + 1; len(pids) != want {
+		if want := 3 + cmp.Or(opts.Middles, 1) + cmp.Or(opts.Exits, 2) + 1; len(pids) != want {
 			t.Errorf("start %d: got %d tor processes %v, want %d", i, len(pids), pids, want)
 		}
 		if opts.PortBase != 0 && n.SOCKS != "127.0.0.1:"+strconv.Itoa(opts.PortBase+150) {
@@ -603,7 +570,7 @@ func TestStartClose(t *testing.T) {
 			t.Fatalf("close %d: %v", i, err)
 		}
 		for nick, pid := range pids {
-			if !gone(pid) {
+			if running(pid) {
 				t.Errorf("close %d: %s (pid %d) still runs", i, nick, pid)
 			}
 		}
@@ -636,19 +603,6 @@ func TestStartClose(t *testing.T) {
 			t.Errorf("WatchStreams after Close: got %v, want ErrClosed", err)
 		}
 	}
-}
-
-// gone reports whether process pid has exited: it no longer exists, or it
-// is a zombie (tor daemonises, so init reaps it, at its own pace).
-func gone(pid int) bool {
-	return !running(pid)
-}
-
-func cmpOrInt(v, def int) int {
-	if v == 0 {
-		return def
-	}
-	return v
 }
 
 // TestStartTimeout: a start that cannot finish in time fails with the tor
@@ -686,7 +640,7 @@ func TestStartTimeout(t *testing.T) {
 	for _, p := range procs {
 		b, err := os.ReadFile(p)
 		if err == nil && bytes.Contains(b, []byte(dir+"/")) {
-			if pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p))); !gone(pid) {
+			if pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p))); running(pid) {
 				t.Errorf("process %s still runs: %q", p, b)
 			}
 		}
