@@ -1,14 +1,16 @@
 // Package socks5test runs an in-process SOCKS5 server for tests (RFC 1928
 // CONNECT, RFC 1929 username/password), as net/http/httptest runs HTTP
-// servers. It records every request, so tests can check credentials,
-// targets (names arrive unresolved) and whether the client sent data
-// before the CONNECT reply (optimistic data), and it can misbehave: refuse
-// with a reply code, or accept and never answer.
+// servers. It records every session, failed ones included, so tests can
+// check credentials, targets (names arrive unresolved), whether the client
+// sent data before the CONNECT reply (optimistic data) and why a session
+// failed, and it can misbehave: refuse with a reply code, or accept and
+// never answer.
 package socks5test
 
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strconv"
@@ -17,13 +19,36 @@ import (
 	"time"
 )
 
+// Why a session failed, in [Request.Err].
+var (
+	// ErrProtocol: the client broke the protocol, or the connection ended
+	// before its CONNECT request.
+	ErrProtocol = errors.New("socks5test: protocol error")
+	// ErrNoMethod: the client offered no authentication method the server
+	// accepts.
+	ErrNoMethod = errors.New("socks5test: no acceptable authentication method")
+	// ErrAuth: wrong username or password.
+	ErrAuth = errors.New("socks5test: username/password rejected")
+	// ErrRefused: Config.Refuse answered the CONNECT (the error names the
+	// reply code).
+	ErrRefused = errors.New("socks5test: CONNECT refused")
+	// ErrUnreachable: a name not in Config.Hosts, or the target did not
+	// accept the connection.
+	ErrUnreachable = errors.New("socks5test: target unreachable")
+	// ErrSilent: Config.Silent, the server never answered.
+	ErrSilent = errors.New("socks5test: silent server")
+)
+
 // Request is what the server saw of one SOCKS session.
 type Request struct {
-	User, Password string // empty without authentication
-	Target         string // "host:port" as requested
+	User, Password string // empty without authentication (or before it)
+	Target         string // "host:port" as requested; empty before the CONNECT request
 	// Early is what the client sent after the CONNECT request and before
 	// the server's reply (optimistic data), within Config.HoldReply.
 	Early []byte
+	// Err says why the session failed (it wraps one of the errors above);
+	// nil if the server connected to the target and relayed.
+	Err error
 }
 
 // Config sets how the server behaves. The zero value accepts every
@@ -78,7 +103,9 @@ func (s *Server) Set(c Config) {
 	s.mu.Unlock()
 }
 
-// Requests returns a copy of the sessions so far, oldest first.
+// Requests returns a copy of the sessions so far, oldest first: a session
+// is recorded when the server answers its CONNECT request, or when it
+// fails before that.
 func (s *Server) Requests() []Request {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -132,23 +159,32 @@ func (s *Server) serve() {
 	}
 }
 
-var errProtocol = errors.New("socks5test: protocol error")
+func (s *Server) record(req Request) {
+	s.mu.Lock()
+	s.rs = append(s.rs, req)
+	s.mu.Unlock()
+}
 
 func (s *Server) session(c net.Conn) {
 	s.mu.Lock()
 	cfg := s.c
 	s.mu.Unlock()
 	if cfg.Silent {
+		s.record(Request{Err: ErrSilent})
 		io.Copy(io.Discard, c)
 		return
 	}
 	c.SetDeadline(time.Now().Add(30 * time.Second))
 	var req Request
 	if err := s.negotiate(c, &cfg, &req); err != nil {
+		req.Err = err
+		s.record(req)
 		return
 	}
 	target, err := readConnect(c)
 	if err != nil {
+		req.Err = err
+		s.record(req)
 		return
 	}
 	req.Target = target
@@ -159,10 +195,9 @@ func (s *Server) session(c net.Conn) {
 		req.Early = buf[:n]
 		c.SetReadDeadline(time.Time{})
 	}
-	s.mu.Lock()
-	s.rs = append(s.rs, req)
-	s.mu.Unlock()
 	if cfg.Refuse != 0 {
+		req.Err = fmt.Errorf("%w with reply code %d", ErrRefused, cfg.Refuse)
+		s.record(req)
 		c.Write([]byte{5, cfg.Refuse, 0, 1, 0, 0, 0, 0, 0, 0})
 		return
 	}
@@ -170,6 +205,8 @@ func (s *Server) session(c net.Conn) {
 	if ip := net.ParseIP(host); ip == nil {
 		mapped, ok := cfg.Hosts[host]
 		if !ok {
+			req.Err = fmt.Errorf("%w: no address for %q in Config.Hosts", ErrUnreachable, host)
+			s.record(req)
 			c.Write([]byte{5, 4, 0, 1, 0, 0, 0, 0, 0, 0})
 			return
 		}
@@ -177,10 +214,13 @@ func (s *Server) session(c net.Conn) {
 	}
 	up, err := net.DialTimeout("tcp", net.JoinHostPort(host, port), 5*time.Second)
 	if err != nil {
+		req.Err = fmt.Errorf("%w: %w", ErrUnreachable, err)
+		s.record(req)
 		c.Write([]byte{5, 5, 0, 1, 0, 0, 0, 0, 0, 0})
 		return
 	}
 	defer up.Close()
+	s.record(req)
 	if !s.track(up, true) {
 		return
 	}
@@ -203,12 +243,15 @@ func (s *Server) session(c net.Conn) {
 
 func (s *Server) negotiate(c net.Conn, cfg *Config, req *Request) error {
 	var h [2]byte
-	if _, err := io.ReadFull(c, h[:]); err != nil || h[0] != 5 {
-		return errProtocol
+	if _, err := io.ReadFull(c, h[:]); err != nil {
+		return fmt.Errorf("%w: greeting: %w", ErrProtocol, err)
+	}
+	if h[0] != 5 {
+		return fmt.Errorf("%w: version %d", ErrProtocol, h[0])
 	}
 	methods := make([]byte, h[1])
 	if _, err := io.ReadFull(c, methods); err != nil {
-		return err
+		return fmt.Errorf("%w: methods: %w", ErrProtocol, err)
 	}
 	want := byte(0)
 	if cfg.User != "" || cfg.Password != "" || cfg.AnyCredentials {
@@ -227,44 +270,51 @@ func (s *Server) negotiate(c net.Conn, cfg *Config, req *Request) error {
 	}
 	if !offered {
 		c.Write([]byte{5, 0xff})
-		return errProtocol
+		return fmt.Errorf("%w: offered %x, want %x", ErrNoMethod, methods, want)
 	}
 	c.Write([]byte{5, want})
 	if want == 0 {
 		return nil
 	}
 	var v [2]byte
-	if _, err := io.ReadFull(c, v[:]); err != nil || v[0] != 1 {
-		return errProtocol
+	if _, err := io.ReadFull(c, v[:]); err != nil {
+		return fmt.Errorf("%w: username/password request: %w", ErrProtocol, err)
+	}
+	if v[0] != 1 {
+		return fmt.Errorf("%w: username/password version %d", ErrProtocol, v[0])
 	}
 	user := make([]byte, v[1])
 	if _, err := io.ReadFull(c, user); err != nil {
-		return err
+		return fmt.Errorf("%w: username: %w", ErrProtocol, err)
 	}
 	if _, err := io.ReadFull(c, v[:1]); err != nil {
-		return err
+		return fmt.Errorf("%w: password length: %w", ErrProtocol, err)
 	}
 	pass := make([]byte, v[0])
 	if _, err := io.ReadFull(c, pass); err != nil {
-		return err
-	}
-	if !cfg.AnyCredentials && (string(user) != cfg.User || string(pass) != cfg.Password) {
-		c.Write([]byte{1, 1})
-		return errProtocol
+		return fmt.Errorf("%w: password: %w", ErrProtocol, err)
 	}
 	req.User, req.Password = string(user), string(pass)
+	if !cfg.AnyCredentials && (string(user) != cfg.User || string(pass) != cfg.Password) {
+		c.Write([]byte{1, 1})
+		return ErrAuth
+	}
 	_, err := c.Write([]byte{1, 0})
 	return err
 }
 
+// readConnect reads the CONNECT request and returns its target.
 func readConnect(c net.Conn) (string, error) {
 	var h [4]byte
-	if _, err := io.ReadFull(c, h[:]); err != nil || h[0] != 5 {
-		return "", errProtocol
+	if _, err := io.ReadFull(c, h[:]); err != nil {
+		return "", fmt.Errorf("%w: CONNECT request: %w", ErrProtocol, err)
+	}
+	if h[0] != 5 {
+		return "", fmt.Errorf("%w: request version %d", ErrProtocol, h[0])
 	}
 	if h[1] != 1 {
 		c.Write([]byte{5, 7, 0, 1, 0, 0, 0, 0, 0, 0})
-		return "", errProtocol
+		return "", fmt.Errorf("%w: command %d, only CONNECT (1) is supported", ErrProtocol, h[1])
 	}
 	var host string
 	switch h[3] {
@@ -274,26 +324,26 @@ func readConnect(c net.Conn) (string, error) {
 			ip = make([]byte, 16)
 		}
 		if _, err := io.ReadFull(c, ip); err != nil {
-			return "", err
+			return "", fmt.Errorf("%w: address: %w", ErrProtocol, err)
 		}
 		host = net.IP(ip).String()
 	case 3:
 		var l [1]byte
 		if _, err := io.ReadFull(c, l[:]); err != nil {
-			return "", err
+			return "", fmt.Errorf("%w: name length: %w", ErrProtocol, err)
 		}
 		name := make([]byte, l[0])
 		if _, err := io.ReadFull(c, name); err != nil {
-			return "", err
+			return "", fmt.Errorf("%w: name: %w", ErrProtocol, err)
 		}
 		host = string(name)
 	default:
 		c.Write([]byte{5, 8, 0, 1, 0, 0, 0, 0, 0, 0})
-		return "", errProtocol
+		return "", fmt.Errorf("%w: address type %d", ErrProtocol, h[3])
 	}
 	var p [2]byte
 	if _, err := io.ReadFull(c, p[:]); err != nil {
-		return "", err
+		return "", fmt.Errorf("%w: port: %w", ErrProtocol, err)
 	}
 	return net.JoinHostPort(host, strconv.Itoa(int(binary.BigEndian.Uint16(p[:])))), nil
 }
