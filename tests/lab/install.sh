@@ -26,7 +26,6 @@ PKGS=(
   iptables
   nftables
   iproute2         # ip, ss
-  tcpdump
   procps           # ps, pgrep (inspection only)
 )
 

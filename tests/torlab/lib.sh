@@ -1,26 +1,28 @@
 # shellcheck shell=bash disable=SC2034
 # Shared settings and helpers of the private Tor network scripts. Sourced, not run.
 #
-# Every port comes from the environment. TOR_LAB_PORT_BASE (default 9000) sets
-# the defaults of all of them; each may also be given on its own:
-#   TOR_LAB_OR_BASE        BASE+10   ORPort of relay i is OR_BASE+i
-#   TOR_LAB_DIR_BASE       BASE+30   DirPort of relay i is DIR_BASE+i
-#   TOR_LAB_CTL_BASE       BASE+70   ControlPort of relay i is CTL_BASE+i
-#   TOR_LAB_SOCKS_PORT     BASE+150  client SocksPort
-#   TOR_LAB_CLIENT_CTRL_PORT BASE+151 client ControlPort (cookie authentication)
-#   TOR_LAB_DNS_PORT       BASE+152  client DNSPort (UDP)
-#   TOR_LAB_EXIT_DNS       127.0.0.1:BASE+153  the only resolver the exits use
+# The ports follow from TOR_LAB_PORT_BASE (default 9000), in the fixed layout
+# tortest relies on when it looks for a free block:
+#   BASE+10+i   ORPort of relay i
+#   BASE+30+i   DirPort of relay i
+#   BASE+70+i   ControlPort of relay i
+#   BASE+150    client SocksPort
+#   BASE+151    client ControlPort (cookie authentication)
+#   BASE+152    client DNSPort (UDP)
+#   BASE+153    the exits' only resolver (127.0.0.1), unless TOR_LAB_EXIT_DNS
+#               names another
 # Everything binds to 127.0.0.1.
 
 TORLAB_SCRIPTS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 PORT_BASE=${TOR_LAB_PORT_BASE:-9000}
-OR_BASE=${TOR_LAB_OR_BASE:-$((PORT_BASE + 10))}
-DIR_BASE=${TOR_LAB_DIR_BASE:-$((PORT_BASE + 30))}
-CTL_BASE=${TOR_LAB_CTL_BASE:-$((PORT_BASE + 70))}
-SOCKS_PORT=${TOR_LAB_SOCKS_PORT:-$((PORT_BASE + 150))}
-CLIENT_CTRL=${TOR_LAB_CLIENT_CTRL_PORT:-$((PORT_BASE + 151))}
-DNS_PORT=${TOR_LAB_DNS_PORT:-$((PORT_BASE + 152))}
+[[ $PORT_BASE =~ ^[1-9][0-9]{0,4}$ ]] || { printf 'torlab: TOR_LAB_PORT_BASE must be a number, not %q\n' "$PORT_BASE" >&2; exit 1; }
+OR_BASE=$((PORT_BASE + 10))
+DIR_BASE=$((PORT_BASE + 30))
+CTL_BASE=$((PORT_BASE + 70))
+SOCKS_PORT=$((PORT_BASE + 150))
+CLIENT_CTRL=$((PORT_BASE + 151))
+DNS_PORT=$((PORT_BASE + 152))
 EXIT_DNS=${TOR_LAB_EXIT_DNS:-127.0.0.1:$((PORT_BASE + 153))}
 TIMEOUT=${TOR_LAB_TIMEOUT:-120}
 INFO_LOG=${TOR_LAB_INFO_LOG:-1}

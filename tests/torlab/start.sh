@@ -46,7 +46,7 @@ for i in "${!NODES[@]}"; do ports+=($((OR_BASE + i)) $((DIR_BASE + i)) $((CTL_BA
 seen=" "
 for p in "${ports[@]}" "$DNS_PORT"; do
   check_port_value port "$p"
-  [[ $seen != *" $p "* ]] || die "port $p is used twice (check the TOR_LAB_*PORT* and *_BASE variables)"
+  [[ $seen != *" $p "* ]] || die "port $p is used twice (check TOR_LAB_PORT_BASE and TOR_LAB_EXIT_DNS)"
   seen+="$p "
 done
 

@@ -17,6 +17,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -40,6 +41,10 @@ var n = flag.Int("n", 100, "queries per measurement")
 
 func main() {
 	flag.Parse()
+	if *n < 1 {
+		fmt.Fprintf(os.Stderr, "torlatency: -n %d: at least one query per measurement\n", *n)
+		os.Exit(2)
+	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "torlatency:", err)
 		os.Exit(1)
@@ -99,8 +104,9 @@ func report(label string, d []time.Duration) {
 	fmt.Printf("%-46s %9s %9s %9s\n", label, ms(d[len(d)/2]), ms(d[len(d)*9/10]), ms(d[len(d)-1]))
 }
 
-// startProxy runs the proxy through Tor on a free port.
-func startProxy(lab *labtest.Lab, tor *tortest.Network, iso iproxy.Isolation, optimistic bool) (string, func(), error) {
+// startProxy runs the proxy through Tor on a free port. The returned
+// function stops it and returns Serve's error.
+func startProxy(lab *labtest.Lab, tor *tortest.Network, iso iproxy.Isolation, optimistic bool) (string, func() error, error) {
 	p, err := iproxy.New(iproxy.Config{
 		ResolverAddr:  lab.Go,
 		ProviderName:  lab.ProviderName,
@@ -122,9 +128,16 @@ func startProxy(lab *labtest.Lab, tor *tortest.Network, iso iproxy.Isolation, op
 		return "", nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { p.Serve(ctx, pc, ln); close(done) }()
-	return pc.LocalAddr().String(), func() { cancel(); <-done }, nil
+	done := make(chan error, 1)
+	go func() { done <- p.Serve(ctx, pc, ln) }()
+	stop := func() error {
+		cancel()
+		if err := <-done; err != nil {
+			return fmt.Errorf("proxy: %w", err)
+		}
+		return nil
+	}
+	return pc.LocalAddr().String(), stop, nil
 }
 
 // ask sends one query and returns its latency.
@@ -140,12 +153,12 @@ func ask(addr string) (time.Duration, error) {
 	return time.Since(start), err
 }
 
-func viaProxy(lab *labtest.Lab, tor *tortest.Network, iso iproxy.Isolation, optimistic bool) ([]time.Duration, error) {
+func viaProxy(lab *labtest.Lab, tor *tortest.Network, iso iproxy.Isolation, optimistic bool) (d []time.Duration, err error) {
 	addr, stop, err := startProxy(lab, tor, iso, optimistic)
 	if err != nil {
 		return nil, err
 	}
-	defer stop()
+	defer func() { err = errors.Join(err, stop()) }()
 	// Until the certificate has come (SERVFAIL before), and one warm-up.
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -156,7 +169,6 @@ func viaProxy(lab *labtest.Lab, tor *tortest.Network, iso iproxy.Isolation, opti
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	var d []time.Duration
 	for range *n {
 		took, err := ask(addr)
 		if err != nil {
@@ -208,13 +220,13 @@ func viaXNet(lab *labtest.Lab, tor *tortest.Network, cold bool) ([]time.Duration
 }
 
 // startToAnswer starts a proxy through Tor and waits for its first answer.
-func startToAnswer(lab *labtest.Lab, tor *tortest.Network) (time.Duration, error) {
+func startToAnswer(lab *labtest.Lab, tor *tortest.Network) (_ time.Duration, err error) {
 	start := time.Now()
 	addr, stop, err := startProxy(lab, tor, iproxy.IsolationEpoch, true)
 	if err != nil {
 		return 0, err
 	}
-	defer stop()
+	defer func() { err = errors.Join(err, stop()) }()
 	for time.Since(start) < time.Minute {
 		if _, err := ask(addr); err == nil {
 			return time.Since(start), nil
