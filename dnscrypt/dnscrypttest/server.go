@@ -105,6 +105,8 @@ type Server struct {
 	queries []Query
 
 	certQueries atomic.Int64
+	tcpOpen     atomic.Int64 // TCP connections open now
+	tcpPeak     atomic.Int64 // the most open at once
 	closing     chan struct{}
 	wg          sync.WaitGroup
 	closeOnce   sync.Once
@@ -169,6 +171,16 @@ func (s *Server) Close() {
 		s.ln.Close()
 		s.wg.Wait()
 	})
+}
+
+// CloseUDP closes the UDP listener only: queries to it then meet an ICMP
+// port unreachable, while TCP keeps answering.
+func (s *Server) CloseUDP() { s.pc.Close() }
+
+// TCPConns returns the number of TCP connections open now and the most that
+// were open at once.
+func (s *Server) TCPConns() (open, peak int) {
+	return int(s.tcpOpen.Load()), int(s.tcpPeak.Load())
 }
 
 // Stamp returns the sdns:// stamp of the server, with the DNSSEC and no-log
@@ -331,8 +343,12 @@ func (s *Server) serveTCP() {
 			return
 		}
 		s.wg.Add(1)
+		open := s.tcpOpen.Add(1)
+		for peak := s.tcpPeak.Load(); open > peak && !s.tcpPeak.CompareAndSwap(peak, open); peak = s.tcpPeak.Load() {
+		}
 		go func() {
 			defer s.wg.Done()
+			defer s.tcpOpen.Add(-1)
 			defer c.Close()
 			go func() { // unblock reads at Close
 				select {

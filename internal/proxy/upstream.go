@@ -203,3 +203,7 @@ func (p *Proxy) ctxErr(ctx context.Context, err error) error {
 	}
 	return err
 }
+
+// maxUpstreamTCP is how many TCP connections to the resolver may be open
+// at once for a request cap of n: a small fixed share of it.
+func maxUpstreamTCP(n int) int { return max(4, min(64, n/8)) }

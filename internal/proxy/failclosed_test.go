@@ -1,0 +1,294 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+		"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt/dnscrypttest"
+)
+
+// TestEvictedRequestsGetServfail: with a silent resolver and a full set of
+// active requests, every request dropped to admit a newer one gets
+// SERVFAIL at once, over UDP and over TCP, instead of silence until the
+// client's own timeout.
+func TestEvictedRequestsGetServfail(t *testing.T) {
+	for _, network := range []string{"udp", "tcp"} {
+		t.Run(network, func(t *testing.T) {
+			srv := dnscrypttest.NewServer(t, nil)
+			rp := startProxy(t, srv, Config{MaxActiveRequests: 4, Timeout: 30 * time.Second})
+			srv.SetFaults(dnscrypttest.Faults{Silent: true})
+			const n = 12
+			type result struct {
+				r   *dns.Msg
+				err error
+				at  time.Duration
+			}
+			results := make(chan result, n)
+			start := time.Now()
+			for i := range n {
+				go func() {
+					c := &dns.Client{Net: network, Timeout: 10 * time.Second}
+					m := query("www.example", dns.TypeA)
+					m.Id = uint16(i + 1)
+					r, _, err := c.Exchange(m, rp.addr)
+					results <- result{r, err, time.Since(start)}
+				}()
+				// Admit them in order, so that the first ones are the oldest.
+				waitFor(t, func() bool { return rp.p.active.len() == min(i+1, 4) || rp.p.evictions.Load() > int64(i-4) })
+			}
+			for range n - 4 {
+				res := <-results
+				if res.err != nil || res.r.Rcode != dns.RcodeServerFailure {
+					t.Fatalf("an evicted request got %v, %v after %v; want SERVFAIL", res.r, res.err, res.at)
+				}
+				if res.at > 5*time.Second {
+					t.Fatalf("SERVFAIL after %v: not at eviction", res.at)
+				}
+			}
+			if ev := rp.p.evictions.Load(); ev != n-4 {
+				t.Fatalf("%d evictions, want %d", ev, n-4)
+			}
+		})
+	}
+}
+
+// waitFor polls cond until it holds, for up to 10 s.
+func waitFor(t testing.TB, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(2 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10 s")
+		}
+	}
+}
+
+// TestRefusedUDPPortFailsFast: when the resolver's UDP port refuses (ICMP
+// port unreachable on the connected socket), the requests waiting on that
+// socket go to TCP at once instead of waiting out the UDP timeout.
+func TestRefusedUDPPortFailsFast(t *testing.T) {
+	srv := dnscrypttest.NewServer(t, nil)
+	rp := startProxy(t, srv, Config{Timeout: 8 * time.Second}) // UDP wait: 2 s
+	if r, err := rp.ask(t, "udp", query("www.example", dns.TypeA)); err != nil || r.Rcode != dns.RcodeSuccess {
+		t.Fatalf("before: %v %v", r, err)
+	}
+	srv.CloseUDP()
+	for i := range 3 {
+		start := time.Now()
+		r, err := rp.ask(t, "udp", query("www.example", dns.TypeA))
+		took := time.Since(start)
+		if err != nil || r.Rcode != dns.RcodeSuccess {
+			t.Fatalf("query %d: %v %v", i, r, err)
+		}
+		if took > time.Second {
+			t.Fatalf("query %d answered over TCP after %v: the refused UDP port was waited out", i, took)
+		}
+	}
+}
+
+// TestUpstreamTCPBounded: however many requests wait on TCP upstream, at
+// most a small fixed share of the request cap is open to the resolver at
+// once; the others wait for a slot or get SERVFAIL at their deadline.
+func TestUpstreamTCPBounded(t *testing.T) {
+	srv := dnscrypttest.NewServer(t, nil)
+	rp := startProxy(t, srv, Config{MaxActiveRequests: 400, Timeout: 2 * time.Second})
+	srv.SetFaults(dnscrypttest.Faults{Silent: true})
+	var wg sync.WaitGroup
+	for range 200 {
+		wg.Go(func() {
+			r, err := rp.ask(t, "tcp", query("www.example", dns.TypeA))
+			if err != nil || r.Rcode != dns.RcodeServerFailure {
+				t.Errorf("got %v, %v; want SERVFAIL", r, err)
+			}
+		})
+	}
+	wg.Wait()
+	_, peak := srv.TCPConns()
+	if want := maxUpstreamTCP(400); peak > want || peak == 0 {
+		t.Fatalf("%d TCP connections to the resolver at once, want at most %d", peak, want)
+	}
+}
+
+// TestTCPClientsNotLockedOut: idle TCP clients filling the connection cap
+// do not lock out a new client: the oldest idle connection is closed to
+// admit it, and the log says once that the cap was hit.
+func TestTCPClientsNotLockedOut(t *testing.T) {
+	srv := dnscrypttest.NewServer(t, nil)
+	var logBuf syncBuf
+	rp := startProxy(t, srv, Config{MaxActiveRequests: 1,
+		Logger: slog.New(slog.NewTextHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelInfo}))})
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	for range rp.p.maxConns {
+		c, err := net.Dial("tcp", rp.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	waitFor(t, func() bool { return rp.p.conns.Load() == int64(rp.p.maxConns) })
+	for i := range 5 {
+		start := time.Now()
+		r, err := rp.ask(t, "tcp", query("www.example", dns.TypeA))
+		if err != nil || r.Rcode != dns.RcodeSuccess {
+			t.Fatalf("new client %d with the cap full of idle connections: %v %v", i, r, err)
+		}
+		if took := time.Since(start); took > 2*time.Second {
+			t.Fatalf("new client %d waited %v", i, took)
+		}
+	}
+	// The oldest idle connections were the ones closed.
+	held[0].SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := held[0].Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("oldest idle connection: %v, want EOF", err)
+	}
+	if n := strings.Count(logBuf.String(), "TCP connection limit"); n != 1 {
+		t.Fatalf("%d log lines about the connection limit, want 1:\n%s", n, logBuf.String())
+	}
+}
+
+// syncBuf is a bytes.Buffer for a logger and a test reading it.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// fakeClock is a settable clock for Config.Now.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// TestExpiredCertificateNotUsed: once the certificate in use has expired
+// and the resolver offers no valid one, the proxy answers SERVFAIL at once
+// and sends nothing with the expired key; when a valid certificate appears,
+// answers resume.
+func TestExpiredCertificateNotUsed(t *testing.T) {
+	clock := &fakeClock{t: time.Now()}
+	srv := dnscrypttest.NewServer(t, nil, dnscrypttest.CertSpec{Serial: 1,
+		NotBefore: clock.Now().Add(-time.Hour), NotAfter: clock.Now().Add(time.Hour)})
+	rp := startProxy(t, srv, Config{Now: clock.Now, Timeout: 5 * time.Second})
+	if r, err := rp.ask(t, "udp", query("www.example", dns.TypeA)); err != nil || r.Rcode != dns.RcodeSuccess {
+		t.Fatalf("before expiry: %v %v", r, err)
+	}
+	before := len(srv.Queries())
+	clock.Add(2 * time.Hour)
+	for _, network := range []string{"udp", "tcp"} {
+		start := time.Now()
+		r, err := rp.ask(t, network, query("www.example", dns.TypeA))
+		if err != nil || r.Rcode != dns.RcodeServerFailure {
+			t.Fatalf("%s after expiry: %v %v; want SERVFAIL", network, r, err)
+		}
+		if took := time.Since(start); took > time.Second {
+			t.Fatalf("%s: SERVFAIL after %v, want at once", network, took)
+		}
+	}
+	if n := len(srv.Queries()); n != before {
+		t.Fatalf("%d queries sent with the expired certificate", n-before)
+	}
+	// A new certificate, valid on the proxy's clock: answers resume.
+	now := clock.Now()
+	if err := srv.SetCerts(dnscrypttest.CertSpec{Serial: 2, NotBefore: now.Add(-time.Minute), NotAfter: now.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		r, err := rp.ask(t, "udp", query("www.example", dns.TypeA))
+		return err == nil && r.Rcode == dns.RcodeSuccess
+	})
+}
+
+// TestServfailBeforeFirstCertificate: directly as through SOCKS, the proxy
+// answers from the start: SERVFAIL while it has no certificate, each such
+// query hurrying the next attempt, and real answers once one arrives.
+func TestServfailBeforeFirstCertificate(t *testing.T) {
+	srv := dnscrypttest.NewServer(t, nil)
+	srv.SetFaults(dnscrypttest.Faults{NoCertUDP: true, NoCertTCP: true})
+	ready := make(chan struct{})
+	var logBuf syncBuf
+	p, err := New(Config{ResolverAddr: srv.Addr, ProviderName: dnscrypttest.ProviderName, ProviderKey: srv.ProviderKey,
+		Logger: slog.New(slog.NewTextHandler(&logBuf, nil)), OnReady: func() { close(ready) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, ln := listenPair(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Serve(ctx, pc, ln) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	}()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("Serve returned: %v", err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("not ready within 5 s without a certificate")
+	}
+	rp := &running{p: p, addr: pc.LocalAddr().String()}
+	for _, network := range []string{"udp", "tcp"} {
+		start := time.Now()
+		r, err := rp.ask(t, network, query("www.example", dns.TypeA))
+		if err != nil || r.Rcode != dns.RcodeServerFailure {
+			t.Fatalf("%s without a certificate: %v %v; want SERVFAIL", network, r, err)
+		}
+		if took := time.Since(start); took > time.Second {
+			t.Fatalf("%s: SERVFAIL after %v", network, took)
+		}
+	}
+	// The resolver comes back: a client asking every 200 ms is answered
+	// within 2 s, whatever backoff the failures had reached.
+	// Without clients, the backoff grows: 1 s, 2 s, then 4 s after the
+	// third failure.
+	waitFor(t, func() bool { return strings.Count(logBuf.String(), "Unable to retrieve server certificates") >= 3 })
+	srv.SetFaults(dnscrypttest.Faults{})
+	start := time.Now()
+	for {
+		r, err := rp.ask(t, "udp", query("www.example", dns.TypeA))
+		if err == nil && r.Rcode == dns.RcodeSuccess {
+			break
+		}
+		if time.Since(start) > 2500*time.Millisecond {
+			t.Fatalf("no answer %v after the resolver came back: %v %v", time.Since(start), r, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
