@@ -78,9 +78,17 @@ type Refresher struct {
 	expiredLogged *Cert      // the current cert whose expiry was logged
 }
 
-// Current returns the certificate in use, or nil before the first
-// successful fetch. It never blocks.
-func (r *Refresher) Current() *Cert { return r.cur.Load() }
+// Current returns the certificate to use now: nil before the first
+// successful fetch, and nil once the certificate in use has expired by the
+// Refresher's clock (the protocol's rule: valid until ts-end inclusive, with
+// no margin) until a valid one replaces it. It never blocks.
+func (r *Refresher) Current() *Cert {
+	c := r.cur.Load()
+	if c == nil || expired(c, r.now()) {
+		return nil
+	}
+	return c
+}
 
 // Trigger asks Run for an early refresh, for example after repeated
 // decryption failures or timeouts that suggest the resolver changed its
@@ -223,13 +231,18 @@ func (r *Refresher) failed(err error) {
 		log.Error("Unable to retrieve server certificates", "err", err)
 		return
 	}
+	if now := r.now(); expired(cur, now) {
+		if r.expiredLogged != cur {
+			r.expiredLogged = cur
+			log.Error(fmt.Sprintf("Certificate %s has expired and no valid one could be retrieved: answering SERVFAIL until one arrives",
+				cur.SerialString()), "not_after", cur.NotAfter, "now", now.UTC(), "err", err)
+			return
+		}
+		log.Error("Unable to retrieve server certificates", "err", err)
+		return
+	}
 	log.Warn("Unable to retrieve server certificates; keeping the current one",
 		"err", err, "serial", cur.Serial)
-	if now := r.now(); expired(cur, now) && r.expiredLogged != cur {
-		r.expiredLogged = cur
-		log.Warn(fmt.Sprintf("Certificate %s has expired", cur.SerialString()),
-			"not_after", cur.NotAfter, "now", now.UTC())
-	}
 }
 
 func expired(c *Cert, now time.Time) bool { return now.Unix() > c.NotAfter.Unix() }

@@ -448,15 +448,15 @@ func TestRefresherExpiryLoggedOnce(t *testing.T) {
 	}
 	n := 0
 	for _, l := range lines {
-		if strings.Contains(l, "WARN Certificate #1 has expired") {
+		if strings.Contains(l, "ERROR Certificate #1 has expired") {
 			n++
 		}
 	}
 	if n != 1 {
 		t.Errorf("expiry logged %d times, want once", n)
 	}
-	if r.Current() != s1 {
-		t.Errorf("the expired certificate must stay until a new one arrives")
+	if c := r.Current(); c != nil {
+		t.Errorf("Current returned certificate #%d after its expiry, want nil", c.Serial)
 	}
 }
 
