@@ -48,9 +48,12 @@ type Faults struct {
 	Truncate   bool          // every UDP answer comes back empty with TC=1
 	Silent     bool          // queries are read and never answered
 	Delay      time.Duration // every answer waits this long
-	// NoCertUDP and NoCertTCP refuse the certificate query on a transport
-	// (dnsdist 1.7 does not answer it over TCP).
+	// NoCertUDP and NoCertTCP leave the certificate query unanswered on a
+	// transport (dnsdist 1.7 does not answer it over TCP).
 	NoCertUDP, NoCertTCP bool
+	// RefuseCert answers the certificate query with REFUSED at once, on
+	// both transports: a resolver that is up but has no certificate.
+	RefuseCert bool
 }
 
 // Query is what the server saw of one encrypted query.
@@ -400,7 +403,7 @@ func (s *Server) handleCertQuery(transport string, pkt []byte, f Faults) []byte 
 	}
 	r := new(dns.Msg)
 	r.SetReply(q)
-	if qq.Qtype != dns.TypeTXT || !strings.EqualFold(qq.Name, ProviderName+".") {
+	if f.RefuseCert || qq.Qtype != dns.TypeTXT || !strings.EqualFold(qq.Name, ProviderName+".") {
 		r.Rcode = dns.RcodeRefused
 	} else {
 		for _, raw := range s.offered() {

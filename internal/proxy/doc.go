@@ -7,6 +7,7 @@
 //	ln, _ := net.Listen("tcp", "127.0.0.1:53")
 //	err = p.Serve(ctx, pc, ln) // until ctx is done
 //
-// Serve fetches and verifies the resolver's certificate before it answers,
-// refreshes it hourly, and owns every goroutine it starts.
+// Serve answers at once (SERVFAIL until it holds a valid certificate of the
+// resolver), fetches and verifies the certificates, refreshes them hourly,
+// and owns every goroutine it starts.
 package proxy

@@ -3,7 +3,7 @@ package proxy
 import (
 	"bytes"
 	"context"
-		"io"
+	"io"
 	"log/slog"
 	"net"
 	"strings"
@@ -111,9 +111,14 @@ func TestUpstreamTCPBounded(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	_, peak := srv.TCPConns()
-	if want := maxUpstreamTCP(400); peak > want || peak == 0 {
-		t.Fatalf("%d TCP connections to the resolver at once, want at most %d", peak, want)
+	// The resolver notices a closed connection a little after the proxy
+	// opened the next one: its count may run ahead of the proxy's.
+	want := maxUpstreamTCP(400)
+	if peak := int(rp.p.upstreamTCP.peak.Load()); peak != want {
+		t.Fatalf("the proxy had %d TCP connections to the resolver at once, want %d (the bound)", peak, want)
+	}
+	if _, peak := srv.TCPConns(); peak < want || peak > 2*want {
+		t.Fatalf("the resolver saw %d TCP connections at once; the proxy's bound is %d", peak, want)
 	}
 }
 
@@ -131,14 +136,14 @@ func TestTCPClientsNotLockedOut(t *testing.T) {
 			c.Close()
 		}
 	}()
-	for range rp.p.maxConns {
+	for range rp.p.conns.max {
 		c, err := net.Dial("tcp", rp.addr)
 		if err != nil {
 			t.Fatal(err)
 		}
 		held = append(held, c)
 	}
-	waitFor(t, func() bool { return rp.p.conns.Load() == int64(rp.p.maxConns) })
+	waitFor(t, func() bool { return rp.p.conns.n.Load() == int64(rp.p.conns.max) })
 	for i := range 5 {
 		start := time.Now()
 		r, err := rp.ask(t, "tcp", query("www.example", dns.TypeA))
@@ -238,7 +243,7 @@ func TestExpiredCertificateNotUsed(t *testing.T) {
 // query hurrying the next attempt, and real answers once one arrives.
 func TestServfailBeforeFirstCertificate(t *testing.T) {
 	srv := dnscrypttest.NewServer(t, nil)
-	srv.SetFaults(dnscrypttest.Faults{NoCertUDP: true, NoCertTCP: true})
+	srv.SetFaults(dnscrypttest.Faults{RefuseCert: true})
 	ready := make(chan struct{})
 	var logBuf syncBuf
 	p, err := New(Config{ResolverAddr: srv.Addr, ProviderName: dnscrypttest.ProviderName, ProviderKey: srv.ProviderKey,

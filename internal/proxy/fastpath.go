@@ -29,7 +29,8 @@ const sweepInterval = 50 * time.Millisecond
 // resolves it over TCP or answers SERVFAIL.
 func (p *Proxy) startUDP(r *request) {
 	// The path is chosen before admission publishes r, and never changes.
-	fast := p.udp != nil && p.seal(r)
+	m := p.mux()
+	fast := m != nil && p.seal(r)
 	if !p.admit(r) {
 		p.finish(r) // the proxy is stopping
 		return
@@ -39,12 +40,12 @@ func (p *Proxy) startUDP(r *request) {
 		go p.handleUDP(r)
 		return
 	}
-	switch err := p.udp.send(r); {
+	switch err := m.send(r); {
 	case err == nil:
 		// Dropped while being sent: claim it back, unless the answer
 		// came first.
-		if r.dropped.Load() && p.udp.claim(r) {
-			p.finish(r)
+		if r.dropped.Load() && m.claim(r) {
+			p.complete(r, errEvicted)
 		}
 	case errors.Is(err, errClaimed):
 		// The claimer finishes it.
@@ -85,17 +86,18 @@ func (p *Proxy) seal(r *request) bool {
 
 // deliverUDP completes the fast-path request r, claimed by the upstream
 // reader, with the resolver's response resp.
-func (p *Proxy) deliverUDP(r *request, resp []byte, rb *readerBuf) {
+func (p *Proxy) deliverUDP(m *udpMux, r *request, resp []byte, rb *readerBuf) {
 	ans, err := dnscrypt.OpenResponse(rb.ans[:0], resp, r.key, &r.nonce)
 	if err != nil {
 		// A forged or corrupted datagram must not cancel the query: wait
 		// for another one until the UDP deadline.
-		p.failed(fmt.Errorf("corrupted reply from the resolver: %w", err))
+		err = fmt.Errorf("%w: %w", errCorrupt, err)
+		p.failed(err)
 		if r.dropped.Load() {
-			p.finish(r)
+			p.complete(r, err)
 			return
 		}
-		p.udp.wait(r)
+		m.wait(r)
 		return
 	}
 	p.succeeded()
@@ -107,7 +109,7 @@ func (p *Proxy) deliverUDP(r *request, resp []byte, rb *readerBuf) {
 			return
 		}
 	}
-	if r.dropped.Load() {
+	if r.silenced() {
 		p.finish(r)
 		return
 	}
@@ -125,16 +127,26 @@ func (p *Proxy) deliverUDP(r *request, resp []byte, rb *readerBuf) {
 // fallbackTCP retries the fast-path request r over TCP, with the same
 // identity, after a truncated answer, a UDP timeout or a send error, within
 // r's deadline.
-func (p *Proxy) fallbackTCP(r *request) {
-	defer p.finish(r)
-	err := p.resolveTCP(r, r.id, r.key)
-	if out, ok := p.reply(r, err); ok {
-		r.writeUDP(out)
+func (p *Proxy) fallbackTCP(r *request) { p.complete(r, p.resolveTCP(r, r.id, r.key)) }
+
+// udpFailed takes the fast-path requests a UDP attempt failed for (a
+// timeout, a refused port): each goes on over TCP within its deadline, or
+// ends at once if it was dropped meanwhile.
+func (p *Proxy) udpFailed(rs []*request, err error) {
+	for _, r := range rs {
+		if r.dropped.Load() {
+			p.complete(r, errEvicted)
+			continue
+		}
+		p.failed(err)
+		p.withContext(r)
+		go p.fallbackTCP(r)
 	}
 }
 
 // sweep ends the fast-path UDP attempts that ran out of time: they go on
-// over TCP, as on the goroutine path.
+// over TCP, as on the goroutine path. It also writes the failure counts of
+// the log windows that ended.
 func (p *Proxy) sweep(ctx context.Context) {
 	t := time.NewTicker(sweepInterval)
 	defer t.Stop()
@@ -144,17 +156,12 @@ func (p *Proxy) sweep(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			batch = p.udp.expired(now, batch[:0])
-			for _, r := range batch {
-				if r.dropped.Load() {
-					p.finish(r)
-					continue
-				}
-				p.failed(errUDPTimeout)
-				p.withContext(r)
-				go p.fallbackTCP(r)
+			if m := p.udp.Load(); m != nil {
+				batch = m.expired(now, batch[:0])
+				p.udpFailed(batch, errUDPTimeout)
+				clear(batch)
 			}
-			clear(batch)
+			p.failLog.flush(now)
 		}
 	}
 }

@@ -8,8 +8,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -17,14 +15,8 @@ import (
 	"github.com/tor-dnscrypt/dnscrypt-proxy/edns"
 )
 
-const (
-	// tcpIdleTimeout closes an inbound TCP connection without queries.
-	tcpIdleTimeout = 10 * time.Second
-	// tcpWriteTimeout bounds writing one answer to a TCP client.
-	tcpWriteTimeout = 5 * time.Second
-	// acceptPause follows an accept error (1.x: 1 s).
-	acceptPause = time.Second
-)
+// acceptPause follows an accept error (1.x: 1 s).
+const acceptPause = time.Second
 
 // serveUDP reads client datagrams until pc is closed.
 func (p *Proxy) serveUDP(ctx context.Context, pc net.PacketConn) {
@@ -92,16 +84,11 @@ func writeUDP(pc net.PacketConn, uc *net.UDPConn, b []byte, to netip.AddrPort, a
 }
 
 // handleUDP resolves r on the goroutine path.
-func (p *Proxy) handleUDP(r *request) {
-	defer p.finish(r)
-	if out, ok := p.reply(r, p.resolve(r)); ok {
-		r.writeUDP(out)
-	}
-}
+func (p *Proxy) handleUDP(r *request) { p.complete(r, p.resolve(r)) }
 
 // reply turns the outcome of resolving r into what the client gets: the
-// answer, or SERVFAIL when the upstream failed. ok is false when the
-// client gets nothing: the request was dropped or the proxy is stopping.
+// answer, or SERVFAIL when the upstream failed or r was evicted. ok is
+// false when the client gets nothing: the proxy is stopping.
 func (p *Proxy) reply(r *request, err error) (out []byte, ok bool) {
 	if err == nil {
 		out, err = edns.PrepareAnswer(r.out[:0], r.ans, r.meta)
@@ -111,11 +98,23 @@ func (p *Proxy) reply(r *request, err error) (out []byte, ok bool) {
 		}
 		err = errMismatch(err)
 	}
-	if r.dropped.Load() {
+	if r.silenced() {
 		return nil, false
+	}
+	if r.evicted.Load() {
+		err = errEvicted
 	}
 	p.upstreamFailed(err)
 	return p.servfail(r)
+}
+
+// respond sends out to r's client, over TCP or UDP.
+func (r *request) respond(out []byte) {
+	if r.conn != nil {
+		r.conn.write(out)
+		return
+	}
+	r.writeUDP(out)
 }
 
 // errMismatch wraps PrepareAnswer's refusal of the resolver's answer.
@@ -123,15 +122,11 @@ func errMismatch(err error) error {
 	return fmt.Errorf("the resolver's answer does not match the query: %w", err)
 }
 
-// upstreamFailed logs a failed request: one line per distinct failure
-// while failures repeat, so an outage does not flood the log.
+// upstreamFailed logs a failed request: one line per kind of failure per
+// window while failures repeat, so an outage does not flood the log.
 func (p *Proxy) upstreamFailed(err error) {
-	msg := err.Error()
-	if prev, _ := p.lastFailure.Swap(msg).(string); prev == msg {
-		p.debug("Upstream failure", "err", err)
-		return
-	}
-	p.log.Warn("Unable to get an answer from the resolver, answering SERVFAIL", "err", err)
+	p.debug("Upstream failure", "err", err)
+	p.failLog.report(time.Now(), classify(err), err)
 }
 
 // servfail builds a SERVFAIL answer to r's query.
@@ -158,31 +153,6 @@ func (p *Proxy) servfail(r *request) ([]byte, bool) {
 	return out, true
 }
 
-// clientConn is an inbound TCP connection: queries are read in order and
-// answered as they complete, matched by ID (pipelining, RFC 7766).
-type clientConn struct {
-	c        net.Conn
-	mu       sync.Mutex // serialises answers
-	inflight sync.WaitGroup
-	pending  atomic.Int32
-	broken   atomic.Bool
-}
-
-func (cc *clientConn) write(b []byte) {
-	cc.mu.Lock()
-	defer cc.mu.Unlock()
-	if cc.broken.Load() {
-		return
-	}
-	cc.c.SetWriteDeadline(time.Now().Add(tcpWriteTimeout))
-	var l [2]byte
-	binary.BigEndian.PutUint16(l[:], uint16(len(b)))
-	if _, err := (&net.Buffers{l[:], b}).WriteTo(cc.c); err != nil {
-		cc.broken.Store(true)
-		cc.c.Close()
-	}
-}
-
 // serveTCP accepts client connections until ln is closed.
 func (p *Proxy) serveTCP(ctx context.Context, ln net.Listener) {
 	defer p.wg.Done()
@@ -200,21 +170,25 @@ func (p *Proxy) serveTCP(ctx context.Context, ln net.Listener) {
 			}
 			continue
 		}
-		if p.conns.Add(1) > int64(p.maxConns) {
-			p.conns.Add(-1)
-			p.debug("Too many TCP clients, closing a new connection")
+		cc := &clientConn{c: c}
+		admitted, capHit := p.conns.admit(cc, time.Now())
+		if capHit {
+			p.log.Warn(fmt.Sprintf("TCP connection limit (%d) reached: closing the connections idle the longest to admit new ones", p.conns.max))
+		}
+		if !admitted {
+			p.debug("Every TCP client has a query in flight, closing a new connection")
 			c.Close()
 			continue
 		}
 		p.wg.Add(1)
-		go p.serveConn(ctx, c)
+		go p.serveConn(ctx, cc)
 	}
 }
 
-func (p *Proxy) serveConn(ctx context.Context, c net.Conn) {
+func (p *Proxy) serveConn(ctx context.Context, cc *clientConn) {
 	defer p.wg.Done()
-	defer p.conns.Add(-1)
-	cc := &clientConn{c: c}
+	c := cc.c
+	defer p.conns.remove(cc)
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
 	defer c.Close()
@@ -223,10 +197,10 @@ func (p *Proxy) serveConn(ctx context.Context, c net.Conn) {
 	queries := 0
 	defer func() { p.debug("TCP client connection closed", "client", c.RemoteAddr(), "queries", queries) }()
 	for {
-		c.SetReadDeadline(time.Now().Add(tcpIdleTimeout))
+		c.SetReadDeadline(time.Now().Add(p.conns.idleTimeout()))
 		if _, err := io.ReadFull(c, l[:]); err != nil {
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() && cc.pending.Load() > 0 && ctx.Err() == nil {
+			if errors.As(err, &ne) && ne.Timeout() && p.conns.pendingOn(cc) && ctx.Err() == nil {
 				continue // idle only counts without answers pending
 			}
 			break
@@ -252,12 +226,15 @@ func (p *Proxy) serveConn(ctx context.Context, c net.Conn) {
 			break // framing may be lost: close, as servers do
 		}
 		meta.Limit = edns.MaxTCPSize
+		if !p.conns.busy(cc, time.Now()) {
+			putRequest(r)
+			break // closed to make room
+		}
 		queries++
 		r.q, r.meta, r.conn = q, meta, cc
 		cc.inflight.Add(1)
-		cc.pending.Add(1)
 		if !p.admit(r) {
-			cc.pending.Add(-1)
+			p.conns.idle(cc, time.Now())
 			cc.inflight.Done()
 			p.finish(r)
 			break
@@ -271,9 +248,6 @@ func (p *Proxy) serveConn(ctx context.Context, c net.Conn) {
 func (p *Proxy) handleTCP(r *request) {
 	cc := r.conn
 	defer cc.inflight.Done()
-	defer cc.pending.Add(-1)
-	defer p.finish(r)
-	if out, ok := p.reply(r, p.resolve(r)); ok {
-		cc.write(out)
-	}
+	defer func() { p.conns.idle(cc, time.Now()) }()
+	p.complete(r, p.resolve(r))
 }

@@ -32,19 +32,28 @@ type Proxy struct {
 	socks     *socksDialer // nil: direct
 	direct    net.Dialer
 	udpWait   time.Duration
-	maxConns  int
 
-	// Per Serve.
-	udp    *udpMux // nil with SOCKS or TCPOnly
-	active activeSet
-	wg     sync.WaitGroup
+	// tcpSlots bounds the TCP connections open to the resolver at once;
+	// upstreamTCP counts them.
+	tcpSlots    chan struct{}
+	upstreamTCP gauge
+	failLog     failureLog
 
-	udpPad      atomic.Int32
-	failures    atomic.Int32
-	evictions   atomic.Int64
-	conns       atomic.Int64
-	lastFailure atomic.Value // string
-	serving     atomic.Bool
+	// Per Serve. udp is the upstream UDP mux, nil with SOCKS or TCPOnly,
+	// and until the sockets could be made (see mux).
+	udp      atomic.Pointer[udpMux]
+	wantUDP  bool
+	muxMu    sync.Mutex
+	muxTried time.Time
+	muxDone  bool // Serve is ending: make no more
+	active   activeSet
+	wg       sync.WaitGroup
+
+	udpPad    atomic.Int32
+	failures  atomic.Int32
+	evictions atomic.Int64
+	conns     connSet
+	serving   atomic.Bool
 }
 
 // New validates cfg and returns a Proxy. It does no I/O.
@@ -64,11 +73,14 @@ func New(cfg Config) (*Proxy, error) {
 		log:      cfg.Logger,
 		ids:      newIdentities(&cfg, kp),
 		udpWait:  max(500*time.Millisecond, cfg.Timeout/4),
-		maxConns: max(cfg.MaxActiveRequests, 16),
+		tcpSlots: make(chan struct{}, maxUpstreamTCP(cfg.MaxActiveRequests)),
+		failLog:  failureLog{log: cfg.Logger, window: failureWindow},
+		wantUDP:  cfg.SOCKS == nil && !cfg.TCPOnly,
 	}
 	if s := cfg.SOCKS; s != nil {
 		p.socks = &socksDialer{proxyAddr: s.Addr, optimistic: s.OptimisticData}
 	}
+	p.conns.max = max(cfg.MaxActiveRequests, 16)
 	p.udpPad.Store(initialUDPPad)
 	p.refresher = &certs.Refresher{
 		Fetch:    p.fetchCerts,
@@ -142,12 +154,11 @@ func (p *Proxy) RefreshCerts() {
 // done; either may be nil. It closes pc and ln, and returns nil after a
 // shutdown through ctx, once every goroutine it started has ended.
 //
-// Directly, it first fetches a valid certificate, retrying with backoff,
-// and only then answers (dnscrypt-proxy 1.x). Through SOCKS it answers at
-// once, SERVFAIL until the first certificate arrives: Tor may still be
-// bootstrapping, and clients should hear why rather than time out; each
-// such query hurries the next certificate attempt. Config.OnReady is
-// called once the listeners answer.
+// It answers at once, directly as through SOCKS: SERVFAIL while it has no
+// valid certificate (the network or Tor may not be up yet at boot, the
+// resolver may be down, the certificate in use may have expired), so that
+// clients hear why rather than time out; each such query hurries the next
+// certificate attempt. Config.OnReady is called once the listeners answer.
 func (p *Proxy) Serve(ctx context.Context, pc net.PacketConn, ln net.Listener) error {
 	if !p.serving.CompareAndSwap(false, true) {
 		return errors.New("proxy: Serve called twice")
@@ -165,30 +176,15 @@ func (p *Proxy) Serve(ctx context.Context, pc net.PacketConn, ln net.Listener) e
 		}
 	}
 
-	if p.cfg.SOCKS == nil && !p.cfg.TCPOnly {
-		udp, err := newUDPMux(p.cfg.ResolverAddr, min(runtime.GOMAXPROCS(0), 4), p.deliverUDP)
-		if err != nil {
-			closeListeners()
-			return fmt.Errorf("proxy: upstream UDP socket: %w", err)
-		}
-		p.udp = udp
-		defer func() { udp.close(); p.udp = nil }()
-	}
+	p.muxMu.Lock()
+	p.muxDone, p.muxTried = false, time.Time{}
+	p.muxMu.Unlock()
+	p.mux()
+	defer p.closeMux()
 
-	if p.cfg.SOCKS == nil {
-		if err := p.refresher.Init(ctx); err != nil {
-			closeListeners()
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("proxy: %w", err)
-		}
-	}
 	var background sync.WaitGroup
 	background.Go(func() { p.refresher.Run(ctx) })
-	if p.udp != nil {
-		background.Go(func() { p.sweep(ctx) })
-	}
+	background.Go(func() { p.sweep(ctx) })
 
 	if pc != nil {
 		p.wg.Add(1)
@@ -220,6 +216,41 @@ func (p *Proxy) Serve(ctx context.Context, pc net.PacketConn, ln net.Listener) e
 		p.log.Info("TCP listener shut down")
 	}
 	return nil
+}
+
+// mux returns the upstream UDP mux, making its sockets if there are none
+// yet (connecting them fails without a route, at boot before the network
+// is up), at most once per second. It returns nil through SOCKS, with
+// TCPOnly, and while the sockets cannot be made: the request then goes
+// over TCP, or gets SERVFAIL.
+func (p *Proxy) mux() *udpMux {
+	if m := p.udp.Load(); m != nil || !p.wantUDP {
+		return m
+	}
+	p.muxMu.Lock()
+	defer p.muxMu.Unlock()
+	if m := p.udp.Load(); m != nil || p.muxDone || time.Since(p.muxTried) < time.Second {
+		return m
+	}
+	p.muxTried = time.Now()
+	m, err := newUDPMux(p.cfg.ResolverAddr, min(runtime.GOMAXPROCS(0), 4), p.deliverUDP, p.udpFailed)
+	if err != nil {
+		p.upstreamFailed(fmt.Errorf("opening the upstream UDP sockets: %w", err))
+		return nil
+	}
+	p.udp.Store(m)
+	return m
+}
+
+// closeMux closes the upstream UDP mux at the end of Serve.
+func (p *Proxy) closeMux() {
+	p.muxMu.Lock()
+	p.muxDone = true
+	m := p.udp.Swap(nil)
+	p.muxMu.Unlock()
+	if m != nil {
+		m.close()
+	}
 }
 
 func (p *Proxy) upstreamName() string {

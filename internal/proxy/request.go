@@ -24,7 +24,8 @@ import (
 // recycled request can never be claimed for its previous life.
 type request struct {
 	state   atomic.Int32
-	dropped atomic.Bool // evicted, or the proxy is stopping: no answer
+	dropped atomic.Bool // evicted, or the proxy is stopping
+	evicted atomic.Bool // dropped to admit a newer request: SERVFAIL
 
 	// deadline ends the whole request; ctx carries it on the goroutine
 	// path (TCP, SOCKS, fallbacks). ctx is not derived from the serving
@@ -49,6 +50,7 @@ type request struct {
 	nonce       [dnscrypt.HalfNonceSize]byte
 	padded      int
 	udpDeadline time.Time
+	sock        int // the mux socket it was sent on
 
 	// UDP clients: where to answer.
 	pc     net.PacketConn
@@ -93,6 +95,7 @@ func putRequest(r *request) {
 	r.pc, r.uc, r.addr, r.client = nil, nil, nil, netip.AddrPort{}
 	r.state.Store(stateOwned)
 	r.dropped.Store(false)
+	r.evicted.Store(false)
 	r.meta = edns.Query{}
 	for _, b := range []*[]byte{&r.q, &r.pkt, &r.tpkt, &r.resp, &r.ans, &r.out} {
 		if cap(*b) > maxPooledBuf {
@@ -105,6 +108,11 @@ func putRequest(r *request) {
 
 // writeUDP sends b to r's UDP client.
 func (r *request) writeUDP(b []byte) { writeUDP(r.pc, r.uc, b, r.client, r.addr) }
+
+// silenced reports whether r's client gets no answer at all: the proxy is
+// stopping. An evicted request is dropped too, but its client gets
+// SERVFAIL.
+func (r *request) silenced() bool { return r.dropped.Load() && !r.evicted.Load() }
 
 // activeSet tracks requests in flight and caps their number: admitting one
 // to a full set drops the oldest (dnscrypt-proxy 1.x), so a burst or an
@@ -132,11 +140,11 @@ func (p *Proxy) admit(r *request) bool {
 		if s.n >= s.max && s.head != nil {
 			old := s.head
 			s.unlink(old)
+			old.evicted.Store(true)
 			if p.drop(old) {
 				claimed = old
 			}
 			p.evictions.Add(1)
-			p.debug("Too many active requests, dropping the oldest")
 		}
 		r.prev, r.next, r.active = s.tail, nil, true
 		if s.tail != nil {
@@ -149,9 +157,19 @@ func (p *Proxy) admit(r *request) bool {
 	}
 	s.mu.Unlock()
 	if claimed != nil {
-		p.finish(claimed)
+		p.complete(claimed, errEvicted)
 	}
 	return admitted
+}
+
+// complete ends r with the outcome err of resolving it (nil: the answer is
+// in r.ans): the client gets the answer, or SERVFAIL, or nothing while the
+// proxy stops (see reply).
+func (p *Proxy) complete(r *request, err error) {
+	if out, ok := p.reply(r, err); ok {
+		r.respond(out)
+	}
+	p.finish(r)
 }
 
 // drop marks r dropped and cancels its work; called under the active
@@ -162,7 +180,8 @@ func (p *Proxy) drop(r *request) bool {
 	if r.cancel != nil {
 		r.cancel()
 	}
-	return p.udp != nil && p.udp.claim(r)
+	m := p.udp.Load()
+	return m != nil && m.claim(r)
 }
 
 // closeActive drops every request in the set, and every one admitted

@@ -409,13 +409,13 @@ func TestMalformedQueriesDropped(t *testing.T) {
 	}
 }
 
-// TestNoCertificateYet: the proxy does not answer before it has a
-// certificate, and Serve gives up cleanly when cancelled meanwhile.
+// TestNoCertificateYet: Serve stops cleanly when cancelled while a
+// certificate fetch hangs on a silent resolver, and closes its listeners.
 func TestNoCertificateYet(t *testing.T) {
 	srv := dnscrypttest.NewServer(t, nil)
 	srv.SetFaults(dnscrypttest.Faults{NoCertUDP: true, NoCertTCP: true})
 	p, err := New(Config{ResolverAddr: srv.Addr, ProviderName: dnscrypttest.ProviderName,
-		ProviderKey: srv.ProviderKey, Logger: testLogger(t), OnReady: func() { t.Error("ready without a certificate") }})
+		ProviderKey: srv.ProviderKey, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -430,53 +430,51 @@ func TestNoCertificateYet(t *testing.T) {
 	}
 }
 
-// TestTCPConnectionCap: idle TCP clients beyond the cap (here 16, the
-// floor) are closed at once, so they cannot pile up goroutines; a freed
-// slot is usable again.
+// TestTCPConnectionCap: when every TCP client has a query in flight and
+// the cap (here 16, the floor) is reached, a new connection is closed at
+// once, so clients cannot pile up goroutines; once the queries are
+// answered, their idle connections make room for new clients, the one idle
+// the longest first.
 func TestTCPConnectionCap(t *testing.T) {
 	srv := dnscrypttest.NewServer(t, nil)
-	rp := startProxy(t, srv, Config{MaxActiveRequests: 1})
-	if rp.p.maxConns != 16 {
-		t.Fatalf("connection cap %d, want 16", rp.p.maxConns)
+	rp := startProxy(t, srv, Config{MaxActiveRequests: 16, Timeout: 2 * time.Second})
+	if rp.p.conns.max != 16 {
+		t.Fatalf("connection cap %d, want 16", rp.p.conns.max)
 	}
+	srv.SetFaults(dnscrypttest.Faults{Delay: time.Hour})
 	var held []net.Conn
 	defer func() {
 		for _, c := range held {
 			c.Close()
 		}
 	}()
+	m := query("www.example", dns.TypeA)
+	b, _ := m.Pack()
+	framed := append(binary.BigEndian.AppendUint16(nil, uint16(len(b))), b...)
 	for range 16 {
 		c, err := net.Dial("tcp", rp.addr)
 		if err != nil {
 			t.Fatal(err)
 		}
 		held = append(held, c)
-	}
-	// The proxy counts a connection once it accepted it: wait for that.
-	for deadline := time.Now().Add(5 * time.Second); rp.p.conns.Load() < 16; {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d connections accepted, want 16", rp.p.conns.Load())
+		if _, err := c.Write(framed); err != nil {
+			t.Fatal(err)
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
+	waitFor(t, func() bool { return rp.p.conns.n.Load() == 16 && rp.p.active.len() == 16 })
 	extra, err := net.Dial("tcp", rp.addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	extra.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if n, err := extra.Read(make([]byte, 1)); err != io.EOF {
-		t.Fatalf("connection over the cap: read %d, %v; want EOF (closed by the proxy)", n, err)
+		t.Fatalf("connection over the cap with every client busy: read %d, %v; want EOF", n, err)
 	}
 	extra.Close()
-	held[0].Close()
-	held = held[1:]
-	for deadline := time.Now().Add(5 * time.Second); rp.p.conns.Load() > 15; {
-		if time.Now().After(deadline) {
-			t.Fatal("a closed client connection still counts")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if r, err := rp.ask(t, "tcp", query("www.example", dns.TypeA)); err != nil || r.Rcode != dns.RcodeSuccess {
-		t.Fatalf("a freed slot: %v %v", r, err)
+	// The queries time out (SERVFAIL): the connections are idle now, and a
+	// new client gets in.
+	waitFor(t, func() bool { return rp.p.active.len() == 0 })
+	if r, err := rp.ask(t, "tcp", query("www.example", dns.TypeA)); err != nil || r.Rcode != dns.RcodeServerFailure {
+		t.Fatalf("a new client once the others are idle: %v %v; want SERVFAIL (the resolver is slow)", r, err)
 	}
 }

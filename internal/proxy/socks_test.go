@@ -20,7 +20,7 @@ func TestSOCKSEverythingThrough(t *testing.T) {
 	srv.SetFaults(dnscrypttest.Faults{NoCertUDP: true})
 	socks := socks5test.NewServer(t, socks5test.Config{User: "u", Password: "p"})
 	rp := startProxy(t, srv, Config{SOCKS: &SOCKS{Addr: socks.Addr, User: "u", Password: "p"}})
-	if rp.p.udp != nil {
+	if rp.p.udp.Load() != nil {
 		t.Fatal("an upstream UDP socket exists in SOCKS mode")
 	}
 	for _, network := range []string{"udp", "tcp"} {

@@ -26,18 +26,20 @@ type udpMux struct {
 	wg      sync.WaitGroup
 	// deliver completes a fast-path request the reader claimed, with its
 	// response; buf is the reader's scratch space.
-	deliver func(r *request, resp []byte, buf *readerBuf)
+	deliver func(m *udpMux, r *request, resp []byte, buf *readerBuf)
+	// fail takes the requests claimed after their socket failed.
+	fail func(rs []*request, err error)
 }
 
 // readerBuf is one UDP reader's scratch space for completing requests.
 type readerBuf struct{ ans, out []byte }
 
-func newUDPMux(addr string, n int, deliver func(*request, []byte, *readerBuf)) (*udpMux, error) {
+func newUDPMux(addr string, n int, deliver func(*udpMux, *request, []byte, *readerBuf), fail func([]*request, error)) (*udpMux, error) {
 	raddr, err := net.ResolveUDPAddr("udp", addr) // an IP literal: no lookup
 	if err != nil {
 		return nil, err
 	}
-	m := &udpMux{pending: make(map[[dnscrypt.HalfNonceSize]byte]*request), deliver: deliver}
+	m := &udpMux{pending: make(map[[dnscrypt.HalfNonceSize]byte]*request), deliver: deliver, fail: fail}
 	for range n {
 		c, err := net.DialUDP("udp", nil, raddr)
 		if err != nil {
@@ -46,9 +48,9 @@ func newUDPMux(addr string, n int, deliver func(*request, []byte, *readerBuf)) (
 		}
 		m.conns = append(m.conns, c)
 	}
-	for _, c := range m.conns {
+	for i, c := range m.conns {
 		m.wg.Add(1)
-		go m.read(c)
+		go m.read(i, c)
 	}
 	return m, nil
 }
@@ -61,18 +63,24 @@ func (m *udpMux) close() {
 	m.wg.Wait()
 }
 
-func (m *udpMux) read(c *net.UDPConn) {
+func (m *udpMux) read(sock int, c *net.UDPConn) {
 	defer m.wg.Done()
 	buf := make([]byte, 65536)
 	rb := &readerBuf{ans: make([]byte, 0, 65536), out: make([]byte, 0, 65536)}
+	var failed []*request
 	for {
 		n, err := c.Read(buf)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			// ICMP errors (connection refused) surface here: the waiting
-			// requests time out and the next packets may get through.
+			// An ICMP error (port or host unreachable) for one of the
+			// datagrams sent on this socket: the kernel does not say
+			// which, so every request waiting on it goes on at once
+			// (over TCP) instead of waiting out the UDP deadline.
+			failed = m.claimSocket(sock, failed[:0])
+			m.fail(failed, fmt.Errorf("resolver over UDP: %w", err))
+			clear(failed)
 			continue
 		}
 		if n < dnscrypt.ResolverMagicLen+dnscrypt.HalfNonceSize {
@@ -88,7 +96,7 @@ func (m *udpMux) read(c *net.UDPConn) {
 		}
 		m.mu.Unlock()
 		if r != nil {
-			m.deliver(r, buf[:n], rb)
+			m.deliver(m, r, buf[:n], rb)
 		}
 	}
 }
@@ -101,7 +109,8 @@ func (m *udpMux) send(r *request) error {
 	m.mu.Lock()
 	r.state.Store(stateWaiting)
 	m.pending[r.nonce] = r
-	c := m.conns[m.next%uint32(len(m.conns))]
+	r.sock = int(m.next % uint32(len(m.conns)))
+	c := m.conns[r.sock]
 	m.next++
 	m.mu.Unlock()
 	if _, err := c.Write(r.pkt); err != nil {
@@ -138,6 +147,19 @@ func (m *udpMux) claim(r *request) bool {
 	return true
 }
 
+// claimSocket claims the fast-path requests waiting on socket sock.
+func (m *udpMux) claimSocket(sock int, out []*request) []*request {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for nonce, r := range m.pending {
+		if r.sock == sock && r.state.CompareAndSwap(stateWaiting, stateOwned) {
+			delete(m.pending, nonce)
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 // expired claims the fast-path requests whose UDP attempt ended by now.
 func (m *udpMux) expired(now time.Time, out []*request) []*request {
 	m.mu.Lock()
@@ -159,6 +181,16 @@ var errUDPTimeout = errors.New("no response over UDP")
 // credentials, and reads one framed response into r.resp. DNSCrypt allows
 // one transaction per connection.
 func (p *Proxy) tcpExchange(ctx context.Context, id *identity, r *request, framed []byte) error {
+	select { // a connection slot, or the request waits for one
+	case p.tcpSlots <- struct{}{}:
+		p.upstreamTCP.add(1)
+		defer func() { p.upstreamTCP.add(-1); <-p.tcpSlots }()
+	case <-ctx.Done():
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return errOverload
+		}
+		return ctx.Err()
+	}
 	var c net.Conn
 	var err error
 	if p.socks != nil {

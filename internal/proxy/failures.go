@@ -1,0 +1,164 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/tor-dnscrypt/dnscrypt-proxy/edns"
+)
+
+// failureWindow is how long the log stays quiet about a kind of failure
+// after it reported one: the failures of that kind meanwhile are counted,
+// and the count comes with the next line ("... 551 more in the last 10s").
+const failureWindow = 10 * time.Second
+
+// failureKind sorts upstream failures for the log. One outage makes the
+// same kind of failure for every query, with error texts that differ (a
+// source port, a nonce): the log says it once per window and counts the
+// rest.
+type failureKind uint8
+
+const (
+	failTimeout     failureKind = iota // no answer within the deadline
+	failRefused                        // connection refused, port unreachable
+	failUnreachable                    // no route, network or host unreachable
+	failSOCKS                          // the SOCKS proxy failed or refused
+	failCorrupt                        // an answer that does not decrypt or verify
+	failMismatch                       // an answer to another question
+	failNoCert                         // no valid certificate
+	failEvicted                        // dropped to admit a newer request
+	failOverload                       // no upstream connection slot in time
+	failOther
+	numFailureKinds
+)
+
+var failureNames = [numFailureKinds]string{
+	failTimeout:     "timeout",
+	failRefused:     "refused",
+	failUnreachable: "unreachable",
+	failSOCKS:       "socks",
+	failCorrupt:     "corrupt",
+	failMismatch:    "mismatch",
+	failNoCert:      "no-certificate",
+	failEvicted:     "evicted",
+	failOverload:    "overload",
+	failOther:       "other",
+}
+
+func (k failureKind) String() string { return failureNames[k] }
+
+// Errors that name their kind.
+var (
+	errEvicted  = errors.New("too many active requests: dropped the oldest")
+	errOverload = errors.New("too many upstream connections: no slot within the deadline")
+	errCorrupt  = errors.New("corrupted reply from the resolver")
+)
+
+// classify returns the kind of an upstream failure.
+func classify(err error) failureKind {
+	switch {
+	case errors.Is(err, errEvicted):
+		return failEvicted
+	case errors.Is(err, errOverload):
+		return failOverload
+	case errors.Is(err, errNoCert):
+		return failNoCert
+	case errors.Is(err, errSOCKS):
+		return failSOCKS
+	case errors.Is(err, errCorrupt):
+		return failCorrupt
+	case errors.Is(err, edns.ErrMismatch):
+		return failMismatch
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return failRefused
+	case errors.Is(err, syscall.ENETUNREACH), errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.EADDRNOTAVAIL):
+		return failUnreachable
+	case errors.Is(err, errUDPTimeout), errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
+		return failTimeout
+	}
+	return failOther
+}
+
+// failureLog writes one line per kind of failure per window, and counts
+// the others. Safe for concurrent use.
+type failureLog struct {
+	log    *slog.Logger
+	window time.Duration
+
+	mu    sync.Mutex
+	kinds [numFailureKinds]failureCount
+}
+
+type failureCount struct {
+	logged     time.Time // when the last line about this kind was written
+	suppressed int       // failures since, not logged
+	last       error     // the last of them
+}
+
+// report logs err, of kind k, at now: at once if the window since the
+// last line of its kind is over (with the count of those not logged
+// meanwhile), or else counts it.
+func (f *failureLog) report(now time.Time, k failureKind, err error) {
+	f.mu.Lock()
+	c := &f.kinds[k]
+	if !c.logged.IsZero() && now.Sub(c.logged) < f.window {
+		c.suppressed++
+		c.last = err
+		f.mu.Unlock()
+		return
+	}
+	more := c.suppressed
+	c.logged, c.suppressed, c.last = now, 0, nil
+	f.mu.Unlock()
+	f.write(k, err, more)
+}
+
+// flush writes the count of the failures not logged in windows that are
+// over by now, so that the last ones of an outage are reported too.
+func (f *failureLog) flush(now time.Time) {
+	type line struct {
+		k    failureKind
+		err  error
+		more int
+	}
+	var lines []line
+	f.mu.Lock()
+	for k := range f.kinds {
+		c := &f.kinds[k]
+		if c.suppressed > 0 && now.Sub(c.logged) >= f.window {
+			lines = append(lines, line{failureKind(k), c.last, c.suppressed - 1})
+			c.logged, c.suppressed, c.last = now, 0, nil
+		}
+	}
+	f.mu.Unlock()
+	for _, l := range lines {
+		f.write(l.k, l.err, l.more)
+	}
+}
+
+func (f *failureLog) write(k failureKind, err error, more int) {
+	msg := "Unable to get an answer from the resolver, answering SERVFAIL"
+	if k == failEvicted {
+		msg = "Too many active requests: answering SERVFAIL to the oldest"
+	}
+	if more > 0 {
+		msg += fmt.Sprintf(" (and %d more in the last %v)", more, f.window)
+	}
+	f.log.Warn(msg, "kind", k.String(), "err", err)
+}
+
+// gauge counts something in use, and the most that was in use at once.
+type gauge struct{ now, peak atomic.Int64 }
+
+func (g *gauge) add(d int64) {
+	n := g.now.Add(d)
+	for p := g.peak.Load(); n > p && !g.peak.CompareAndSwap(p, n); p = g.peak.Load() {
+	}
+}
