@@ -36,20 +36,24 @@ const (
 	failEvicted                        // dropped to admit a newer request
 	failOverload                       // no upstream connection slot in time
 	failOther
+	// noteTruncatedTCP is not a failure: the resolver truncated an answer
+	// over TCP, and the client gets it with TC set.
+	noteTruncatedTCP
 	numFailureKinds
 )
 
 var failureNames = [numFailureKinds]string{
-	failTimeout:     "timeout",
-	failRefused:     "refused",
-	failUnreachable: "unreachable",
-	failSOCKS:       "socks",
-	failCorrupt:     "corrupt",
-	failMismatch:    "mismatch",
-	failNoCert:      "no-certificate",
-	failEvicted:     "evicted",
-	failOverload:    "overload",
-	failOther:       "other",
+	failTimeout:      "timeout",
+	failRefused:      "refused",
+	failUnreachable:  "unreachable",
+	failSOCKS:        "socks",
+	failCorrupt:      "corrupt",
+	failMismatch:     "mismatch",
+	failNoCert:       "no-certificate",
+	failEvicted:      "evicted",
+	failOverload:     "overload",
+	failOther:        "other",
+	noteTruncatedTCP: "truncated-over-tcp",
 }
 
 func (k failureKind) String() string { return failureNames[k] }
@@ -145,8 +149,11 @@ func (f *failureLog) flush(now time.Time) {
 
 func (f *failureLog) write(k failureKind, err error, more int) {
 	msg := "Unable to get an answer from the resolver, answering SERVFAIL"
-	if k == failEvicted {
+	switch k {
+	case failEvicted:
 		msg = "Too many active requests: answering SERVFAIL to the oldest"
+	case noteTruncatedTCP:
+		msg = "The resolver truncated an answer over TCP: the client gets it with TC set"
 	}
 	if more > 0 {
 		msg += fmt.Sprintf(" (and %d more in the last %v)", more, f.window)

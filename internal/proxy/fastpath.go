@@ -127,7 +127,18 @@ func (p *Proxy) deliverUDP(m *udpMux, r *request, resp []byte, rb *readerBuf) {
 // fallbackTCP retries the fast-path request r over TCP, with the same
 // identity, after a truncated answer, a UDP timeout or a send error, within
 // r's deadline.
-func (p *Proxy) fallbackTCP(r *request) { p.complete(r, p.resolveTCP(r, r.id, r.key)) }
+func (p *Proxy) fallbackTCP(r *request) {
+	// The UDP query advertised the configured size: over TCP, advertise
+	// what the client can take if that is more (see prepare).
+	if size := p.cfg.EDNSPayloadSize; size > edns.MinUDPSize && r.meta.Limit > size {
+		q, _, err := edns.PrepareQuery(r.ans[:0], r.q, uint16(r.meta.Limit))
+		if err == nil {
+			r.ans = q
+			r.q = append(r.q[:0], q...)
+		}
+	}
+	p.complete(r, p.resolveTCP(r, r.id, r.key))
+}
 
 // udpFailed takes the fast-path requests a UDP attempt failed for (a
 // timeout, a refused port): each goes on over TCP within its deadline, or

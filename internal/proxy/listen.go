@@ -63,16 +63,44 @@ func (p *Proxy) serveUDP(ctx context.Context, pc net.PacketConn) {
 			continue
 		}
 		r := getRequest()
-		q, meta, err := edns.PrepareQuery(r.q[:0], pkt, uint16(p.cfg.EDNSPayloadSize))
-		if err != nil {
+		if err := p.prepare(r, pkt, false); err != nil {
 			p.debug("Dropping a malformed query", "err", err)
 			putRequest(r)
 			continue
 		}
-		r.q, r.meta = q, meta
 		r.pc, r.uc, r.client, r.addr = pc, uc, from, addr
 		p.startUDP(r)
 	}
+}
+
+// prepare validates the client query pkt and rewrites it into r.q, with
+// r.meta. The OPT sent upstream advertises the configured payload size
+// over UDP. Over TCP (a TCP client, SOCKS, --tcp-only) it advertises what
+// the client can take: 65535 for a TCP client, and for a UDP client its own
+// size if larger than the configured one, so that a resolver that trusts
+// the OPT over TCP (or forwards it to a backend over UDP) does not
+// truncate an answer the client could have had whole. A configured size of
+// 512 or less disables the rewrite everywhere (1.x).
+func (p *Proxy) prepare(r *request, pkt []byte, tcpClient bool) error {
+	size := p.cfg.EDNSPayloadSize
+	rewrite := size > edns.MinUDPSize
+	if rewrite && tcpClient {
+		size = edns.MaxTCPSize
+	}
+	q, meta, err := edns.PrepareQuery(r.q[:0], pkt, uint16(size))
+	if err != nil {
+		return err
+	}
+	if rewrite && !tcpClient && (p.cfg.SOCKS != nil || p.cfg.TCPOnly) && meta.Limit > size {
+		if q, meta, err = edns.PrepareQuery(r.q[:0], pkt, uint16(meta.Limit)); err != nil {
+			return err
+		}
+	}
+	if tcpClient {
+		meta.Limit = edns.MaxTCPSize
+	}
+	r.q, r.meta = q, meta
+	return nil
 }
 
 func writeUDP(pc net.PacketConn, uc *net.UDPConn, b []byte, to netip.AddrPort, addr net.Addr) {
@@ -219,19 +247,17 @@ func (p *Proxy) serveConn(ctx context.Context, cc *clientConn) {
 			break
 		}
 		r := getRequest()
-		q, meta, err := edns.PrepareQuery(r.q[:0], buf, uint16(p.cfg.EDNSPayloadSize))
-		if err != nil {
+		if err := p.prepare(r, buf, true); err != nil {
 			p.debug("Dropping a malformed query", "err", err)
 			putRequest(r)
 			break // framing may be lost: close, as servers do
 		}
-		meta.Limit = edns.MaxTCPSize
 		if !p.conns.busy(cc, time.Now()) {
 			putRequest(r)
 			break // closed to make room
 		}
 		queries++
-		r.q, r.meta, r.conn = q, meta, cc
+		r.conn = cc
 		cc.inflight.Add(1)
 		if !p.admit(r) {
 			p.conns.idle(cc, time.Now())

@@ -7,6 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
+
+	"github.com/miekg/dns"
 
 	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/edns"
@@ -104,15 +107,30 @@ func (p *Proxy) resolveTCP(r *request, id *identity, k *dnscrypt.SharedKey) erro
 	}
 	r.ans, err = dnscrypt.OpenResponse(r.ans[:0], r.resp, k, &nonce)
 	if err != nil {
-		err = fmt.Errorf("corrupted reply from the resolver: %w", err)
+		err = fmt.Errorf("%w: %w", errCorrupt, err)
 		p.failed(err)
 		return err
 	}
 	p.succeeded()
+	if truncated(r.ans) {
+		p.failLog.report(time.Now(), noteTruncatedTCP, fmt.Errorf("the query advertised %s", ednsSizeOf(r.q)))
+	}
 	return nil
 }
 
 func truncated(msg []byte) bool { return len(msg) > 2 && msg[2]&0x02 != 0 }
+
+// ednsSizeOf describes the EDNS payload size of the query q, for the log.
+func ednsSizeOf(q []byte) string {
+	m := new(dns.Msg)
+	if m.Unpack(q) != nil {
+		return "an unknown EDNS size"
+	}
+	if opt := m.IsEdns0(); opt != nil {
+		return fmt.Sprintf("EDNS size %d", opt.UDPSize())
+	}
+	return "no EDNS (512 bytes)"
+}
 
 // failed counts an upstream failure; a run of them triggers an early
 // certificate check. Failures caused by the request's own end (eviction,
