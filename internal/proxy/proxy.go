@@ -21,6 +21,10 @@ import (
 // certFetchTimeout bounds one certificate fetch attempt.
 const certFetchTimeout = 10 * time.Second
 
+// readyGrace is how long Serve waits for the first certificate before it
+// reports itself ready anyway (see Serve).
+const readyGrace = 3 * time.Second
+
 // Proxy forwards plain DNS queries to a DNSCrypt resolver. Make one with
 // New; it serves one Serve call at a time.
 type Proxy struct {
@@ -49,6 +53,7 @@ type Proxy struct {
 	active   activeSet
 	wg       sync.WaitGroup
 
+	firstCert chan struct{} // closed when the first certificate is in
 	udpPad    atomic.Int32
 	failures  atomic.Int32
 	evictions atomic.Int64
@@ -82,12 +87,15 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	p.conns.max = max(cfg.MaxActiveRequests, 16)
 	p.udpPad.Store(initialUDPPad)
+	p.firstCert = make(chan struct{})
+	var once sync.Once
 	p.refresher = &certs.Refresher{
 		Fetch:    p.fetchCerts,
 		Now:      cfg.Now,
 		Interval: cfg.CertRefresh,
 		Jitter:   cfg.CertRefresh / 36, // 100 s per hour, as 1.x
 		Logger:   cfg.Logger,
+		OnChange: func(*certs.Cert) { once.Do(func() { close(p.firstCert) }) },
 	}
 	return p, nil
 }
@@ -158,7 +166,13 @@ func (p *Proxy) RefreshCerts() {
 // valid certificate (the network or Tor may not be up yet at boot, the
 // resolver may be down, the certificate in use may have expired), so that
 // clients hear why rather than time out; each such query hurries the next
-// certificate attempt. Config.OnReady is called once the listeners answer.
+// certificate attempt.
+//
+// Config.OnReady is called, and "Proxying from ..." logged, once the
+// first certificate is in, or readyGrace after the listeners started
+// answering without one (a resolver or a network that is down at boot must
+// not hold up a boot script, a --daemonize parent or systemd): the log line
+// then says that clients get SERVFAIL until the certificate arrives.
 func (p *Proxy) Serve(ctx context.Context, pc net.PacketConn, ln net.Listener) error {
 	if !p.serving.CompareAndSwap(false, true) {
 		return errors.New("proxy: Serve called twice")
@@ -194,13 +208,22 @@ func (p *Proxy) Serve(ctx context.Context, pc net.PacketConn, ln net.Listener) e
 		p.wg.Add(1)
 		go p.serveTCP(ctx, ln)
 	}
-	msg := fmt.Sprintf("Proxying from %s to %s", listenAddr(pc, ln), p.upstreamName())
-	if p.refresher.Current() == nil {
-		msg += " (SERVFAIL until the resolver's certificate arrives)"
+	grace := time.NewTimer(readyGrace)
+	select {
+	case <-p.firstCert:
+	case <-grace.C:
+	case <-ctx.Done():
 	}
-	p.log.Log(ctx, LevelNotice, msg)
-	if p.cfg.OnReady != nil {
-		p.cfg.OnReady()
+	grace.Stop()
+	if ctx.Err() == nil {
+		msg := fmt.Sprintf("Proxying from %s to %s", listenAddr(pc, ln), p.upstreamName())
+		if p.refresher.Current() == nil {
+			msg += " (SERVFAIL until the resolver's certificate arrives)"
+		}
+		p.log.Log(ctx, LevelNotice, msg)
+		if p.cfg.OnReady != nil {
+			p.cfg.OnReady()
+		}
 	}
 
 	<-ctx.Done()
