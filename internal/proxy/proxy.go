@@ -95,7 +95,13 @@ func New(cfg Config) (*Proxy, error) {
 		Interval: cfg.CertRefresh,
 		Jitter:   cfg.CertRefresh / 36, // 100 s per hour, as 1.x
 		Logger:   cfg.Logger,
-		OnChange: func(*certs.Cert) { once.Do(func() { close(p.firstCert) }) },
+		OnChange: func(*certs.Cert) {
+			once.Do(func() { close(p.firstCert) })
+			// The network works: make the UDP sockets at the next query.
+			p.muxMu.Lock()
+			p.muxTried = time.Time{}
+			p.muxMu.Unlock()
+		},
 	}
 	return p, nil
 }
