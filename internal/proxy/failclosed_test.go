@@ -17,45 +17,56 @@ import (
 )
 
 // TestEvictedRequestsGetServfail: with a silent resolver and a full set of
-// active requests, every request dropped to admit a newer one gets
-// SERVFAIL at once, over UDP and over TCP, instead of silence until the
-// client's own timeout.
+// active requests, the client that loses its slot gets SERVFAIL at once,
+// over UDP and over TCP, instead of silence until its own timeout: the
+// newest while the set holds fresh requests (shed), the oldest once they
+// are stale (evicted).
 func TestEvictedRequestsGetServfail(t *testing.T) {
 	for _, network := range []string{"udp", "tcp"} {
 		t.Run(network, func(t *testing.T) {
 			srv := dnscrypttest.NewServer(t, nil)
-			rp := startProxy(t, srv, Config{MaxActiveRequests: 4, Timeout: 30 * time.Second})
+			rp := startProxy(t, srv, Config{MaxActiveRequests: 4, Timeout: 4 * time.Second}) // stale after 1 s
 			srv.SetFaults(dnscrypttest.Faults{Silent: true})
-			const n = 12
 			type result struct {
+				id  uint16
 				r   *dns.Msg
 				err error
-				at  time.Duration
 			}
-			results := make(chan result, n)
-			start := time.Now()
-			for i := range n {
+			results := make(chan result, 20)
+			ask := func(id uint16) {
 				go func() {
 					c := &dns.Client{Net: network, Timeout: 10 * time.Second}
 					m := query("www.example", dns.TypeA)
-					m.Id = uint16(i + 1)
+					m.Id = id
 					r, _, err := c.Exchange(m, rp.addr)
-					results <- result{r, err, time.Since(start)}
+					results <- result{id, r, err}
 				}()
-				// Admit them in order, so that the first ones are the oldest.
-				waitFor(t, func() bool { return rp.p.active.len() == min(i+1, 4) || rp.p.evictions.Load() > int64(i-4) })
 			}
-			for range n - 4 {
+			expect := func(id uint16, why string) {
+				t.Helper()
+				sent := time.Now()
 				res := <-results
-				if res.err != nil || res.r.Rcode != dns.RcodeServerFailure {
-					t.Fatalf("an evicted request got %v, %v after %v; want SERVFAIL", res.r, res.err, res.at)
-				}
-				if res.at > 5*time.Second {
-					t.Fatalf("SERVFAIL after %v: not at eviction", res.at)
+				if res.id != id || res.err != nil || res.r.Rcode != dns.RcodeServerFailure || time.Since(sent) > 500*time.Millisecond {
+					t.Fatalf("%s: got query %d: %v, %v %v after the new query; want query %d SERVFAIL at once",
+						why, res.id, res.r, res.err, time.Since(sent), id)
 				}
 			}
-			if ev := rp.p.evictions.Load(); ev != n-4 {
-				t.Fatalf("%d evictions, want %d", ev, n-4)
+			for id := range uint16(4) {
+				ask(id + 1)
+				waitFor(t, func() bool { return rp.p.active.len() == int(id+1) })
+			}
+			// The set is full of fresh requests: a new one is shed.
+			ask(5)
+			expect(5, "full set of fresh requests")
+			if rp.p.sheds.Load() != 1 || rp.p.evictions.Load() != 0 {
+				t.Fatalf("sheds %d, evictions %d; want 1 and 0", rp.p.sheds.Load(), rp.p.evictions.Load())
+			}
+			// Once the oldest is stale, a new one evicts it.
+			waitFor(t, func() bool { return rp.p.active.oldestAge() >= rp.p.staleAge() })
+			ask(6)
+			expect(1, "the oldest, stale")
+			if rp.p.evictions.Load() != 1 || rp.p.active.len() != 4 {
+				t.Fatalf("evictions %d, active %d; want 1 and 4", rp.p.evictions.Load(), rp.p.active.len())
 			}
 		})
 	}

@@ -61,6 +61,8 @@ func (k failureKind) String() string { return failureNames[k] }
 // Errors that name their kind.
 var (
 	errEvicted  = errors.New("too many active requests: dropped the oldest")
+	errShed     = errors.New("too many active requests: dropped the newest")
+	errStopping = errors.New("the proxy is stopping")
 	errOverload = errors.New("too many upstream connections: no slot within the deadline")
 	errCorrupt  = errors.New("corrupted reply from the resolver")
 )
@@ -68,7 +70,7 @@ var (
 // classify returns the kind of an upstream failure.
 func classify(err error) failureKind {
 	switch {
-	case errors.Is(err, errEvicted):
+	case errors.Is(err, errEvicted), errors.Is(err, errShed):
 		return failEvicted
 	case errors.Is(err, errOverload):
 		return failOverload
@@ -151,7 +153,7 @@ func (f *failureLog) write(k failureKind, err error, more int) {
 	msg := "Unable to get an answer from the resolver, answering SERVFAIL"
 	switch k {
 	case failEvicted:
-		msg = "Too many active requests: answering SERVFAIL to the oldest"
+		msg = "Too many active requests: answering SERVFAIL to the oldest stalled ones, or else to the newest"
 	case noteTruncatedTCP:
 		msg = "The resolver truncated an answer over TCP: the client gets it with TC set"
 	}

@@ -28,14 +28,14 @@ const sweepInterval = 50 * time.Millisecond
 // otherwise (through SOCKS, --tcp-only, no certificate yet) a goroutine
 // resolves it over TCP or answers SERVFAIL.
 func (p *Proxy) startUDP(r *request) {
-	// The path is chosen before admission publishes r, and never changes.
-	m := p.mux()
-	fast := m != nil && p.seal(r)
-	if !p.admit(r) {
-		p.finish(r) // the proxy is stopping
+	// Admission first, so that a shed request costs no sealing. Until
+	// send, r is the listener's (an eviction meanwhile only marks it).
+	if err := p.admit(r); err != nil {
+		p.complete(r, err) // shed: SERVFAIL; stopping: nothing
 		return
 	}
-	if !fast {
+	m := p.mux()
+	if fast := m != nil && p.seal(r); !fast {
 		p.withContext(r)
 		go p.handleUDP(r)
 		return
@@ -100,7 +100,7 @@ func (p *Proxy) deliverUDP(m *udpMux, r *request, resp []byte, rb *readerBuf) {
 		m.wait(r)
 		return
 	}
-	p.succeeded()
+	p.succeeded(r)
 	if truncated(ans) {
 		p.growUDPPad(r.padded)
 		if !p.udpWasEnough(r) {
@@ -150,6 +150,7 @@ func (p *Proxy) udpFailed(rs []*request, err error) {
 			continue
 		}
 		p.failed(err)
+		r.noQueue = true
 		p.withContext(r)
 		go p.fallbackTCP(r)
 	}

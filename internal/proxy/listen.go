@@ -259,11 +259,14 @@ func (p *Proxy) serveConn(ctx context.Context, cc *clientConn) {
 		queries++
 		r.conn = cc
 		cc.inflight.Add(1)
-		if !p.admit(r) {
+		if err := p.admit(r); err != nil {
+			p.complete(r, err) // shed: SERVFAIL; stopping: nothing
 			p.conns.idle(cc, time.Now())
 			cc.inflight.Done()
-			p.finish(r)
-			break
+			if errors.Is(err, errStopping) {
+				break
+			}
+			continue
 		}
 		p.withContext(r)
 		go p.handleTCP(r)

@@ -56,7 +56,9 @@ type Proxy struct {
 	firstCert chan struct{} // closed when the first certificate is in
 	udpPad    atomic.Int32
 	failures  atomic.Int32
-	evictions atomic.Int64
+	evictions atomic.Int64 // stale requests dropped for newer ones
+	sheds     atomic.Int64 // new requests refused, the set full of fresh ones
+	rtt       atomic.Int64 // moving average of answered requests' times, ns
 	conns     connSet
 	serving   atomic.Bool
 }

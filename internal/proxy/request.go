@@ -31,6 +31,7 @@ type request struct {
 	// path (TCP, SOCKS, fallbacks). ctx is not derived from the serving
 	// context: shutdown and eviction go through the active set, which sets
 	// dropped and cancels, so no request registers with a shared parent.
+	born     time.Time
 	deadline time.Time
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -50,6 +51,10 @@ type request struct {
 	nonce       [dnscrypt.HalfNonceSize]byte
 	padded      int
 	udpDeadline time.Time
+	// noQueue: a TCP retry after the UDP attempt was lost; it takes an
+	// upstream TCP slot only if one is free (under overload, a backlog of
+	// such retries would hold up the TCP clients).
+	noQueue bool
 	sock        int // the mux socket it was sent on
 
 	// UDP clients: where to answer.
@@ -96,6 +101,7 @@ func putRequest(r *request) {
 	r.state.Store(stateOwned)
 	r.dropped.Store(false)
 	r.evicted.Store(false)
+	r.noQueue = false
 	r.meta = edns.Query{}
 	for _, b := range []*[]byte{&r.q, &r.pkt, &r.tpkt, &r.resp, &r.ans, &r.out} {
 		if cap(*b) > maxPooledBuf {
@@ -114,9 +120,17 @@ func (r *request) writeUDP(b []byte) { writeUDP(r.pc, r.uc, b, r.client, r.addr)
 // SERVFAIL.
 func (r *request) silenced() bool { return r.dropped.Load() && !r.evicted.Load() }
 
-// activeSet tracks requests in flight and caps their number: admitting one
-// to a full set drops the oldest (dnscrypt-proxy 1.x), so a burst or an
-// upstream outage never wedges the proxy.
+// activeSet tracks requests in flight and caps their number. When the set
+// is full, a new request evicts the oldest if that one is stale (older than
+// staleAge: a few times the usual answer time, so its query or answer was
+// most likely lost, or its upstream is stalled or dead; dnscrypt-proxy 1.x
+// evicted the oldest, so that an outage never wedges the proxy); otherwise
+// the set holds requests that are still likely to be answered, and the new
+// one is shed. Either
+// way the client that loses gets SERVFAIL at once. Shedding the newest
+// under plain overload keeps the answers flowing at the resolver's rate:
+// evicting young requests instead would let closed-loop clients churn the
+// set faster than any answer comes back.
 type activeSet struct {
 	mu         sync.Mutex
 	max, n     int
@@ -124,28 +138,74 @@ type activeSet struct {
 	closed     bool
 }
 
-// admit registers r as active, dropping the oldest request if there are
-// too many. After shutdown began, r itself is dropped and admit returns
-// false: the caller finishes r.
-func (p *Proxy) admit(r *request) bool {
-	r.deadline = time.Now().Add(p.cfg.Timeout)
+// staleAge is the age from which a request in flight counts as lost: four
+// times the moving average of answer times, at least 100 ms, and at most
+// the UDP wait (before the first answer: the UDP wait).
+func (p *Proxy) staleAge() time.Duration {
+	rtt := time.Duration(p.rtt.Load())
+	if rtt == 0 {
+		return p.udpWait
+	}
+	return min(max(4*rtt, 100*time.Millisecond), p.udpWait)
+}
+
+// observeRTT adds the time an answered request took to the moving average
+// (weight 1/8; concurrent updates may overwrite each other, which only
+// loses a sample).
+func (p *Proxy) observeRTT(d time.Duration) {
+	old := p.rtt.Load()
+	if old == 0 {
+		p.rtt.Store(int64(d))
+		return
+	}
+	p.rtt.Store(old + (int64(d)-old)/8)
+}
+
+// admit registers r as active, making room in a full set by evicting the
+// oldest request if it is stale, or else shedding r (see activeSet). It
+// returns nil if r is admitted; otherwise the caller completes r with the
+// error returned: errShed (SERVFAIL) or errStopping (no answer).
+func (p *Proxy) admit(r *request) error {
+	now := time.Now()
+	r.born, r.deadline = now, now.Add(p.cfg.Timeout)
 	p.wg.Add(1)
 	s := &p.active
 	s.mu.Lock()
 	var claimed *request
-	admitted := !s.closed
-	if !admitted {
+	if s.closed {
 		r.dropped.Store(true)
-	} else {
-		if s.n >= s.max && s.head != nil {
-			old := s.head
-			s.unlink(old)
-			old.evicted.Store(true)
-			if p.drop(old) {
-				claimed = old
+		s.mu.Unlock()
+		return errStopping
+	}
+	if s.n >= s.max && s.head != nil {
+		old := s.head
+		if now.Sub(old.born) < p.staleAge() {
+			// Fresh requests only. A TCP client (one query per
+			// connection it set up, unlike a UDP flood) takes the place
+			// of the oldest UDP request, if there is one.
+			old = nil
+			if r.conn != nil {
+				for x := s.head; x != nil; x = x.next {
+					if x.conn == nil {
+						old = x
+						break
+					}
+				}
 			}
-			p.evictions.Add(1)
 		}
+		if old == nil {
+			s.mu.Unlock()
+			p.sheds.Add(1)
+			return errShed
+		}
+		s.unlink(old)
+		old.evicted.Store(true)
+		if p.drop(old) {
+			claimed = old
+		}
+		p.evictions.Add(1)
+	}
+	{
 		r.prev, r.next, r.active = s.tail, nil, true
 		if s.tail != nil {
 			s.tail.next = r
@@ -159,7 +219,7 @@ func (p *Proxy) admit(r *request) bool {
 	if claimed != nil {
 		p.complete(claimed, errEvicted)
 	}
-	return admitted
+	return nil
 }
 
 // complete ends r with the outcome err of resolving it (nil: the answer is
@@ -229,6 +289,16 @@ func (s *activeSet) unlink(r *request) {
 	}
 	r.prev, r.next, r.active = nil, nil, false
 	s.n--
+}
+
+// oldestAge returns the age of the oldest request in flight, 0 if none.
+func (s *activeSet) oldestAge() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.head == nil {
+		return 0
+	}
+	return time.Since(s.head.born)
 }
 
 // len returns the number of requests in flight.

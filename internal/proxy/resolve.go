@@ -111,7 +111,7 @@ func (p *Proxy) resolveTCP(r *request, id *identity, k *dnscrypt.SharedKey) erro
 		p.failed(err)
 		return err
 	}
-	p.succeeded()
+	p.succeeded(r)
 	if truncated(r.ans) {
 		p.failLog.report(time.Now(), noteTruncatedTCP, fmt.Errorf("the query advertised %s", ednsSizeOf(r.q)))
 	}
@@ -145,7 +145,10 @@ func (p *Proxy) failed(err error) {
 	}
 }
 
-func (p *Proxy) succeeded() {
+// succeeded notes that r got an answer: the failure streak ends, and the
+// time r took goes into the round-trip estimate.
+func (p *Proxy) succeeded(r *request) {
+	p.observeRTT(time.Since(r.born))
 	if p.failures.Load() != 0 {
 		p.failures.Store(0)
 	}

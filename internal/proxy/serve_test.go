@@ -267,9 +267,10 @@ func checkGoroutines(t *testing.T, base int) {
 	}
 }
 
-// TestMaxActiveRequests: with a silent resolver the set fills up, the
-// oldest requests are dropped, and when the resolver comes back the proxy
-// answers again by itself.
+// TestMaxActiveRequests: with a silent resolver the set fills up, new
+// requests are shed while the ones in flight are fresh, the stale ones are
+// evicted for new ones, and when the resolver comes back the proxy answers
+// again by itself.
 func TestMaxActiveRequests(t *testing.T) {
 	srv := dnscrypttest.NewServer(t, nil)
 	rp := startProxy(t, srv, Config{MaxActiveRequests: 5, Timeout: 3 * time.Second})
@@ -286,17 +287,20 @@ func TestMaxActiveRequests(t *testing.T) {
 		b, _ := m.Pack()
 		c.WriteTo(b, to)
 	}
-	deadline := time.Now().Add(2 * time.Second)
-	for rp.p.evictions.Load() < 15 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
+	waitFor(t, func() bool { return rp.p.sheds.Load() == 15 })
+	if ev, n := rp.p.evictions.Load(), rp.p.active.len(); ev != 0 || n != 5 {
+		t.Fatalf("evictions %d, active %d; want 0 and 5", ev, n)
 	}
-	if ev, n := rp.p.evictions.Load(), rp.p.active.len(); ev != 15 || n != 5 {
-		t.Fatalf("evictions %d, active %d; want 15 and 5", ev, n)
-	}
+	// The resolver comes back once it has ignored the five.
+	waitFor(t, func() bool { return len(srv.Queries()) == 5 })
 	srv.SetFaults(dnscrypttest.Faults{})
+	waitFor(t, func() bool { return rp.p.active.oldestAge() >= rp.p.staleAge() })
 	r, err := rp.ask(t, "udp", query("www.example", dns.TypeA))
 	if err != nil || r.Rcode != dns.RcodeSuccess {
 		t.Fatalf("after recovery: %v %v", r, err)
+	}
+	if ev := rp.p.evictions.Load(); ev != 1 {
+		t.Fatalf("evictions %d after recovery, want 1", ev)
 	}
 }
 

@@ -181,16 +181,10 @@ var errUDPTimeout = errors.New("no response over UDP")
 // credentials, and reads one framed response into r.resp. DNSCrypt allows
 // one transaction per connection.
 func (p *Proxy) tcpExchange(ctx context.Context, id *identity, r *request, framed []byte) error {
-	select { // a connection slot, or the request waits for one
-	case p.tcpSlots <- struct{}{}:
-		p.upstreamTCP.add(1)
-		defer func() { p.upstreamTCP.add(-1); <-p.tcpSlots }()
-	case <-ctx.Done():
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return errOverload
-		}
-		return ctx.Err()
+	if err := p.takeSlot(ctx, !r.noQueue); err != nil {
+		return err
 	}
+	defer p.releaseSlot()
 	var c net.Conn
 	var err error
 	if p.socks != nil {
@@ -226,6 +220,33 @@ func (p *Proxy) tcpExchange(ctx context.Context, id *identity, r *request, frame
 		return p.ctxErr(ctx, fmt.Errorf("reading response: %w", err))
 	}
 	return nil
+}
+
+// takeSlot takes one of the upstream TCP connection slots: at once if one
+// is free, or else, if wait, the first one freed before ctx ends.
+func (p *Proxy) takeSlot(ctx context.Context, wait bool) error {
+	select {
+	case p.tcpSlots <- struct{}{}:
+	default:
+		if !wait {
+			return errOverload
+		}
+		select {
+		case p.tcpSlots <- struct{}{}:
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return errOverload
+			}
+			return ctx.Err()
+		}
+	}
+	p.upstreamTCP.add(1)
+	return nil
+}
+
+func (p *Proxy) releaseSlot() {
+	p.upstreamTCP.add(-1)
+	<-p.tcpSlots
 }
 
 // ctxErr prefers the end of ctx over the I/O error it provoked.
