@@ -55,7 +55,7 @@ type request struct {
 	// upstream TCP slot only if one is free (under overload, a backlog of
 	// such retries would hold up the TCP clients).
 	noQueue bool
-	sock        int // the mux socket it was sent on
+	sock    int // the mux socket it was sent on
 
 	// UDP clients: where to answer.
 	pc     net.PacketConn
