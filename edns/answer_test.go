@@ -377,7 +377,7 @@ func TestPrepareAnswerPathsAgree(t *testing.T) {
 		if err != nil {
 			t.Fatalf("PrepareAnswer(%x): %v", ans, err)
 		}
-		ref, err := prepareAnswerMsg(nil, ans, q.HadOPT, q.Limit)
+		ref, err := prepareAnswerMsg(nil, ans, q, q.Limit)
 		if err != nil {
 			t.Fatalf("msg path(%x): %v", ans, err)
 		}

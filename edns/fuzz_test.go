@@ -2,6 +2,7 @@ package edns
 
 import (
 	"bytes"
+	"encoding/hex"
 	"errors"
 	"testing"
 
@@ -42,8 +43,9 @@ func FuzzPrepareQuery(f *testing.F) {
 	f.Fuzz(func(t *testing.T, pkt []byte, size uint16) {
 		got, q, err := PrepareQuery(nil, pkt, size)
 		if err != nil {
-			if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrNotQuery) {
-				t.Fatalf("got error %v, want ErrMalformed or ErrNotQuery", err)
+			if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrNotQuery) &&
+				!errors.Is(err, ErrBadVersion) && !errors.Is(err, ErrCookieOnly) {
+				t.Fatalf("got error %v, want one of the sentinels", err)
 			}
 			if plainQuery(pkt) {
 				t.Fatalf("rejected %x, a plain query: %v", pkt, err)
@@ -54,13 +56,13 @@ func FuzzPrepareQuery(f *testing.F) {
 		out := unpack(t, got)
 		s, _ := scanQuery(pkt)
 		rewrite := size > MinUDPSize && !s.signed
-		inECS := hasECS(in)
-		// The reference: Unpack, Client Subnet removed, SetPayloadSize
-		// if the size is rewritten, Pack.
+		inECS, inCookie := hasECS(in), hasCookie(in)
+		// The reference: Unpack, Client Subnet and COOKIE removed,
+		// SetPayloadSize if the size is rewritten, Pack.
 		var ref []byte
-		if rewrite || inECS {
+		if rewrite || inECS || inCookie {
 			m := unpack(t, pkt)
-			dropECS(m)
+			dropPrivate(m)
 			if rewrite {
 				SetPayloadSize(m, size)
 			}
@@ -77,8 +79,15 @@ func FuzzPrepareQuery(f *testing.F) {
 		}
 		want := bytes.Clone(pkt)
 		switch {
-		case inECS || rewrite && !s.bare:
+		case inECS || (rewrite || inCookie) && !s.bare:
 			want = ref
+		case inCookie && s.simple:
+			// The cookies cut out on the wire, the other options opaque.
+			want = ref
+		case inCookie:
+			// Structured options kept as sent: the canonical comparison
+			// above is all there is.
+			want = got
 		case !rewrite:
 		case s.hasOPT:
 			want[s.opt.hdr+2], want[s.opt.hdr+3] = byte(size>>8), byte(size)
@@ -125,17 +134,37 @@ func FuzzPrepareQuery(f *testing.F) {
 				t.Fatalf("got OPT %v, want %v with another size and no Client Subnet", opt, inOPT)
 			}
 		}
-		if hasECS(out) {
-			t.Fatalf("Client Subnet option sent upstream: %v", opt)
+		if hasPrivate(out) {
+			t.Fatalf("Client Subnet or COOKIE option sent upstream: %v", opt)
+		}
+		// The Query remembers the first client cookie.
+		wantCookie := firstCookie(in)
+		if (q.cookie == cookieClient) != (wantCookie != "") ||
+			wantCookie != "" && hex.EncodeToString(q.cookieBytes[:clientCookieLen]) != wantCookie[:2*clientCookieLen] {
+			t.Fatalf("got cookie %d %x, query's %q", q.cookie, q.cookieBytes, wantCookie)
 		}
 	})
+}
+
+// firstCookie returns the data of the first COOKIE option of m in hex, or
+// "".
+func firstCookie(m *dns.Msg) string {
+	if opt := m.IsEdns0(); opt != nil {
+		for _, o := range opt.Option {
+			if c, ok := o.(*dns.EDNS0_COOKIE); ok {
+				return c.Cookie
+			}
+		}
+	}
+	return ""
 }
 
 // plainQuery reports whether pkt is a query that PrepareQuery must accept,
 // judged by miekg/dns alone: it unpacks and packs back to the same bytes (so
 // no compression, no trailing bytes, nothing miekg/dns normalises), has QR
 // clear, opcode QUERY, one question, no answer or authority records and at
-// most one OPT record, owned by the root, and has room for an added OPT.
+// most one OPT record, owned by the root, of version 0, with COOKIE options
+// of a valid length, and has room for an added OPT.
 func plainQuery(pkt []byte) bool {
 	m := new(dns.Msg)
 	if m.Unpack(pkt) != nil {
@@ -149,9 +178,14 @@ func plainQuery(pkt []byte) bool {
 	}
 	n := 0
 	for _, rr := range m.Extra {
-		if rr.Header().Rrtype == dns.TypeOPT {
-			if rr.Header().Name != "." {
+		if opt, ok := rr.(*dns.OPT); ok {
+			if opt.Hdr.Name != "." || opt.Version() != 0 {
 				return false
+			}
+			for _, o := range opt.Option {
+				if c, ok := o.(*dns.EDNS0_COOKIE); ok && !validCookieLen(len(c.Cookie)/2) {
+					return false
+				}
 			}
 			n++
 		}
