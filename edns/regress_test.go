@@ -24,7 +24,7 @@ func TestRegressionECSRemoved(t *testing.T) {
 		t.Fatalf("the fuzzer's input: got %v, want ErrBadVersion", err)
 	}
 	pkt := bytes.Clone(raw)
-	pkt[23] = 0 // OPT TTL: extended RCODE 0x30, version 0, flags 0x3030
+	pkt[23] = 0      // OPT TTL: extended RCODE 0x30, version 0, flags 0x3030
 	const rdata = 28 // OPT RDATA offset: header, question "\x00" 0x3030 0x3030, OPT header
 	ecs := pkt[rdata:]
 	nsid := mustHex("0003 0004 01020304")
