@@ -37,11 +37,13 @@ import (
 //
 // All this runs on the wire bytes without allocating when dst has room, as
 // long as the answer's OPT record, if any, is its last record and its
-// options are well framed. Other layouts (an OPT followed by a TSIG, an OPT
-// outside the additional section, a record that overruns the message) and an
-// OPT too large to keep go through [dns.Msg]: Unpack, the OPT removed for a
-// client without one (else its cookies replaced), Truncate, Pack. Records
-// beyond the question are not validated when the answer passes unchanged.
+// options are well framed, or the answer passes unchanged. Other layouts (an
+// OPT followed by a TSIG, an OPT outside the additional section, a record
+// that overruns the message) and an OPT too large to keep go through
+// [dns.Msg]: Unpack, the OPT removed for a client without one (else its
+// cookies replaced), Truncate, Pack. Records beyond the question are located
+// (to find the OPT records) but not validated when the answer passes
+// unchanged.
 //
 // On the wire, records are kept or cut as they come, with their original
 // compression. Upstream answers are normally compressed; one that is not may
@@ -103,32 +105,41 @@ func PrepareAnswer(dst, answer []byte, q Query) ([]byte, error) {
 	}
 	limit := min(max(q.Limit, MinUDPSize), MaxTCPSize)
 
-	// Find the answer's OPT record; only a last one is handled here.
+	// Find the answer's OPT record; only a last one is handled here, but
+	// an answer that needs no change passes whatever its layout.
 	an, ns, ar := int(be16(answer[6:])), int(be16(answer[8:])), int(be16(answer[10:]))
 	n := an + ns + ar
 	var opt rr
-	hasOPT := false
-	end := qEnd // end of the last record
+	hasOPT, odd := false, false // a last OPT record, another one
+	theirs := 0                 // bytes of COOKIE options in OPT records
+	end := qEnd                 // end of the last record
 	for i := range n {
 		r, err := scanRR(answer, end)
-		if err != nil || r.rrtype == dns.TypeOPT && (i != n-1 || i < an+ns) {
+		if err != nil {
 			// Let miekg/dns judge (it tolerates counts that overstate).
 			return prepareAnswerMsg(dst, answer, q, limit)
 		}
 		if r.rrtype == dns.TypeOPT {
-			opt, hasOPT = r, true
+			if i == n-1 && i >= an+ns {
+				opt, hasOPT = r, true
+			} else {
+				odd = true
+			}
+			if q.HadOPT {
+				c, ok := cookieBytes(answer, r)
+				if !ok {
+					return prepareAnswerMsg(dst, answer, q, limit)
+				}
+				theirs += c
+			}
 		}
 		end = r.end
 	}
-	theirs := 0 // bytes of COOKIE options in the answer's OPT, if kept
-	if hasOPT && q.HadOPT {
-		var ok bool
-		if theirs, ok = cookieBytes(answer, opt); !ok {
-			return prepareAnswerMsg(dst, answer, q, limit)
-		}
-	}
-	if theirs == 0 && !stamped && (q.HadOPT || !hasOPT) && len(answer) <= limit {
+	if theirs == 0 && !stamped && (q.HadOPT || !hasOPT && !odd) && len(answer) <= limit {
 		return append(dst, answer...), nil
+	}
+	if odd {
+		return prepareAnswerMsg(dst, answer, q, limit)
 	}
 	records := n // records other than the OPT, all before it
 	optLen := 0  // bytes of OPT record the client gets

@@ -51,6 +51,19 @@ func TestPrepareAnswer(t *testing.T) {
 			a.Extra[0], a.Extra[1] = a.Extra[1], a.Extra[0]
 			return a
 		}, false, false, false, 0, 5},
+		{"OPT before glue, client OPT: unchanged", qOPT, false, func() *dns.Msg {
+			a := glue(answerFor(qOPT, 3, false))
+			a.SetEdns0(1232, false)
+			a.Extra[0], a.Extra[1] = a.Extra[1], a.Extra[0]
+			return a
+		}, true, false, true, 0, 5},
+		{"OPT before glue with the resolver's cookie: removed", qOPT, false, func() *dns.Msg {
+			a := glue(answerFor(qOPT, 3, false))
+			a.SetEdns0(1232, false)
+			a.IsEdns0().Option = []dns.EDNS0{&dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708f1f2f3f4f5f6f7f8"}}
+			a.Extra[0], a.Extra[1] = a.Extra[1], a.Extra[0]
+			return a
+		}, false, false, true, 0, 5},
 		{"strip OPT in authority", qNoOPT, false, func() *dns.Msg {
 			a := answerFor(qNoOPT, 3, false)
 			a.SetEdns0(1232, false)
@@ -115,6 +128,9 @@ func TestPrepareAnswer(t *testing.T) {
 			}
 			if got := countOPT(m); got != boolInt(tt.wantOPT) {
 				t.Errorf("got %d OPT records, want %v", got, tt.wantOPT)
+			}
+			if hasCookie(m) {
+				t.Errorf("the resolver's cookie reached the client: %v", m.IsEdns0())
 			}
 			if m.Rcode != tt.wantRcode {
 				t.Errorf("got rcode %d, want %d", m.Rcode, tt.wantRcode)

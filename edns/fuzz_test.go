@@ -476,11 +476,16 @@ var (
 	seedNotify = mustHex("abcd 2400 0001 0001 0000 0000 01 61 00 0006 0001 c00c 0006 0001 00000000 0016 00 00 00000001 00000001 00000001 00000001 00000001")
 	// Two questions and an OPT: FORMERR without the questions.
 	seedTwoQuestions = mustHex("abcd 0100 0002 0000 0000 0001 01 61 00 0001 0001 01 62 c00c 0001 0001 00 0029 04d0 00008000 0000")
+	// Counts far beyond the message, a question name pointing at itself.
+	seedHugeCounts = mustHex("abcd 0100 ffff ffff ffff ffff c00c 0001 0001 00 0029 04d0 00008000 0000")
+	// A cookie-only query with a TSIG-like record after the OPT.
+	seedCookieSigned = mustHex("abcd 0100 0000 0000 0000 0002 00 0029 04d0 00000000 000c 000a 0008 0102030405060708" +
+		"03 6b6579 00 00fa 00ff 00000000 0000")
 )
 
 func FuzzErrorReply(f *testing.F) {
 	for _, s := range [][]byte{seedDig, seedPlain, seedECS, seedTwo, seedLoop, seedNoOPT, seedPlain[:20], nil,
-		seedCookieOnly, seedVersion1, seedBadCookie, seedNotify, seedTwoQuestions} {
+		seedCookieOnly, seedVersion1, seedBadCookie, seedNotify, seedTwoQuestions, seedHugeCounts, seedCookieSigned} {
 		f.Add(s, true)
 		f.Add(s, false)
 	}

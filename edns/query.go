@@ -329,7 +329,10 @@ func PrepareQuery(dst, pkt []byte, payloadSize uint16) ([]byte, Query, error) {
 // record gets its own OPT back (dig warns about a reply without one), and a
 // client that sent none gets none. Unlike 1.x, which echoed the query after
 // its OPT rewrite, the reply never carries the proxy's upstream payload
-// size.
+// size. A COOKIE option is echoed as the client sent it: the TC reply
+// carries no server cookie made by the proxy, the answer over TCP does
+// (Cookies.Stamp). A query that PrepareQuery refuses is refused here too;
+// ErrorReply answers it.
 //
 // A query with additional records besides its OPT, where a compression
 // pointer could refer to the header bytes that change, is re-encoded

@@ -44,7 +44,8 @@ func ErrorReply(dst, pkt []byte, c *Cookies, client netip.Addr, now time.Time) (
 	if len(pkt) < headerLen || pkt[2]&0x80 != 0 {
 		return dst, false
 	}
-	s, _, err := checkQuery(pkt)
+	// The wire checks alone: a query they pass gets FORMERR all the same.
+	s, err := scanQuery(pkt)
 	rcode, ext := byte(dns.RcodeFormatError), byte(0)
 	cookie := false
 	switch {
