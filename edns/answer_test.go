@@ -2,12 +2,15 @@ package edns
 
 import (
 	"bytes"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/miekg/dns"
 )
@@ -48,6 +51,19 @@ func TestPrepareAnswer(t *testing.T) {
 			a.Extra[0], a.Extra[1] = a.Extra[1], a.Extra[0]
 			return a
 		}, false, false, false, 0, 5},
+		{"OPT before glue, client OPT: unchanged", qOPT, false, func() *dns.Msg {
+			a := glue(answerFor(qOPT, 3, false))
+			a.SetEdns0(1232, false)
+			a.Extra[0], a.Extra[1] = a.Extra[1], a.Extra[0]
+			return a
+		}, true, false, true, 0, 5},
+		{"OPT before glue with the resolver's cookie: removed", qOPT, false, func() *dns.Msg {
+			a := glue(answerFor(qOPT, 3, false))
+			a.SetEdns0(1232, false)
+			a.IsEdns0().Option = []dns.EDNS0{&dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708f1f2f3f4f5f6f7f8"}}
+			a.Extra[0], a.Extra[1] = a.Extra[1], a.Extra[0]
+			return a
+		}, false, false, true, 0, 5},
 		{"strip OPT in authority", qNoOPT, false, func() *dns.Msg {
 			a := answerFor(qNoOPT, 3, false)
 			a.SetEdns0(1232, false)
@@ -112,6 +128,9 @@ func TestPrepareAnswer(t *testing.T) {
 			}
 			if got := countOPT(m); got != boolInt(tt.wantOPT) {
 				t.Errorf("got %d OPT records, want %v", got, tt.wantOPT)
+			}
+			if hasCookie(m) {
+				t.Errorf("the resolver's cookie reached the client: %v", m.IsEdns0())
 			}
 			if m.Rcode != tt.wantRcode {
 				t.Errorf("got rcode %d, want %d", m.Rcode, tt.wantRcode)
@@ -340,6 +359,13 @@ func randAnswer(r *rand.Rand, m *dns.Msg) *dns.Msg {
 		if r.IntN(4) == 0 {
 			opt.Option = append(opt.Option, &dns.EDNS0_PADDING{Padding: make([]byte, r.IntN(500))})
 		}
+		if r.IntN(3) == 0 {
+			// The resolver's own cookie, which the client never sees.
+			opt.Option = append(opt.Option, &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "f1f2f3f4f5f6f7f8e1e2e3e4e5e6e7e8"})
+		}
+		if r.IntN(6) == 0 {
+			opt.Option = append(opt.Option, &dns.EDNS0_NSID{Code: dns.EDNS0NSID, Nsid: "6e73"})
+		}
 		if r.IntN(6) == 0 {
 			a.Rcode = dns.RcodeBadCookie
 		}
@@ -356,8 +382,9 @@ func randAnswer(r *rand.Rand, m *dns.Msg) *dns.Msg {
 // path on many generated answers.
 func TestPrepareAnswerPathsAgree(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
+	cookies := NewCookies([16]byte{1, 2, 3})
 	const n = 3000
-	var passed, truncated int
+	var passed, truncated, stamped int
 	for range n {
 		m := randQuery(r)
 		if m.IsTsig() != nil {
@@ -365,6 +392,12 @@ func TestPrepareAnswerPathsAgree(t *testing.T) {
 		}
 		m.Rcode = 0
 		q := mustPrepare(t, pack(t, m), DefaultPayloadSize)
+		if r.IntN(4) > 0 {
+			cookies.Stamp(&q, netip.AddrFrom4([4]byte{127, 0, 0, byte(r.IntN(3))}), time.Unix(r.Int64N(1<<40), 0))
+		}
+		if q.cookie == cookieStamped {
+			stamped++
+		}
 		if r.IntN(8) == 0 {
 			q.Limit = MaxTCPSize
 		}
@@ -377,7 +410,7 @@ func TestPrepareAnswerPathsAgree(t *testing.T) {
 		if err != nil {
 			t.Fatalf("PrepareAnswer(%x): %v", ans, err)
 		}
-		ref, err := prepareAnswerMsg(nil, ans, q.HadOPT, q.Limit)
+		ref, err := prepareAnswerMsg(nil, ans, q, q.Limit)
 		if err != nil {
 			t.Fatalf("msg path(%x): %v", ans, err)
 		}
@@ -406,20 +439,30 @@ func TestPrepareAnswerPathsAgree(t *testing.T) {
 			passed++
 		}
 	}
-	t.Logf("%d answers: %d passed unchanged, %d truncated", n, passed, truncated)
-	if passed < n/5 || truncated < n/20 {
-		t.Errorf("poor coverage: %d unchanged, %d truncated", passed, truncated)
+	t.Logf("%d answers: %d passed unchanged, %d truncated, %d to stamped queries", n, passed, truncated, stamped)
+	if passed < n/5 || truncated < n/20 || stamped < n/20 {
+		t.Errorf("poor coverage: %d unchanged, %d truncated, %d stamped", passed, truncated, stamped)
 	}
 }
 
 // records lists the records of m in section order, without the OPT records
-// of the additional section, and without those elsewhere unless keepOdd.
+// of the additional section, and without those elsewhere unless keepOdd;
+// those are listed without their COOKIE options, which PrepareAnswer
+// removes wherever they are.
 func records(m *dns.Msg, keepOdd bool) []string {
 	var s []string
 	for i, sec := range [][]dns.RR{m.Answer, m.Ns, m.Extra} {
 		for _, rr := range sec {
-			if rr.Header().Rrtype != dns.TypeOPT || keepOdd && i < 2 {
+			opt, isOPT := rr.(*dns.OPT)
+			switch {
+			case !isOPT:
 				s = append(s, rr.String())
+			case keepOdd && i < 2:
+				o := *opt
+				o.Option = slices.DeleteFunc(slices.Clone(o.Option), func(e dns.EDNS0) bool {
+					return e.Option() == dns.EDNS0COOKIE
+				})
+				s = append(s, o.String())
 			}
 		}
 	}
@@ -456,8 +499,8 @@ func answerProblem(ans, got []byte, q Query) error {
 	if !q.HadOPT && countOPT(out) != 0 {
 		return fmt.Errorf("OPT sent to a client without one: %v", out)
 	}
-	if q.HadOPT && (in.IsEdns0() == nil) != (out.IsEdns0() == nil) {
-		return fmt.Errorf("got OPT %v, answer had %v", out.IsEdns0(), in.IsEdns0())
+	if err := cookieProblem(in, out, q, limit); err != nil {
+		return err
 	}
 	wantRcode := in.Rcode
 	if !q.HadOPT && wantRcode > 0xF {
@@ -486,4 +529,47 @@ func answerProblem(ans, got []byte, q Query) error {
 		return fmt.Errorf("TC set but nothing dropped: %v\nfrom %v", out, in)
 	}
 	return nil
+}
+
+// cookieProblem describes how the OPT record of out, made from in for the
+// query q with the given limit, breaks the cookie rules of PrepareAnswer:
+// for a client with OPT, the OPT record of in (or a new one if q is stamped)
+// with its COOKIE options removed and, if q is stamped, the proxy's added
+// last; all of its options may go when they do not fit (Truncate).
+func cookieProblem(in, out *dns.Msg, q Query, limit int) error {
+	if !q.HadOPT {
+		if hasCookie(out) {
+			return fmt.Errorf("cookie sent to a client without OPT: %v", out)
+		}
+		return nil
+	}
+	stamped := q.cookie == cookieStamped
+	inOPT, outOPT := in.IsEdns0(), out.IsEdns0()
+	if (outOPT == nil) != (inOPT == nil && !stamped) {
+		return fmt.Errorf("got OPT %v, answer had %v, stamped %v", outOPT, inOPT, stamped)
+	}
+	if outOPT == nil {
+		return nil
+	}
+	var want []dns.EDNS0 // the options out should have
+	if inOPT != nil {
+		for _, o := range inOPT.Option {
+			if o.Option() != dns.EDNS0COOKIE {
+				want = append(want, o)
+			}
+		}
+	}
+	if stamped {
+		want = append(want, &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: hex.EncodeToString(q.cookieBytes[:])})
+	}
+	got := optString(outOPT)
+	ref := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}, Option: want}
+	if got == optString(ref) {
+		return nil
+	}
+	bare := dns.Msg{MsgHdr: in.MsgHdr, Question: in.Question}
+	if got == "" && bare.Len()+dns.Len(ref) > limit {
+		return nil // Truncate cleared the options
+	}
+	return fmt.Errorf("got options %s, want %s", got, optString(ref))
 }

@@ -24,12 +24,26 @@ const (
 // Sentinel errors. Every error this package returns wraps one of them.
 var (
 	// ErrNotQuery reports a client message that is not a standard query:
-	// QR set, or an opcode other than QUERY.
+	// QR set (ErrorReply drops it), or an opcode other than QUERY
+	// (ErrorReply answers NOTIMP).
 	ErrNotQuery = errors.New("edns: not a standard query")
 
 	// ErrMalformed reports a message that cannot be parsed, breaks a count,
-	// name or length rule, or carries more than one OPT record.
+	// name or length rule, or carries more than one OPT record. A client
+	// query of at least a header gets FORMERR (ErrorReply).
 	ErrMalformed = errors.New("edns: malformed message")
+
+	// ErrBadVersion reports a query whose OPT record has an EDNS version
+	// other than 0, the only one this package knows. Its answer is BADVERS
+	// (ErrorReply).
+	ErrBadVersion = errors.New("edns: unsupported EDNS version")
+
+	// ErrCookieOnly reports a cookie-only query ([RFC 7873] section 5.4):
+	// no question, and an OPT record with a COOKIE option. It is valid, but
+	// there is nothing to ask upstream; ErrorReply answers it.
+	//
+	// [RFC 7873]: https://www.rfc-editor.org/rfc/rfc7873
+	ErrCookieOnly = errors.New("edns: cookie-only query")
 
 	// ErrMismatch reports an answer whose ID, opcode or question does not
 	// match the query it is supposed to answer. The proxy drops such answers.
@@ -39,13 +53,15 @@ var (
 // SetPayloadSize sets the EDNS UDP payload size of m to size: it adds an OPT
 // record (version 0, DO clear, no options) if m has none, otherwise it sets
 // the size of the existing OPT, removes its EDNS Client Subnet options
-// ([RFC 7871]: no client's subnet leaves the proxy) and keeps its DO bit,
-// extended RCODE, version, Z flags and other options untouched. A new OPT
+// ([RFC 7871]: no client's subnet leaves the proxy) and COOKIE options (no
+// client cookie links the proxy's queries, see Cookies) and keeps its DO
+// bit, extended RCODE, version, Z flags and other options untouched. A new OPT
 // goes before a trailing TSIG or SIG(0) record, which must stay last.
 //
 // SetPayloadSize always writes size; the rule that a configured size of
 // MinUDPSize or less leaves the size alone belongs to the caller
-// (PrepareQuery applies it, and removes Client Subnet options even then).
+// (PrepareQuery applies it, and removes Client Subnet and COOKIE options
+// even then).
 //
 // [RFC 7871]: https://www.rfc-editor.org/rfc/rfc7871
 func SetPayloadSize(m *dns.Msg, size uint16) {
@@ -53,7 +69,7 @@ func SetPayloadSize(m *dns.Msg, size uint16) {
 	for _, rr := range m.Extra {
 		if opt, ok := rr.(*dns.OPT); ok {
 			opt.SetUDPSize(size)
-			removeECS(opt)
+			removePrivate(opt)
 			found = true
 		}
 	}
@@ -145,11 +161,25 @@ func TCReply(q *dns.Msg) *dns.Msg {
 	return r
 }
 
-// removeECS deletes the EDNS Client Subnet options of opt.
-func removeECS(opt *dns.OPT) {
+// removePrivate deletes the options of opt that must not go upstream:
+// EDNS Client Subnet and COOKIE.
+func removePrivate(opt *dns.OPT) {
 	opt.Option = slices.DeleteFunc(opt.Option, func(o dns.EDNS0) bool {
-		return o.Option() == dns.EDNS0SUBNET
+		return o.Option() == dns.EDNS0SUBNET || o.Option() == dns.EDNS0COOKIE
 	})
+}
+
+// removeCookies deletes the COOKIE options of every OPT record in m.
+func removeCookies(m *dns.Msg) {
+	for _, s := range [][]dns.RR{m.Answer, m.Ns, m.Extra} {
+		for _, rr := range s {
+			if opt, ok := rr.(*dns.OPT); ok {
+				opt.Option = slices.DeleteFunc(opt.Option, func(o dns.EDNS0) bool {
+					return o.Option() == dns.EDNS0COOKIE
+				})
+			}
+		}
+	}
 }
 
 // removeOPT deletes every OPT record from m. If the answer carried an

@@ -19,9 +19,9 @@ func TestSetPayloadSize(t *testing.T) {
 		{"no OPT", newQuery("example.com.", dns.TypeA), 1252, 0, 0},
 		{"no OPT small", newQuery("example.com.", dns.TypeA), 100, 0, 0},
 		{"client OPT", withOPT(newQuery("example.com.", dns.TypeA), 4096, false), 1252, 0, 0},
-		{"client OPT DO and options", withOPT(newQuery("example.com.", dns.TypeA), 512, true, cookie, pad), 1232, 0x8000, 2},
+		{"client OPT DO and options, cookie removed", withOPT(newQuery("example.com.", dns.TypeA), 512, true, cookie, pad), 1232, 0x8000, 1},
 		{"client OPT with ECS", withOPT(newQuery("example.com.", dns.TypeA), 1232, true, cookie,
-			&dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 2, SourceNetmask: 56, Address: []byte{0x20, 1, 0xd, 0xb8, 0, 0, 0}}, pad), 1252, 0x8000, 2},
+			&dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 2, SourceNetmask: 56, Address: []byte{0x20, 1, 0xd, 0xb8, 0, 0, 0}}, pad), 1252, 0x8000, 1},
 		{"client OPT extended fields", func() *dns.Msg {
 			m := withOPT(newQuery("example.com.", dns.TypeA), 512, true)
 			m.IsEdns0().Hdr.Ttl = 0x01027fff

@@ -3,6 +3,8 @@ package edns_test
 import (
 	"fmt"
 	"net"
+	"net/netip"
+	"time"
 
 	"github.com/miekg/dns"
 
@@ -106,4 +108,74 @@ func ExampleTruncate() {
 	fmt.Printf("%d bytes, TC %v, %d records\n", len(out), a.Truncated, len(a.Answer))
 	// Output:
 	// 459 bytes, TC true, 2 records
+}
+
+func ExampleErrorReply() {
+	cookies := edns.NewCookies([16]byte{}) // use a random secret
+	client := netip.MustParseAddr("127.0.0.1")
+	for _, m := range []*dns.Msg{
+		func() *dns.Msg { // two questions
+			m := new(dns.Msg)
+			m.SetQuestion("example.com.", dns.TypeA)
+			m.Question = append(m.Question, m.Question[0])
+			return m
+		}(),
+		func() *dns.Msg { // dig +edns=1 +noednsneg
+			m := new(dns.Msg)
+			m.SetQuestion("example.com.", dns.TypeA)
+			m.SetEdns0(1232, false)
+			m.IsEdns0().SetVersion(1)
+			return m
+		}(),
+		func() *dns.Msg { // dig +header-only +cookie
+			m := new(dns.Msg)
+			m.SetEdns0(1232, false)
+			m.IsEdns0().Option = []dns.EDNS0{&dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708"}}
+			return m
+		}(),
+	} {
+		pkt, _ := m.Pack()
+		_, _, err := edns.PrepareQuery(nil, pkt, edns.DefaultPayloadSize)
+		out, ok := edns.ErrorReply(nil, pkt, cookies, client, time.Unix(1700000000, 0))
+		r := new(dns.Msg)
+		_ = r.Unpack(out)
+		fmt.Printf("%v\n  answer %v: RCODE %d, %d question, OPT %v\n", err, ok, r.Rcode, len(r.Question), r.IsEdns0() != nil)
+		if opt := r.IsEdns0(); opt != nil && len(opt.Option) > 0 {
+			fmt.Printf("  %s\n", opt.Option[0])
+		}
+	}
+	// Output:
+	// edns: malformed message: question count not 1
+	//   answer true: RCODE 1, 0 question, OPT false
+	// edns: unsupported EDNS version
+	//   answer true: RCODE 16, 1 question, OPT true
+	// edns: cookie-only query
+	//   answer true: RCODE 0, 0 question, OPT true
+	//   0102030405060708010000006553f1000cc7aa0bc5ada678
+}
+
+func ExampleCookies_Stamp() {
+	cookies := edns.NewCookies([16]byte{}) // use a random secret
+	m := new(dns.Msg)
+	m.SetQuestion("example.com.", dns.TypeA)
+	m.SetEdns0(1232, false)
+	m.IsEdns0().Option = []dns.EDNS0{&dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708"}}
+	pkt, _ := m.Pack()
+
+	up, q, _ := edns.PrepareQuery(nil, pkt, edns.DefaultPayloadSize)
+	sent := new(dns.Msg)
+	_ = sent.Unpack(up)
+	fmt.Println("options upstream:", len(sent.IsEdns0().Option))
+
+	cookies.Stamp(&q, netip.MustParseAddr("127.0.0.1"), time.Unix(1700000000, 0))
+	a := new(dns.Msg)
+	a.SetReply(sent) // the resolver's answer, with an OPT record
+	ans, _ := a.Pack()
+	out, _ := edns.PrepareAnswer(nil, ans, q)
+	r := new(dns.Msg)
+	_ = r.Unpack(out)
+	fmt.Println("the client gets:", r.IsEdns0().Option[0])
+	// Output:
+	// options upstream: 0
+	// the client gets: 0102030405060708010000006553f1000cc7aa0bc5ada678
 }

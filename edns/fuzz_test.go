@@ -2,8 +2,11 @@ package edns
 
 import (
 	"bytes"
+	"encoding/hex"
 	"errors"
+	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/miekg/dns"
 )
@@ -34,7 +37,8 @@ var (
 )
 
 func FuzzPrepareQuery(f *testing.F) {
-	for _, s := range [][]byte{seedDig, seedPlain, seedECS, seedTwo, seedLoop, seedNoOPT, seedPlain[:20], nil} {
+	for _, s := range [][]byte{seedDig, seedPlain, seedECS, seedTwo, seedLoop, seedNoOPT, seedPlain[:20], nil,
+		seedCookieOnly, seedVersion1, seedBadCookie, seedNotify, seedTwoQuestions} {
 		for _, size := range []uint16{0, 512, 1252, 65535} {
 			f.Add(s, size)
 		}
@@ -42,8 +46,9 @@ func FuzzPrepareQuery(f *testing.F) {
 	f.Fuzz(func(t *testing.T, pkt []byte, size uint16) {
 		got, q, err := PrepareQuery(nil, pkt, size)
 		if err != nil {
-			if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrNotQuery) {
-				t.Fatalf("got error %v, want ErrMalformed or ErrNotQuery", err)
+			if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrNotQuery) &&
+				!errors.Is(err, ErrBadVersion) && !errors.Is(err, ErrCookieOnly) {
+				t.Fatalf("got error %v, want one of the sentinels", err)
 			}
 			if plainQuery(pkt) {
 				t.Fatalf("rejected %x, a plain query: %v", pkt, err)
@@ -54,13 +59,13 @@ func FuzzPrepareQuery(f *testing.F) {
 		out := unpack(t, got)
 		s, _ := scanQuery(pkt)
 		rewrite := size > MinUDPSize && !s.signed
-		inECS := hasECS(in)
-		// The reference: Unpack, Client Subnet removed, SetPayloadSize
-		// if the size is rewritten, Pack.
+		inECS, inCookie := hasECS(in), hasCookie(in)
+		// The reference: Unpack, Client Subnet and COOKIE removed,
+		// SetPayloadSize if the size is rewritten, Pack.
 		var ref []byte
-		if rewrite || inECS {
+		if rewrite || inECS || inCookie {
 			m := unpack(t, pkt)
-			dropECS(m)
+			dropPrivate(m)
 			if rewrite {
 				SetPayloadSize(m, size)
 			}
@@ -77,8 +82,15 @@ func FuzzPrepareQuery(f *testing.F) {
 		}
 		want := bytes.Clone(pkt)
 		switch {
-		case inECS || rewrite && !s.bare:
+		case inECS || (rewrite || inCookie) && !s.bare:
 			want = ref
+		case inCookie && s.simple:
+			// The cookies cut out on the wire, the other options opaque.
+			want = ref
+		case inCookie:
+			// Structured options kept as sent: the canonical comparison
+			// above is all there is.
+			want = got
 		case !rewrite:
 		case s.hasOPT:
 			want[s.opt.hdr+2], want[s.opt.hdr+3] = byte(size>>8), byte(size)
@@ -125,17 +137,37 @@ func FuzzPrepareQuery(f *testing.F) {
 				t.Fatalf("got OPT %v, want %v with another size and no Client Subnet", opt, inOPT)
 			}
 		}
-		if hasECS(out) {
-			t.Fatalf("Client Subnet option sent upstream: %v", opt)
+		if hasPrivate(out) {
+			t.Fatalf("Client Subnet or COOKIE option sent upstream: %v", opt)
+		}
+		// The Query remembers the first client cookie.
+		wantCookie := firstCookie(in)
+		if (q.cookie == cookieClient) != (wantCookie != "") ||
+			wantCookie != "" && hex.EncodeToString(q.cookieBytes[:clientCookieLen]) != wantCookie[:2*clientCookieLen] {
+			t.Fatalf("got cookie %d %x, query's %q", q.cookie, q.cookieBytes, wantCookie)
 		}
 	})
+}
+
+// firstCookie returns the data of the first COOKIE option of m in hex, or
+// "".
+func firstCookie(m *dns.Msg) string {
+	if opt := m.IsEdns0(); opt != nil {
+		for _, o := range opt.Option {
+			if c, ok := o.(*dns.EDNS0_COOKIE); ok {
+				return c.Cookie
+			}
+		}
+	}
+	return ""
 }
 
 // plainQuery reports whether pkt is a query that PrepareQuery must accept,
 // judged by miekg/dns alone: it unpacks and packs back to the same bytes (so
 // no compression, no trailing bytes, nothing miekg/dns normalises), has QR
 // clear, opcode QUERY, one question, no answer or authority records and at
-// most one OPT record, owned by the root, and has room for an added OPT.
+// most one OPT record, owned by the root, of version 0, with COOKIE options
+// of a valid length, and has room for an added OPT.
 func plainQuery(pkt []byte) bool {
 	m := new(dns.Msg)
 	if m.Unpack(pkt) != nil {
@@ -149,9 +181,14 @@ func plainQuery(pkt []byte) bool {
 	}
 	n := 0
 	for _, rr := range m.Extra {
-		if rr.Header().Rrtype == dns.TypeOPT {
-			if rr.Header().Name != "." {
+		if opt, ok := rr.(*dns.OPT); ok {
+			if opt.Hdr.Name != "." || opt.Version() != 0 {
 				return false
+			}
+			for _, o := range opt.Option {
+				if c, ok := o.(*dns.EDNS0_COOKIE); ok && !validCookieLen(len(c.Cookie)/2) {
+					return false
+				}
 			}
 			n++
 		}
@@ -184,8 +221,9 @@ func TestPlainQuery(t *testing.T) {
 }
 
 // queryFor builds the client query that answer answers: its ID and
-// question, RD set, and an OPT record with clientSize unless that is 0.
-func queryFor(answer []byte, clientSize uint16) []byte {
+// question, RD set, and an OPT record with clientSize unless that is 0,
+// holding a COOKIE option with a client cookie if cookie is not 0.
+func queryFor(answer []byte, clientSize uint16, cookie uint8) []byte {
 	q := []byte{0x12, 0x34, 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0}
 	question := []byte{0, 0, 1, 0, 1} // ". A IN"
 	if len(answer) >= headerLen {
@@ -198,13 +236,21 @@ func queryFor(answer []byte, clientSize uint16) []byte {
 	if clientSize != 0 {
 		q[11] = 1
 		q = append(q, 0, 0, 41, byte(clientSize>>8), byte(clientSize), 0, 0, 0x80, 0, 0, 0)
+		if cookie != 0 {
+			q[len(q)-1] = 12
+			q = append(q, 0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8)
+		}
 	}
 	return q
 }
 
+// fuzzCookies stamps the fuzzers' queries.
+var fuzzCookies = NewCookies([16]byte{0xf0, 0xf1})
+
 func FuzzPrepareAnswer(f *testing.F) {
 	qDig := withOPT(newQuery("www.example.com.", dns.TypeA), 1232, true)
 	qPlain := newQuery("www.example.com.", dns.TypeA)
+	theirs := &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708f1f2f3f4f5f6f7f8"}
 	for _, query := range []*dns.Msg{qDig, qPlain} {
 		size := uint16(0)
 		if query.IsEdns0() != nil {
@@ -212,22 +258,31 @@ func FuzzPrepareAnswer(f *testing.F) {
 		}
 		for _, n := range []int{0, 3, 200} {
 			a := answerFor(query, n, true)
-			f.Add(pack(f, a), size, false)
-			f.Add(pack(f, a), size, true)
+			f.Add(pack(f, a), size, false, uint8(0))
+			f.Add(pack(f, a), size, true, uint8(0))
+			f.Add(pack(f, a), size, false, uint8(2))
+			a.IsEdns0().Option = []dns.EDNS0{theirs, &dns.EDNS0_PADDING{Padding: make([]byte, 5)}}
+			f.Add(pack(f, a), size, false, uint8(1))
+			f.Add(pack(f, a), size, false, uint8(2))
 			a.Extra = nil
-			f.Add(pack(f, a), size, false)
+			f.Add(pack(f, a), size, false, uint8(0))
+			f.Add(pack(f, a), size, false, uint8(2))
 		}
-		f.Add(pack(f, txtAnswer(query, 13, 254, true)), size, false)
+		f.Add(pack(f, txtAnswer(query, 13, 254, true)), size, false, uint8(0))
 	}
-	f.Add(header(0x1234, 0x8185, 1, 0, 0, 0), uint16(0), false)
+	f.Add(header(0x1234, 0x8185, 1, 0, 0, 0), uint16(0), false, uint8(0))
+	f.Add(header(0x1234, 0x8185, 1, 0, 0, 0), uint16(1232), false, uint8(2))
 	f.Add(mustHex("abcd 8180 0001 0001 0000 0002 07 6578616d706c65 03 636f6d 00 000f 0001"+
 		"c00c 000f 0001 00000e10 0004 000a c00c"+
-		"00 0029 04d0 00008000 0000"+
-		"c00c 0001 0001 00000e10 0004 c0000201"), uint16(0), false)
-	f.Fuzz(func(t *testing.T, answer []byte, clientSize uint16, tcp bool) {
-		_, q, err := PrepareQuery(nil, queryFor(answer, clientSize), DefaultPayloadSize)
+		"00 0029 04d0 00008000 000c 000a 0008 0102030405060708"+
+		"c00c 0001 0001 00000e10 0004 c0000201"), uint16(1232), false, uint8(2))
+	f.Fuzz(func(t *testing.T, answer []byte, clientSize uint16, tcp bool, cookie uint8) {
+		_, q, err := PrepareQuery(nil, queryFor(answer, clientSize, cookie), DefaultPayloadSize)
 		if err != nil {
 			t.Fatalf("query for the answer: %v", err)
+		}
+		if cookie > 1 {
+			fuzzCookies.Stamp(&q, netip.IPv6Loopback(), time.Unix(int64(cookie), 0))
 		}
 		if tcp {
 			q.Limit = MaxTCPSize
@@ -241,6 +296,15 @@ func FuzzPrepareAnswer(f *testing.F) {
 		}
 		if be16(got) != q.ID || got[2]&0x80 == 0 {
 			t.Fatalf("got header %x", got[:headerLen])
+		}
+		// No cookie but ours, whatever the answer.
+		if out := new(dns.Msg); out.Unpack(got) == nil {
+			ours := hex.EncodeToString(q.cookieBytes[:])
+			for _, c := range answerCookies(t, got) {
+				if q.cookie != cookieStamped || !q.HadOPT || c != ours {
+					t.Fatalf("got cookie %s, query %+v", c, q)
+				}
+			}
 		}
 		if bytes.Equal(got, answer) {
 			return
@@ -398,4 +462,130 @@ func TestNamesAbuseLayout(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Seeds of refused queries, shared by the fuzzers.
+var (
+	// dig +header-only +cookie: no question, a client cookie.
+	seedCookieOnly = mustHex("abcd 0100 0000 0000 0000 0001 00 0029 04d0 00000000 000c 000a 0008 0102030405060708")
+	// dig +edns=1 +noednsneg: BADVERS.
+	seedVersion1 = mustHex("abcd 0120 0001 0000 0000 0001 01 61 00 0001 0001 00 0029 04d0 00018000 0000")
+	// A COOKIE option of 5 bytes: FORMERR.
+	seedBadCookie = mustHex("abcd 0100 0001 0000 0000 0001 01 61 00 0001 0001 00 0029 04d0 00000000 0009 000a 0005 0102030405")
+	// NOTIFY with an SOA record: NOTIMP.
+	seedNotify = mustHex("abcd 2400 0001 0001 0000 0000 01 61 00 0006 0001 c00c 0006 0001 00000000 0016 00 00 00000001 00000001 00000001 00000001 00000001")
+	// Two questions and an OPT: FORMERR without the questions.
+	seedTwoQuestions = mustHex("abcd 0100 0002 0000 0000 0001 01 61 00 0001 0001 01 62 c00c 0001 0001 00 0029 04d0 00008000 0000")
+	// Counts far beyond the message, a question name pointing at itself.
+	seedHugeCounts = mustHex("abcd 0100 ffff ffff ffff ffff c00c 0001 0001 00 0029 04d0 00008000 0000")
+	// A cookie-only query with a TSIG-like record after the OPT.
+	seedCookieSigned = mustHex("abcd 0100 0000 0000 0000 0002 00 0029 04d0 00000000 000c 000a 0008 0102030405060708" +
+		"03 6b6579 00 00fa 00ff 00000000 0000")
+)
+
+func FuzzErrorReply(f *testing.F) {
+	for _, s := range [][]byte{seedDig, seedPlain, seedECS, seedTwo, seedLoop, seedNoOPT, seedPlain[:20], nil,
+		seedCookieOnly, seedVersion1, seedBadCookie, seedNotify, seedTwoQuestions, seedHugeCounts, seedCookieSigned} {
+		f.Add(s, true)
+		f.Add(s, false)
+	}
+	client, now := netip.MustParseAddr("192.0.2.1"), time.Unix(1700000000, 0)
+	f.Fuzz(func(t *testing.T, pkt []byte, withCookies bool) {
+		var c *Cookies
+		if withCookies {
+			c = fuzzCookies
+		}
+		got, ok := ErrorReply([]byte{0xee}, pkt, c, client, now)
+		header := len(pkt) >= headerLen && pkt[2]&0x80 == 0
+		if ok != header || got[0] != 0xee || !ok && len(got) != 1 {
+			t.Fatalf("got %x, %v for %x", got, ok, pkt)
+		}
+		if !ok {
+			return
+		}
+		got = got[1:]
+		if len(got) > 310 {
+			t.Fatalf("got %d bytes", len(got))
+		}
+		m := new(dns.Msg)
+		if err := m.Unpack(got); err != nil {
+			t.Fatalf("unpacking %x: %v", got, err)
+		}
+		// Header: ID, opcode, RD and CD echoed, QR and RA set.
+		if be16(got) != be16(pkt) || got[2] != 0x80|pkt[2]&0x79 || got[3]&0xf0 != 0x80|pkt[3]&0x10 {
+			t.Fatalf("got header %x for %x", got[:headerLen], pkt[:headerLen])
+		}
+		// The RCODE is the one for what PrepareQuery says.
+		_, _, err := PrepareQuery(nil, pkt, DefaultPayloadSize)
+		want := dns.RcodeFormatError
+		switch {
+		case pkt[2]&0x78 != 0:
+			want = dns.RcodeNotImplemented
+		case errors.Is(err, ErrBadVersion):
+			want = dns.RcodeBadVers
+		case errors.Is(err, ErrCookieOnly) && c != nil:
+			want = dns.RcodeSuccess
+		}
+		if m.Rcode != want {
+			t.Fatalf("got RCODE %d, want %d (%v)", m.Rcode, want, err)
+		}
+		if len(m.Answer)+len(m.Ns) != 0 || len(m.Question) > 1 || len(m.Extra) > 1 {
+			t.Fatalf("got %v", m)
+		}
+		// The question: the query's, whenever it has one that parses.
+		_, qEnd, qerr := scanQuestion(pkt, headerLen)
+		wantQ := be16(pkt[4:]) == 1 && qerr == nil
+		if wantQ != (len(m.Question) == 1) || wantQ && !bytes.Equal(got[headerLen:qEnd], pkt[headerLen:qEnd]) {
+			t.Fatalf("got question %v for %x", m.Question, pkt)
+		}
+		// The OPT record: where miekg/dns reads the query, one if and only
+		// if the query has one in its additional section.
+		opt := m.IsEdns0()
+		if in := new(dns.Msg); in.Unpack(pkt) == nil {
+			var opts []*dns.OPT
+			for _, rr := range in.Extra {
+				if o, ok := rr.(*dns.OPT); ok {
+					opts = append(opts, o)
+				}
+			}
+			usable := len(opts) == 1 && opts[0].Hdr.Name == "."
+			if usable != (opt != nil) {
+				t.Fatalf("got OPT %v, query has %v", opt, opts)
+			}
+			if usable && opt.Do() != opts[0].Do() {
+				t.Fatalf("got DO %v, query %v", opt.Do(), opts[0].Do())
+			}
+		}
+		if want == dns.RcodeBadVers && opt == nil {
+			t.Fatal("BADVERS without OPT")
+		}
+		if opt == nil {
+			return
+		}
+		if opt.Version() != 0 || opt.UDPSize() != DefaultPayloadSize || opt.Hdr.Ttl&0x7fff != 0 {
+			t.Fatalf("got OPT %v", opt)
+		}
+		// A cookie only in the answer to a cookie-only query: the client
+		// cookie of its first COOKIE option and ours.
+		if want != dns.RcodeSuccess {
+			if len(opt.Option) != 0 {
+				t.Fatalf("got options %v", opt.Option)
+			}
+			return
+		}
+		var cc [clientCookieLen]byte
+		if in := new(dns.Msg); in.Unpack(pkt) == nil {
+			b, _ := hex.DecodeString(firstCookie(in))
+			copy(cc[:], b)
+		} else {
+			s, _ := scanQuery(pkt)
+			cc = s.client
+		}
+		var ours [clientCookieLen + serverCookieLen]byte
+		copy(ours[:], cc[:])
+		c.serverCookie((*[serverCookieLen]byte)(ours[clientCookieLen:]), &cc, client, uint32(now.Unix()))
+		if cs := answerCookies(t, got); len(opt.Option) != 1 || len(cs) != 1 || cs[0] != hex.EncodeToString(ours[:]) {
+			t.Fatalf("got options %v, want cookie %x", opt.Option, ours)
+		}
+	})
 }

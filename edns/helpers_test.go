@@ -77,12 +77,24 @@ func countOPT(m *dns.Msg) int {
 }
 
 // hasECS reports whether m carries an EDNS Client Subnet option.
-func hasECS(m *dns.Msg) bool {
-	for _, rr := range m.Extra {
-		if opt, ok := rr.(*dns.OPT); ok {
-			for _, o := range opt.Option {
-				if o.Option() == dns.EDNS0SUBNET {
-					return true
+func hasECS(m *dns.Msg) bool { return hasOption(m, dns.EDNS0SUBNET) }
+
+// hasCookie reports whether m carries a COOKIE option.
+func hasCookie(m *dns.Msg) bool { return hasOption(m, dns.EDNS0COOKIE) }
+
+// hasPrivate reports whether m carries an option that must not go
+// upstream: Client Subnet or COOKIE.
+func hasPrivate(m *dns.Msg) bool { return hasECS(m) || hasCookie(m) }
+
+// hasOption reports whether an OPT record of m carries an option with code.
+func hasOption(m *dns.Msg, code uint16) bool {
+	for _, s := range [][]dns.RR{m.Answer, m.Ns, m.Extra} {
+		for _, rr := range s {
+			if opt, ok := rr.(*dns.OPT); ok {
+				for _, o := range opt.Option {
+					if o.Option() == code {
+						return true
+					}
 				}
 			}
 		}
@@ -90,14 +102,14 @@ func hasECS(m *dns.Msg) bool {
 	return false
 }
 
-// dropECS removes the EDNS Client Subnet options of m, as every query going
-// upstream must have them removed.
-func dropECS(m *dns.Msg) {
+// dropPrivate removes the EDNS Client Subnet and COOKIE options of m, as
+// every query going upstream must have them removed.
+func dropPrivate(m *dns.Msg) {
 	for _, rr := range m.Extra {
 		if opt, ok := rr.(*dns.OPT); ok {
 			var keep []dns.EDNS0
 			for _, o := range opt.Option {
-				if o.Option() != dns.EDNS0SUBNET {
+				if o.Option() != dns.EDNS0SUBNET && o.Option() != dns.EDNS0COOKIE {
 					keep = append(keep, o)
 				}
 			}

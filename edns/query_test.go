@@ -43,20 +43,27 @@ func TestPrepareQueryVectors(t *testing.T) {
 			"abcd 0120 0001 0000 0000 0001" + question + "00 0029 04e4 00000000 0000", 512, false},
 		{"no OPT, 512 adds nothing", hdrNoOPT + question, 512, hdrNoOPT + question, 512, false},
 		{"no OPT, 0 adds nothing", hdrNoOPT + question, 0, hdrNoOPT + question, 512, false},
-		{"client OPT rewritten", hdrOPT + question + optDig, 4096,
-			hdrOPT + question + "00 0029 1000 00008000 000c 000a 0008 0102030405060708", 1232, true},
-		{"client OPT kept at 512", hdrOPT + question + optDig, 512, hdrOPT + question + optDig, 1232, true},
+		// No COOKIE option goes upstream either.
+		{"client OPT rewritten, cookie removed", hdrOPT + question + optDig, 4096,
+			hdrOPT + question + "00 0029 1000 00008000 0000", 1232, true},
+		{"client OPT kept at 512, cookie removed", hdrOPT + question + optDig, 512,
+			hdrOPT + question + "00 0029 04d0 00008000 0000", 1232, true},
 		{"client OPT 512 rewritten", hdrOPT + question + optDig512, 1252,
-			hdrOPT + question + "00 0029 04e4 00008000 000c 000a 0008 0102030405060708", 512, true},
-		{"client OPT size 0", hdrOPT + question + "00 0029 0000 01020000 0000", 1252,
-			hdrOPT + question + "00 0029 04e4 01020000 0000", 512, true},
-		// No Client Subnet option goes upstream; the cookie stays.
-		{"cookie and ECS, ECS removed", hdrOPT + question + optCookieECS, 1252,
-			hdrOPT + question + "00 0029 04e4 00008000 000c 000a 0008 0102030405060708", 1232, true},
-		{"ECS and cookie, ECS removed", hdrOPT + question + optECSCookie, 1252,
-			hdrOPT + question + "00 0029 04e4 00008000 000c 000a 0008 0102030405060708", 1232, true},
-		{"cookie and ECS at 512, ECS removed", hdrOPT + question + optCookieECS, 512,
-			hdrOPT + question + optDig, 1232, true},
+			hdrOPT + question + "00 0029 04e4 00008000 0000", 512, true},
+		{"client OPT size 0", hdrOPT + question + "00 0029 0000 01007fff 0000", 1252,
+			hdrOPT + question + "00 0029 04e4 01007fff 0000", 512, true},
+		{"client and server cookie between padding and NSID", hdrOPT + question +
+			"00 0029 04d0 00008000 0026 000c 0002 0000 000a 0018 0102030405060708 01000000 5cf79f11 1f8130c3eee29480 0003 0000", 1252,
+			hdrOPT + question + "00 0029 04e4 00008000 000a 000c 0002 0000 0003 0000", 1232, true},
+		{"two cookies", hdrOPT + question + "00 0029 04d0 00000000 0018 000a 0008 0102030405060708 000a 0008 1112131415161718", 0,
+			hdrOPT + question + "00 0029 04d0 00000000 0000", 1232, true},
+		// No Client Subnet option goes upstream.
+		{"cookie and ECS, both removed", hdrOPT + question + optCookieECS, 1252,
+			hdrOPT + question + "00 0029 04e4 00008000 0000", 1232, true},
+		{"ECS and cookie, both removed", hdrOPT + question + optECSCookie, 1252,
+			hdrOPT + question + "00 0029 04e4 00008000 0000", 1232, true},
+		{"cookie and ECS at 512, both removed", hdrOPT + question + optCookieECS, 512,
+			hdrOPT + question + "00 0029 04d0 00008000 0000", 1232, true},
 		{"ECS alone, removed", hdrOPT + question + "00 0029 04d0 00000000 000b 0008 0007 0001 18 00 c00002", 0,
 			hdrOPT + question + "00 0029 04d0 00000000 0000", 1232, true},
 	}
@@ -169,10 +176,10 @@ func TestPrepareQuery(t *testing.T) {
 					t.Errorf("added OPT %v, want plain", opt)
 				}
 			}
-			if hasECS(m) {
-				t.Errorf("Client Subnet option sent upstream: %v", m.IsEdns0())
+			if hasPrivate(m) {
+				t.Errorf("Client Subnet or COOKIE option sent upstream: %v", m.IsEdns0())
 			}
-			if tt.m.IsTsig() != nil && !hasECS(tt.m) && !bytes.Equal(got, in) {
+			if tt.m.IsTsig() != nil && !hasPrivate(tt.m) && !bytes.Equal(got, in) {
 				t.Errorf("signed query changed: got %x, want %x", got, in)
 			}
 			if len(m.Extra) != len(tt.m.Extra)+boolInt(tt.m.IsEdns0() == nil && tt.wantSize >= 0) {
@@ -198,11 +205,11 @@ func optString(o *dns.OPT) string {
 }
 
 // upstreamOptions is optString for the options of o that may go upstream:
-// all but Client Subnet.
+// all but Client Subnet and COOKIE.
 func upstreamOptions(o *dns.OPT) string {
 	var s []string
 	for _, e := range o.Option {
-		if e.Option() != dns.EDNS0SUBNET {
+		if e.Option() != dns.EDNS0SUBNET && e.Option() != dns.EDNS0COOKIE {
 			s = append(s, e.String())
 		}
 	}
@@ -361,12 +368,14 @@ func randQuery(r *rand.Rand) *dns.Msg {
 			opt.SetDo()
 		}
 		if r.IntN(8) == 0 {
-			opt.Hdr.Ttl |= r.Uint32() & 0x00ff7fff // version, Z
+			opt.Hdr.Ttl |= r.Uint32() & 0x7fff // Z; the version stays 0
 		}
 		for range r.IntN(4) {
 			switch r.IntN(6) {
 			case 0:
-				opt.Option = append(opt.Option, &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708"})
+				// A client cookie, alone or with a server cookie.
+				c := []string{"0102030405060708", "a1a2a3a4a5a6a7a8b1b2b3b4b5b6b7b8", "c1c2c3c4c5c6c7c8" + strings.Repeat("d9", 32)}[r.IntN(3)]
+				opt.Option = append(opt.Option, &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: c})
 			case 1:
 				opt.Option = append(opt.Option, &dns.EDNS0_PADDING{Padding: make([]byte, r.IntN(100))})
 			case 2:
@@ -395,8 +404,8 @@ func randQuery(r *rand.Rand) *dns.Msg {
 }
 
 // TestPrepareQueryPathsAgree checks PrepareQuery against *dns.Msg on many
-// generated queries: the output byte-identical to Unpack, Client Subnet
-// removal, SetPayloadSize and Pack, the Query in line with ClientLimit, and
+// generated queries: the output byte-identical to Unpack, Client Subnet and
+// COOKIE removal, SetPayloadSize and Pack, the Query in line with ClientLimit, and
 // the same in place.
 func TestPrepareQueryPathsAgree(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
@@ -418,17 +427,17 @@ func TestPrepareQueryPathsAgree(t *testing.T) {
 			t.Fatalf("query %v: got %+v", m, q)
 		}
 		signed := m.IsTsig() != nil
-		if signed && !hasECS(m) && !bytes.Equal(got, pkt) {
+		if signed && !hasPrivate(m) && !bytes.Equal(got, pkt) {
 			t.Fatalf("signed query %x changed to %x", pkt, got)
 		}
 		in := append(bytes.Clone(pkt), make([]byte, 11)...)[:len(pkt)]
 		if inPlace, _, err := PrepareQuery(in[:0], in, size); err != nil || !bytes.Equal(inPlace, got) {
 			t.Fatalf("in place: got %x, %v; want %x", inPlace, err, got)
 		}
-		// Independent reference: Unpack, Client Subnet removed,
-		// SetPayloadSize unless signed, Pack.
+		// Independent reference: Unpack, Client Subnet and COOKIE
+		// removed, SetPayloadSize unless signed, Pack.
 		ref := unpack(t, pkt)
-		dropECS(ref)
+		dropPrivate(ref)
 		if size > MinUDPSize && !signed {
 			SetPayloadSize(ref, size)
 		}

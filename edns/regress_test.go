@@ -2,6 +2,7 @@ package edns
 
 import (
 	"bytes"
+	"errors"
 	"testing"
 
 	"github.com/miekg/dns"
@@ -14,12 +15,19 @@ import (
 // whose address has bits beyond the prefix, which miekg/dns masks. Going
 // through *dns.Msg changed the client's option, so it was then kept byte for
 // byte; now no Client Subnet option goes upstream at all. It is removed,
-// other options are kept byte for byte, and the query still parses.
+// other options are kept byte for byte, and the query still parses. The
+// fuzzer's OPT has EDNS version 0x30, which now gets BADVERS; the test sets
+// it to 0 to keep checking the rest.
 func TestRegressionECSRemoved(t *testing.T) {
-	pkt := []byte("00\x010\x00\x01\x00\x00\x00\x00\x00\x01\x000000\x00\x00)000000\x00\v\x00\b\x00\a\x00\x01\b 000")
+	raw := []byte("00\x010\x00\x01\x00\x00\x00\x00\x00\x01\x000000\x00\x00)000000\x00\v\x00\b\x00\a\x00\x01\b 000")
+	if _, _, err := PrepareQuery(nil, raw, 1252); !errors.Is(err, ErrBadVersion) {
+		t.Fatalf("the fuzzer's input: got %v, want ErrBadVersion", err)
+	}
+	pkt := bytes.Clone(raw)
+	pkt[23] = 0      // OPT TTL: extended RCODE 0x30, version 0, flags 0x3030
 	const rdata = 28 // OPT RDATA offset: header, question "\x00" 0x3030 0x3030, OPT header
 	ecs := pkt[rdata:]
-	cookie := mustHex("000a 0008 0102030405060708")
+	nsid := mustHex("0003 0004 01020304")
 	withRDATA := func(options ...[]byte) []byte {
 		b := append(bytes.Clone(pkt[:rdata]), bytes.Join(options, nil)...)
 		n := len(b) - rdata
@@ -32,8 +40,8 @@ func TestRegressionECSRemoved(t *testing.T) {
 		want []byte // with the client's size
 	}{
 		{"fuzzer's input", pkt, withRDATA()},
-		{"cookie first", withRDATA(cookie, ecs), withRDATA(cookie)},
-		{"cookie last", withRDATA(ecs, cookie), withRDATA(cookie)},
+		{"NSID first", withRDATA(nsid, ecs), withRDATA(nsid)},
+		{"NSID last", withRDATA(ecs, nsid), withRDATA(nsid)},
 	} {
 		for _, size := range []uint16{512, 1252} {
 			got, q, err := PrepareQuery(nil, tt.in, size)
@@ -74,9 +82,15 @@ func TestRegressionSignedQueryUnchanged(t *testing.T) {
 // FuzzPrepareQuery/04377d3a6ef4bb8e: a record after the OPT whose owner
 // name is a compression pointer into the OPT's CLASS field. Rewriting the
 // size on the wire changed that name; layouts with records besides the OPT
-// now go through *dns.Msg.
+// now go through *dns.Msg. The fuzzer's OPT has EDNS version 0x30, now
+// BADVERS; the test sets it to 0.
 func TestRegressionPointerIntoOPT(t *testing.T) {
-	pkt := []byte("00\x010\x00\x01\x00\x00\x00\x00\x00\x02\x010\x000000\x00\x00)\x1000000\x00\x00\xc0\x160000000\x00\x00\x040000")
+	raw := []byte("00\x010\x00\x01\x00\x00\x00\x00\x00\x02\x010\x000000\x00\x00)\x1000000\x00\x00\xc0\x160000000\x00\x00\x040000")
+	if _, _, err := PrepareQuery(nil, raw, 1252); !errors.Is(err, ErrBadVersion) {
+		t.Fatalf("the fuzzer's input: got %v, want ErrBadVersion", err)
+	}
+	pkt := bytes.Clone(raw)
+	pkt[25] = 0 // OPT TTL: extended RCODE 0x30, version 0
 	got, _, err := PrepareQuery(nil, pkt, 1252)
 	if err != nil {
 		t.Fatal(err)

@@ -30,6 +30,7 @@ var (
 	errTwoOPT       = fmt.Errorf("%w: more than one OPT record", ErrMalformed)
 	errOPTName      = fmt.Errorf("%w: OPT owner not the root", ErrMalformed)
 	errOPTOption    = fmt.Errorf("%w: OPT option overruns record", ErrMalformed)
+	errCookieLen    = fmt.Errorf("%w: COOKIE option length not 8 nor 16 to 40", ErrMalformed)
 	errTrailing     = fmt.Errorf("%w: trailing bytes", ErrMalformed)
 	errID           = fmt.Errorf("%w: ID", ErrMismatch)
 	errNotResponse  = fmt.Errorf("%w: QR clear", ErrMismatch)
@@ -147,31 +148,70 @@ func scanRR(b []byte, off int) (rr, error) {
 	return rr{start: off, hdr: hdr, end: end, rrtype: be16(b[hdr:])}, nil
 }
 
-// checkOptions checks the option framing of the OPT record r and reports
-// whether every option is one that miekg/dns keeps as opaque bytes, so that
-// unpacking and packing it gives the same bytes back, and whether one is an
-// EDNS Client Subnet option.
-func checkOptions(b []byte, r rr) (opaque, ecs bool, err error) {
-	opaque = true
-	for p := r.hdr + 10; p < r.end; {
-		if p+4 > r.end {
-			return false, false, errOPTOption
+// newOPTLen is the length of an OPT record without options.
+const newOPTLen = 11
+
+// appendNewOPT appends to dst an OPT record owned by the root with the
+// given payload size, TTL (extended RCODE, version, DO and Z) and option
+// bytes.
+func appendNewOPT(dst []byte, size uint16, ttl uint32, options []byte) []byte {
+	dst = append(dst,
+		0,                    // owner: root
+		0, byte(dns.TypeOPT), // TYPE
+		byte(size>>8), byte(size), // CLASS: payload size
+		byte(ttl>>24), byte(ttl>>16), byte(ttl>>8), byte(ttl),
+		byte(len(options)>>8), byte(len(options)), // RDLENGTH
+	)
+	return append(dst, options...)
+}
+
+// appendOPT appends to dst the OPT record opt of msg with its COOKIE
+// options left out, the option bytes add put at the end, and its RDLENGTH
+// set to match. The options must be well framed. dst may share msg's
+// memory if it ends at or before opt.start: every byte of msg is read
+// before it is overwritten.
+func appendOPT(dst, msg []byte, opt rr, add []byte) []byte {
+	dst = append(dst, msg[opt.start:opt.hdr+8]...)
+	rdlen := len(dst)
+	dst = append(dst, 0, 0)
+	for p := opt.hdr + 10; p < opt.end; {
+		next := p + 4 + int(be16(msg[p+2:]))
+		if be16(msg[p:]) != dns.EDNS0COOKIE {
+			dst = append(dst, msg[p:next]...)
 		}
-		switch be16(b[p:]) {
-		case dns.EDNS0SUBNET:
-			ecs = true
-			opaque = false
-		case dns.EDNS0LLQ, dns.EDNS0UL, dns.EDNS0EXPIRE,
-			dns.EDNS0TCPKEEPALIVE, dns.EDNS0EDE, dns.EDNS0ESU,
-			dns.EDNS0REPORTING, dns.EDNS0ZONEVERSION:
-			// Options with structure that miekg/dns parses (and may
-			// reject or normalise).
-			opaque = false
-		}
-		p += 4 + int(be16(b[p+2:]))
-		if p > r.end {
-			return false, false, errOPTOption
-		}
+		p = next
 	}
-	return opaque, ecs, nil
+	dst = append(dst, add...)
+	binary.BigEndian.PutUint16(dst[rdlen:], uint16(len(dst)-rdlen-2))
+	return dst
+}
+
+// cookieBytes returns the number of bytes that the COOKIE options of the
+// OPT record opt take in msg, and false if its options are not well framed.
+func cookieBytes(msg []byte, opt rr) (int, bool) {
+	n := 0
+	for p := opt.hdr + 10; p < opt.end; {
+		if p+4 > opt.end {
+			return 0, false
+		}
+		next := p + 4 + int(be16(msg[p+2:]))
+		if next > opt.end {
+			return 0, false
+		}
+		if be16(msg[p:]) == dns.EDNS0COOKIE {
+			n += next - p
+		}
+		p = next
+	}
+	return n, true
+}
+
+// cookieOption returns the COOKIE option holding the client and server
+// cookies c.
+func cookieOption(c *[clientCookieLen + serverCookieLen]byte) [cookieOptLen]byte {
+	var o [cookieOptLen]byte
+	binary.BigEndian.PutUint16(o[0:], dns.EDNS0COOKIE)
+	binary.BigEndian.PutUint16(o[2:], uint16(len(c)))
+	copy(o[4:], c[:])
+	return o
 }
