@@ -115,3 +115,18 @@ func ptrName(tb testing.TB, addr string) string {
 	}
 	return n
 }
+
+// parsedName returns name (presentation form) as a wireName.
+func parsedName(tb testing.TB, name string) *wireName {
+	tb.Helper()
+	buf := make([]byte, 256)
+	end, err := dns.PackDomainName(dns.Fqdn(name), buf, 0, nil, false)
+	if err != nil {
+		tb.Fatalf("packing %q: %v", name, err)
+	}
+	n := new(wireName)
+	if _, ok := n.parse(buf[:end], 0); !ok {
+		tb.Fatalf("%q does not parse", name)
+	}
+	return n
+}
