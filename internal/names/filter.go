@@ -3,7 +3,6 @@ package names
 import (
 	"encoding/binary"
 	"fmt"
-	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -69,8 +68,11 @@ func (r Removal) String() string {
 //   - ID, flags (TC included), question and the OPT record are kept.
 //
 // Nothing else changes: an answer with nothing to remove is appended byte
-// for byte, found by a scan of the wire bytes that does not allocate. Only
-// when a record must go is the answer unpacked and packed again with
+// for byte, found by a scan of the wire bytes that does not allocate. The
+// scan decides what goes; it reads an A or AAAA address where the RDATA
+// starts whatever the RDLENGTH, as lenient parsers such as Go's dnsmessage
+// do, so a malformed record cannot smuggle an address past it. Only when a
+// record must go is the answer unpacked and packed again with
 // [github.com/miekg/dns] (with name compression). Records are read in order
 // up to the first one that cannot be located in the message (a truncated or
 // malformed tail, which no parser reads past); such a tail is dropped if the
@@ -78,10 +80,10 @@ func (r Removal) String() string {
 //
 // err, wrapping ErrMalformed, is returned only when records had to be
 // removed from an answer that miekg/dns cannot unpack or pack (an A record
-// of 5 bytes, say); the caller should then answer SERVFAIL. On error dst is
-// returned unchanged. dst may be answer[:0]: the answer is then filtered in
-// place. Call Filter before edns.PrepareAnswer, which truncates to the
-// client's limit.
+// of 5 bytes, say); the caller should then answer SERVFAIL, failing closed.
+// On error dst is returned unchanged. dst may be answer[:0]: the answer is
+// then filtered in place. Call Filter before edns.PrepareAnswer, which
+// truncates to the client's limit.
 func (p *Policy) Filter(dst, answer []byte) (out []byte, rm Removal, err error) {
 	if !p.filter || p.all || !hasInternal(answer) {
 		return append(dst, answer...), Removal{}, nil
@@ -147,24 +149,40 @@ func hasInternal(msg []byte) bool {
 		if !ok {
 			return false
 		}
-		rd := r.rdata(msg)
-		switch r.rtype {
-		case typeA:
-			// An A record of more than 4 bytes is malformed, but some
-			// parsers (Go's dnsmessage) read its first 4.
-			if len(rd) >= 4 && isInternal(netip.AddrFrom4([4]byte(rd))) {
-				return true
-			}
-		case typeAAAA:
-			if len(rd) >= 16 && isInternal(netip.AddrFrom16([16]byte(rd))) {
-				return true
-			}
-		case typeSVCB, typeHTTPS:
-			if svcbInternal(rd) {
-				return true
-			}
+		if _, bad := internalAt(msg, r); bad {
+			return true
 		}
 	}
+}
+
+// internalAt returns the internal address record r of msg carries, if any:
+// that of an A or AAAA record, or the first internal ipv4hint or ipv6hint
+// of an SVCB or HTTPS record.
+//
+// The address of an A or AAAA record is read where its RDATA starts,
+// whatever its RDLENGTH, as lenient parsers do: Go's dnsmessage (and so
+// Go's own resolver) reads 4 bytes for an A record of length 0, from the
+// bytes that follow it.
+func internalAt(msg []byte, r rr) (netip.Addr, bool) {
+	rd := r.hdr + 10
+	var a netip.Addr
+	switch r.rtype {
+	case typeA:
+		if rd+4 > len(msg) {
+			return a, false
+		}
+		a = netip.AddrFrom4([4]byte(msg[rd:]))
+	case typeAAAA:
+		if rd+16 > len(msg) {
+			return a, false
+		}
+		a = netip.AddrFrom16([16]byte(msg[rd:]))
+	case typeSVCB, typeHTTPS:
+		return svcbInternal(r.rdata(msg))
+	default:
+		return a, false
+	}
+	return a, isInternal(a)
 }
 
 // SvcParamKeys of the address hints (RFC 9460 section 14.3.2).
@@ -173,14 +191,14 @@ const (
 	keyIPv6Hint = 6
 )
 
-// svcbInternal reports whether the SVCB or HTTPS RDATA rd has an internal
-// address among its ipv4hint or ipv6hint values (RFC 9460 section 2.2:
+// svcbInternal returns the first internal address among the ipv4hint and
+// ipv6hint values of the SVCB or HTTPS RDATA rd, if any (RFC 9460 section 2.2:
 // priority, uncompressed target name, then key, length, value triples). It
 // reads what it can of malformed RDATA.
-func svcbInternal(rd []byte) bool {
+func svcbInternal(rd []byte) (netip.Addr, bool) {
 	off, ok := skipName(rd, 2)
 	if !ok {
-		return false
+		return netip.Addr{}, false
 	}
 	for off+4 <= len(rd) {
 		key, n := be16(rd[off:]), int(be16(rd[off+2:]))
@@ -189,35 +207,46 @@ func svcbInternal(rd []byte) bool {
 		switch key {
 		case keyIPv4Hint:
 			for ; len(v) >= 4; v = v[4:] {
-				if isInternal(netip.AddrFrom4([4]byte(v))) {
-					return true
+				if a := netip.AddrFrom4([4]byte(v)); isInternal(a) {
+					return a, true
 				}
 			}
 		case keyIPv6Hint:
 			for ; len(v) >= 16; v = v[16:] {
-				if isInternal(netip.AddrFrom16([16]byte(v))) {
-					return true
+				if a := netip.AddrFrom16([16]byte(v)); isInternal(a) {
+					return a, true
 				}
 			}
 		}
 	}
-	return false
+	return netip.Addr{}, false
 }
 
 // filterMsg is Filter's slow path, for an answer with internal addresses.
+// The wire scan decides which records go (internalAt); miekg/dns unpacks
+// the records that can be located, which it must read one for one, and
+// packs what is left.
 func filterMsg(dst, answer []byte) ([]byte, Removal, error) {
-	msg := answer
+	var rm Removal
+	var drop []int            // indexes, over all sections, of the records to remove
 	w, _ := newWalker(answer) // hasInternal parsed the questions
 	for {
-		if _, ok := w.next(); !ok {
+		r, ok := w.next()
+		if !ok {
 			break
 		}
+		if a, bad := internalAt(answer, r); bad {
+			drop = append(drop, w.found-1)
+			rm.Addrs = append(rm.Addrs, a)
+		}
 	}
+	an, ns := int(be16(answer[6:])), int(be16(answer[8:]))
+	msg := answer
 	if w.left > 0 {
 		// Keep the records that could be located, in their sections.
 		msg = slices.Clone(answer[:w.off])
-		an := min(w.found, int(be16(msg[6:])))
-		ns := min(w.found-an, int(be16(msg[8:])))
+		an = min(w.found, an)
+		ns = min(w.found-an, ns)
 		binary.BigEndian.PutUint16(msg[6:], uint16(an))
 		binary.BigEndian.PutUint16(msg[8:], uint16(ns))
 		binary.BigEndian.PutUint16(msg[10:], uint16(w.found-an-ns))
@@ -226,17 +255,15 @@ func filterMsg(dst, answer []byte) ([]byte, Removal, error) {
 	if err := m.Unpack(msg); err != nil {
 		return dst, Removal{}, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
-	var rm Removal
+	if len(m.Answer) != an || len(m.Ns) != ns || len(m.Answer)+len(m.Ns)+len(m.Extra) != w.found {
+		return dst, Removal{}, fmt.Errorf("%w: records not where the header says", ErrMalformed)
+	}
 	if len(m.Question) > 0 {
 		rm.Name = m.Question[0].Name
 	}
-	m.Answer = strip(m.Answer, &rm)
-	m.Ns = strip(m.Ns, &rm)
-	m.Extra = strip(m.Extra, &rm)
-	if len(rm.Addrs) == 0 {
-		// The scan and miekg/dns disagree; what miekg/dns reads is clean.
-		return append(dst, answer...), Removal{}, nil
-	}
+	m.Answer = strip(m.Answer, drop, 0, &rm)
+	m.Ns = strip(m.Ns, drop, an, &rm)
+	m.Extra = strip(m.Extra, drop, an+ns, &rm)
 	m.AuthenticatedData = false
 	m.Compress = true
 	out, err := m.Pack()
@@ -259,15 +286,15 @@ type rrset struct {
 	rtype uint16
 }
 
-// strip removes from rrs the records with internal addresses, recording
-// them in rm, then the RRSIG records that covered their RRsets.
-func strip(rrs []dns.RR, rm *Removal) []dns.RR {
-	var changed []rrset
+// strip removes from the section rrs, whose first record has index first
+// over all sections, the records whose indexes are in drop (ascending), then the RRSIG
+// records that covered their RRsets, which it counts in rm.
+func strip(rrs []dns.RR, drop []int, first int, rm *Removal) []dns.RR {
+	changed := make(map[rrset]bool)
 	kept := rrs[:0]
-	for _, r := range rrs {
-		if a, ok := internalIn(r); ok {
-			rm.Addrs = append(rm.Addrs, a)
-			changed = append(changed, rrset{dns.CanonicalName(r.Header().Name), r.Header().Rrtype})
+	for i, r := range rrs {
+		if _, found := slices.BinarySearch(drop, first+i); found {
+			changed[rrset{dns.CanonicalName(r.Header().Name), r.Header().Rrtype}] = true
 			continue
 		}
 		kept = append(kept, r)
@@ -277,53 +304,11 @@ func strip(rrs []dns.RR, rm *Removal) []dns.RR {
 	}
 	out := kept[:0]
 	for _, r := range kept {
-		if sig, ok := r.(*dns.RRSIG); ok && slices.Contains(changed, rrset{dns.CanonicalName(sig.Hdr.Name), sig.TypeCovered}) {
+		if sig, ok := r.(*dns.RRSIG); ok && changed[rrset{dns.CanonicalName(sig.Hdr.Name), sig.TypeCovered}] {
 			rm.Signatures++
 			continue
 		}
 		out = append(out, r)
 	}
 	return out
-}
-
-// internalIn returns the internal address r carries, if any.
-func internalIn(r dns.RR) (netip.Addr, bool) {
-	switch r := r.(type) {
-	case *dns.A:
-		return internalIP(r.A.To4())
-	case *dns.AAAA:
-		return internalIP(r.AAAA.To16())
-	case *dns.SVCB:
-		return internalHint(r.Value)
-	case *dns.HTTPS:
-		return internalHint(r.Value)
-	}
-	return netip.Addr{}, false
-}
-
-// internalHint returns the first internal address among the ipv4hint and
-// ipv6hint values of an SVCB or HTTPS record.
-func internalHint(kv []dns.SVCBKeyValue) (netip.Addr, bool) {
-	for _, v := range kv {
-		var ips []net.IP
-		switch v := v.(type) {
-		case *dns.SVCBIPv4Hint:
-			ips = v.Hint
-		case *dns.SVCBIPv6Hint:
-			ips = v.Hint
-		}
-		for _, ip := range ips {
-			if a, ok := internalIP(ip); ok {
-				return a, true
-			}
-		}
-	}
-	return netip.Addr{}, false
-}
-
-// internalIP converts ip, 4 or 16 bytes long as miekg/dns reads it from an A
-// or AAAA record or a hint, and reports whether it is internal.
-func internalIP(ip net.IP) (netip.Addr, bool) {
-	a, ok := netip.AddrFromSlice(ip)
-	return a, ok && isInternal(a)
 }
