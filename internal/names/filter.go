@@ -75,8 +75,9 @@ func (r Removal) String() string {
 // record must go is the answer unpacked and packed again with
 // [github.com/miekg/dns] (with name compression). Records are read in order
 // up to the first one that cannot be located in the message (a truncated or
-// malformed tail, which no parser reads past); such a tail is dropped if the
-// answer is rebuilt.
+// malformed tail, which no parser reads past; a record whose RDATA alone
+// runs past the end is still read for its address); such a tail is dropped
+// if the answer is rebuilt.
 //
 // err, wrapping ErrMalformed, is returned only when records had to be
 // removed from an answer that miekg/dns cannot unpack or pack (an A record
@@ -101,9 +102,10 @@ func (p *Policy) Filter(dst, answer []byte) (out []byte, rm Removal, err error) 
 // cannot be located.
 type walker struct {
 	msg   []byte
-	off   int // start of the next record
-	left  int // records counted in the header and not yet located
-	found int // records located
+	off   int  // start of the next record
+	left  int  // records counted in the header and not yet located
+	found int  // records located
+	done  bool // a record ran past the end of msg
 }
 
 // newWalker skips msg's header and questions. ok is false if they do not
@@ -125,16 +127,27 @@ func newWalker(msg []byte) (w walker, ok bool) {
 }
 
 // next locates the next record; ok is false after the last one or at the
-// first that does not fit in the message.
-func (w *walker) next() (r rr, ok bool) {
-	if w.left == 0 {
-		return rr{}, false
+// first whose owner name, TYPE, CLASS, TTL and RDLENGTH are not all in the
+// message. A record whose RDATA runs past the end of the message comes out
+// with cut set and end the end of the message, and is the last: parsers
+// that read fields lazily (Go's dnsmessage) still find an address there.
+// It is not counted in found.
+func (w *walker) next() (r rr, cut, ok bool) {
+	if w.left == 0 || w.done {
+		return rr{}, false, false
 	}
-	if r, ok = scanRR(w.msg, w.off); !ok {
-		return rr{}, false
+	hdr, ok := skipName(w.msg, w.off)
+	if !ok || hdr+10 > len(w.msg) {
+		w.done = true
+		return rr{}, false, false
+	}
+	r = rr{hdr: hdr, end: hdr + 10 + int(be16(w.msg[hdr+8:])), rtype: be16(w.msg[hdr:])}
+	if r.end > len(w.msg) {
+		r.end, w.done = len(w.msg), true
+		return r, true, true
 	}
 	w.off, w.left, w.found = r.end, w.left-1, w.found+1
-	return r, true
+	return r, false, true
 }
 
 // hasInternal reports whether a record that can be located in msg carries
@@ -145,7 +158,7 @@ func hasInternal(msg []byte) bool {
 		return false
 	}
 	for {
-		r, ok := w.next()
+		r, _, ok := w.next()
 		if !ok {
 			return false
 		}
@@ -231,12 +244,14 @@ func filterMsg(dst, answer []byte) ([]byte, Removal, error) {
 	var drop []int            // indexes, over all sections, of the records to remove
 	w, _ := newWalker(answer) // hasInternal parsed the questions
 	for {
-		r, ok := w.next()
+		r, cut, ok := w.next()
 		if !ok {
 			break
 		}
 		if a, bad := internalAt(answer, r); bad {
-			drop = append(drop, w.found-1)
+			if !cut { // a cut record goes with the tail
+				drop = append(drop, w.found-1)
+			}
 			rm.Addrs = append(rm.Addrs, a)
 		}
 	}
