@@ -1,6 +1,9 @@
 package names
 
-import "net/netip"
+import (
+	"encoding/binary"
+	"net/netip"
+)
 
 // addrRange is a block of internal addresses: addresses that reach the local
 // host or its networks, which a public name must not point at (DNS
@@ -17,29 +20,56 @@ import "net/netip"
 type addrRange struct {
 	prefix netip.Prefix
 	why    string
+	// The prefix as a 128-bit value and mask, for checks that cost a few
+	// nanoseconds; an IPv4 prefix is in the low 32 bits of lo.
+	hi, lo, mhi, mlo uint64
+}
+
+// block returns the addrRange of prefix; it panics on a malformed prefix
+// (the tables are constants of the program).
+func block(prefix, why string) addrRange {
+	p := netip.MustParsePrefix(prefix)
+	r := addrRange{prefix: p, why: why}
+	bits := p.Bits()
+	if p.Addr().Is4() {
+		b := p.Addr().As4()
+		r.lo = uint64(binary.BigEndian.Uint32(b[:]))
+		r.mlo = uint64(^uint32(0) << (32 - bits))
+		return r
+	}
+	b := p.Addr().As16()
+	r.hi, r.lo = binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])
+	r.mhi, r.mlo = ^uint64(0)<<(64-min(bits, 64)), ^uint64(0)<<(128-max(bits, 64))
+	return r
+}
+
+// contains reports whether the address hi, lo (an IPv4 address in the low
+// 32 bits of lo) is in r.
+func (r *addrRange) contains(hi, lo uint64) bool {
+	return hi&r.mhi == r.hi && lo&r.mlo == r.lo
 }
 
 const whyRFC1918Addr = "private network (RFC 1918)"
 
 // internalV4 lists the internal IPv4 blocks.
 var internalV4 = []addrRange{
-	{netip.MustParsePrefix("0.0.0.0/8"), "\"this network\", 0.0.0.0 reaches the local host (RFC 1122 section 3.2.1.3)"},
-	{netip.MustParsePrefix("10.0.0.0/8"), whyRFC1918Addr},
-	{netip.MustParsePrefix("100.64.0.0/10"), "shared address space, carrier-grade NAT (RFC 6598)"},
-	{netip.MustParsePrefix("127.0.0.0/8"), "loopback (RFC 1122 section 3.2.1.3)"},
-	{netip.MustParsePrefix("169.254.0.0/16"), "link-local (RFC 3927)"},
-	{netip.MustParsePrefix("172.16.0.0/12"), whyRFC1918Addr},
-	{netip.MustParsePrefix("192.168.0.0/16"), whyRFC1918Addr},
-	{netip.MustParsePrefix("255.255.255.255/32"), "limited broadcast (RFC 919, RFC 8190)"},
+	block("0.0.0.0/8", "\"this network\", 0.0.0.0 reaches the local host (RFC 1122 section 3.2.1.3)"),
+	block("10.0.0.0/8", whyRFC1918Addr),
+	block("100.64.0.0/10", "shared address space, carrier-grade NAT (RFC 6598)"),
+	block("127.0.0.0/8", "loopback (RFC 1122 section 3.2.1.3)"),
+	block("169.254.0.0/16", "link-local (RFC 3927)"),
+	block("172.16.0.0/12", whyRFC1918Addr),
+	block("192.168.0.0/16", whyRFC1918Addr),
+	block("255.255.255.255/32", "limited broadcast (RFC 919, RFC 8190)"),
 }
 
 // internalV6 lists the internal IPv6 blocks.
 var internalV6 = []addrRange{
-	{netip.MustParsePrefix("::/128"), "unspecified address, :: reaches the local host (RFC 4291 section 2.5.2)"},
-	{netip.MustParsePrefix("::1/128"), "loopback (RFC 4291 section 2.5.3)"},
-	{netip.MustParsePrefix("fc00::/7"), "unique local (RFC 4193)"},
-	{netip.MustParsePrefix("fe80::/10"), "link-local (RFC 4291 section 2.5.6)"},
-	{netip.MustParsePrefix("fec0::/10"), "site-local, deprecated (RFC 3879)"},
+	block("::/128", "unspecified address, :: reaches the local host (RFC 4291 section 2.5.2)"),
+	block("::1/128", "loopback (RFC 4291 section 2.5.3)"),
+	block("fc00::/7", "unique local (RFC 4193)"),
+	block("fe80::/10", "link-local (RFC 4291 section 2.5.6)"),
+	block("fec0::/10", "site-local, deprecated (RFC 3879)"),
 }
 
 // embeddingV6 lists the IPv6 blocks whose addresses carry an IPv4 address,
@@ -48,10 +78,10 @@ var embeddingV6 = []struct {
 	addrRange
 	at int
 }{
-	{addrRange{netip.MustParsePrefix("::ffff:0:0/96"), "IPv4-mapped (RFC 4291 section 2.5.5.2)"}, 12},
-	{addrRange{netip.MustParsePrefix("::/96"), "IPv4-compatible, deprecated (RFC 4291 section 2.5.5.1)"}, 12},
-	{addrRange{netip.MustParsePrefix("64:ff9b::/96"), "NAT64 well-known prefix (RFC 6052)"}, 12},
-	{addrRange{netip.MustParsePrefix("2002::/16"), "6to4 (RFC 3056)"}, 2},
+	{block("::ffff:0:0/96", "IPv4-mapped (RFC 4291 section 2.5.5.2)"), 12},
+	{block("::/96", "IPv4-compatible, deprecated (RFC 4291 section 2.5.5.1)"), 12},
+	{block("64:ff9b::/96", "NAT64 well-known prefix (RFC 6052)"), 12},
+	{block("2002::/16", "6to4 (RFC 3056)"), 2},
 }
 
 // internalRange returns the internal block a falls in, or nil. For an IPv6
@@ -59,29 +89,37 @@ var embeddingV6 = []struct {
 // and r the IPv4 block. It does not allocate.
 func internalRange(a netip.Addr) (r, via *addrRange) {
 	if a.Is4() {
-		for i := range internalV4 {
-			if internalV4[i].prefix.Contains(a) {
-				return &internalV4[i], nil
-			}
-		}
-		return nil, nil
+		b := a.As4()
+		return internalV4At(b[:]), nil
 	}
+	b := a.As16()
+	hi, lo := binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])
 	for i := range internalV6 {
-		if internalV6[i].prefix.Contains(a) {
+		if internalV6[i].contains(hi, lo) {
 			return &internalV6[i], nil
 		}
 	}
 	for i := range embeddingV6 {
 		e := &embeddingV6[i]
-		if e.prefix.Contains(a) {
-			b := a.As16()
-			if r, _ := internalRange(netip.AddrFrom4([4]byte(b[e.at : e.at+4]))); r != nil {
+		if e.contains(hi, lo) {
+			if r := internalV4At(b[e.at : e.at+4]); r != nil {
 				return r, &e.addrRange
 			}
 			return nil, nil
 		}
 	}
 	return nil, nil
+}
+
+// internalV4At returns the internal block of the IPv4 address b, or nil.
+func internalV4At(b []byte) *addrRange {
+	lo := uint64(binary.BigEndian.Uint32(b))
+	for i := range internalV4 {
+		if internalV4[i].contains(0, lo) {
+			return &internalV4[i]
+		}
+	}
+	return nil
 }
 
 // isInternal reports whether a is an internal address.

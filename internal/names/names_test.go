@@ -1,7 +1,9 @@
 package names
 
 import (
+	"encoding/binary"
 	"errors"
+	"math/rand/v2"
 	"net/netip"
 	"strings"
 	"testing"
@@ -90,4 +92,65 @@ func TestInternalRanges(t *testing.T) {
 			t.Errorf("%s: internal %v, %q; want %q", c.addr, isInternal(a), why, c.why)
 		}
 	}
+}
+
+// TestBlockMasks: the value-and-mask form of each block agrees with
+// netip.Prefix.Contains, on random addresses and on each block's edges.
+func TestBlockMasks(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var blocks []*addrRange
+	for i := range internalV4 {
+		blocks = append(blocks, &internalV4[i])
+	}
+	for i := range internalV6 {
+		blocks = append(blocks, &internalV6[i])
+	}
+	for i := range embeddingV6 {
+		blocks = append(blocks, &embeddingV6[i].addrRange)
+	}
+	for _, r := range blocks {
+		start := r.prefix.Masked().Addr()
+		last := lastAddr(r.prefix)
+		addrs := []netip.Addr{start, start.Prev(), last, last.Next()}
+		for range 1000 {
+			var b [16]byte
+			for i := range b {
+				b[i] = byte(rng.Uint32())
+			}
+			a := netip.AddrFrom16(b)
+			if start.Is4() {
+				a = netip.AddrFrom4([4]byte(b[:4]))
+			}
+			// Keep the prefix's first bytes half of the time, to land inside.
+			if rng.IntN(2) == 0 {
+				s := start.AsSlice()
+				copy(b[:], s[:r.prefix.Bits()/8])
+				a, _ = netip.AddrFromSlice(b[:len(s)])
+			}
+			addrs = append(addrs, a)
+		}
+		for _, a := range addrs {
+			if !a.IsValid() || a.Is4() != start.Is4() {
+				continue
+			}
+			b := a.As16()
+			hi, lo := binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])
+			if a.Is4() {
+				hi, lo = 0, uint64(binary.BigEndian.Uint32(b[12:]))
+			}
+			if got, want := r.contains(hi, lo), r.prefix.Contains(a); got != want {
+				t.Fatalf("%s contains %s: %v, want %v", r.prefix, a, got, want)
+			}
+		}
+	}
+}
+
+// lastAddr returns the last address of p.
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
 }
