@@ -22,17 +22,22 @@ import "encoding/binary"
 //
 //   - a name under a zone apex: NXDOMAIN with the zone's SOA in the
 //     authority section (RFC 2308), so that caches keep the answer;
-//   - the apex: its SOA and NS (localhost.) records when asked for them (or
-//     for ANY), otherwise NODATA (NOERROR, no answer) with the SOA;
+//   - the apex: its SOA and NS (localhost.) records when asked for them,
+//     otherwise NODATA (NOERROR, no answer) with the SOA;
 //   - localhost and every name under it: A 127.0.0.1 and AAAA ::1, NODATA
 //     for other types (RFC 6761 section 6.3);
 //   - 1.0.0.127.in-addr.arpa and the ip6.arpa name of ::1: PTR localhost.;
-//   - a class other than IN, or a zone transfer (AXFR, IXFR): REFUSED;
+//   - ANY: NODATA with the SOA even where records exist (as unbound, and
+//     as RFC 8482 allows);
+//   - a class other than IN: REFUSED (unbound gives REFUSED for CHAOS and
+//     SERVFAIL for class ANY); a zone transfer (AXFR, IXFR): REFUSED without
+//     RA, as unbound;
 //   - an OPT record with a version other than 0: BADVERS (RFC 6891).
 //
 // The answer copies the query's ID, RD and CD bits and its question byte for
-// byte (so its letter case), and sets QR, RA, and AA but for REFUSED and
-// BADVERS. Owner names are compression pointers into the question. An answer
+// byte (so its letter case), and sets QR, RA (but for a zone transfer), and
+// AA but for REFUSED and BADVERS. TestAgainstUnbound compares these answers
+// with unbound's, field by field. Owner names are compression pointers into the question. An answer
 // is at most 400 bytes, well within any client's limit.
 //
 // Local does not allocate when dst has room. dst must not overlap query.
@@ -125,36 +130,32 @@ const (
 func (z *zone) answer(dst, msg []byte, q *localQuery, ednsSize uint16) []byte {
 	start := len(dst)
 	dst = append(dst, msg[:q.qEnd]...)
-	rcode, aa := 0, true
+	rcode, aa, ra := 0, true, true
 	an, ns := 0, 0
 	switch {
 	case q.hasOPT && q.version != 0:
 		rcode, aa = rcodeBadVers, false
-	case q.qclass != classIN || q.qtype == typeAXFR || q.qtype == typeIXFR:
+	case q.qtype == typeAXFR || q.qtype == typeIXFR:
+		rcode, aa, ra = rcodeRefused, false, false // as unbound
+	case q.qclass != classIN:
 		rcode, aa = rcodeRefused, false
 	default:
 		const qname = headerLen // owner of the answer records: the question
 		atApex := q.name.n == len(z.wire)
 		atPTR := z.ptr != "" && string(q.name.b[:q.name.n]) == z.ptr
-		if !atApex && !atPTR && !z.loopback {
+		switch {
+		case !atApex && !atPTR && !z.loopback:
 			rcode = rcodeNXDomain
-		} else {
-			want := func(t uint16) bool { return q.qtype == t || q.qtype == typeANY }
-			if atApex && want(typeNS) {
-				dst, an = appendRR(dst, qname, typeNS, localhostWire), an+1
-			}
-			if atApex && want(typeSOA) {
-				dst, an = appendRR(dst, qname, typeSOA, soaRdata), an+1
-			}
-			if z.loopback && want(typeA) {
-				dst, an = appendRR(dst, qname, typeA, loopback4), an+1
-			}
-			if z.loopback && want(typeAAAA) {
-				dst, an = appendRR(dst, qname, typeAAAA, loopback6), an+1
-			}
-			if atPTR && want(typePTR) {
-				dst, an = appendRR(dst, qname, typePTR, localhostWire), an+1
-			}
+		case atApex && q.qtype == typeNS:
+			dst, an = appendRR(dst, qname, typeNS, localhostWire), 1
+		case atApex && q.qtype == typeSOA:
+			dst, an = appendRR(dst, qname, typeSOA, soaRdata), 1
+		case z.loopback && q.qtype == typeA:
+			dst, an = appendRR(dst, qname, typeA, loopback4), 1
+		case z.loopback && q.qtype == typeAAAA:
+			dst, an = appendRR(dst, qname, typeAAAA, loopback6), 1
+		case atPTR && q.qtype == typePTR:
+			dst, an = appendRR(dst, qname, typePTR, localhostWire), 1
 		}
 		if an == 0 {
 			// NXDOMAIN or NODATA: the SOA, owned by the apex, which ends
@@ -172,7 +173,10 @@ func (z *zone) answer(dst, msg []byte, q *localQuery, ednsSize uint16) []byte {
 	if aa {
 		h[2] |= bitAA
 	}
-	h[3] = bitRA | msg[3]&bitCD | byte(rcode&0x0F)
+	h[3] = msg[3]&bitCD | byte(rcode&0x0F)
+	if ra {
+		h[3] |= bitRA
+	}
 	binary.BigEndian.PutUint16(h[4:], 1)
 	binary.BigEndian.PutUint16(h[6:], uint16(an))
 	binary.BigEndian.PutUint16(h[8:], uint16(ns))

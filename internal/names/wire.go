@@ -18,7 +18,6 @@ const (
 	typeHTTPS = 65
 	typeIXFR  = 251
 	typeAXFR  = 252
-	typeANY   = 255
 	classIN   = 1
 )
 
