@@ -1,7 +1,6 @@
 package names
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -10,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -169,9 +167,15 @@ func startUnbound(t *testing.T) string {
 		if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		log := &lockedBuffer{}
+		logPath := filepath.Join(dir, fmt.Sprintf("unbound-%d.log", attempt))
+		logFile, err := os.Create(logPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer logFile.Close()
+		log := func() string { b, _ := os.ReadFile(logPath); return string(b) }
 		cmd := exec.Command("unbound", "-d", "-c", path)
-		cmd.Stdout, cmd.Stderr = log, log
+		cmd.Stdout, cmd.Stderr = logFile, logFile
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -187,16 +191,16 @@ func startUnbound(t *testing.T) string {
 			t.Cleanup(func() {
 				stop()
 				if t.Failed() {
-					t.Logf("unbound log:\n%s", log)
+					t.Logf("unbound log:\n%s", log())
 				}
 			})
 			return addr
 		}
 		stop()
 		if attempt == 2 {
-			t.Fatalf("unbound did not come up:\n%s", log)
+			t.Fatalf("unbound did not come up:\n%s", log())
 		}
-		t.Logf("unbound did not come up on port %d, trying another:\n%s", port, log)
+		t.Logf("unbound did not come up on port %d, trying another:\n%s", port, log())
 	}
 }
 
@@ -229,22 +233,4 @@ func freeUDPPort(t *testing.T) int {
 	}
 	defer pc.Close()
 	return pc.LocalAddr().(*net.UDPAddr).Port
-}
-
-// lockedBuffer is a bytes.Buffer safe for a process's output and a reader.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
