@@ -47,12 +47,14 @@ func (r Removal) String() string {
 // removed, so that the caller can log the name and why (at info level).
 //
 // When Config.FilterInternal is set, every A and AAAA record, in any section
-// and of any class, whose address is internal (see the package doc: private,
-// loopback, link-local, unique-local, carrier-grade NAT, unspecified,
-// broadcast, and IPv6 forms of those IPv4 addresses) is removed, as is every
-// SVCB or HTTPS record with such an address among its ipv4hint or ipv6hint
-// values (unbound does the same), unless the question name is equal to or
-// under a forwarded suffix or in a local zone (see Local). Then:
+// and of any class, whose address is internal (private, loopback,
+// link-local, unique-local, carrier-grade NAT, unspecified, broadcast, and
+// IPv6 forms of those IPv4 addresses: the blocks, and why, are listed in
+// internal.go) is removed, as is every SVCB or HTTPS record with such an
+// address among its ipv4hint or ipv6hint values (unbound does the same),
+// unless the question name is equal to or under a forwarded suffix or in a
+// local zone (see Local). Names in the answer do not count: a CNAME from a
+// public name into a forwarded suffix does not exempt the public name. Then:
 //
 //   - the rest of the answer is kept: other addresses, CNAME records of the
 //     chain, other sections. An answer left without addresses is an empty

@@ -12,9 +12,12 @@ import "encoding/binary"
 // query must be the client's query as received, before edns.PrepareQuery,
 // whose OPT record is not the client's: the answer carries an OPT record iff
 // the query did, advertising ednsSize (at least 512) with the query's DO bit.
-// Local accepts what edns.PrepareQuery accepts: QR clear, opcode QUERY, one
-// question with an uncompressed name, no answer or authority records, at most
-// one OPT record, owned by the root, and nothing after the last record.
+// Local checks what edns.PrepareQuery checks but the framing of EDNS options
+// and the miekg/dns parse of rare layouts, so it answers every query for a
+// local name that PrepareQuery accepts (FuzzLocal checks this): QR clear,
+// opcode QUERY, one question with an uncompressed name of at most 255 bytes,
+// no answer or authority records, at most one OPT record, owned by the root,
+// and nothing after the last record.
 //
 // The answers are those of unbound's default local zones (local-zone: NAME
 // static), with the SOA "localhost. nobody.invalid. 1 3600 1200 604800
@@ -36,9 +39,10 @@ import "encoding/binary"
 //
 // The answer copies the query's ID, RD and CD bits and its question byte for
 // byte (so its letter case), and sets QR, RA (but for a zone transfer), and
-// AA but for REFUSED and BADVERS. TestAgainstUnbound compares these answers
-// with unbound's, field by field. Owner names are compression pointers into the question. An answer
-// is at most 400 bytes, well within any client's limit.
+// AA but for REFUSED and BADVERS. Owner names are compression pointers into
+// the question. An answer holds at most one record and the OPT: at most 341
+// bytes, within any client's limit. TestAgainstUnbound compares the answers
+// with unbound's, field by field.
 //
 // Local does not allocate when dst has room. dst must not overlap query.
 func (p *Policy) Local(dst, query []byte, ednsSize uint16) (out []byte, why string, ok bool) {
@@ -89,7 +93,7 @@ func (q *localQuery) parse(msg []byte) bool {
 			}
 			q.hasOPT = true
 			q.version = msg[r.hdr+5]
-			q.do = msg[r.hdr+6]&0x80 != 0
+			q.do = msg[r.hdr+6]&bitDO != 0
 		}
 		off = r.end
 	}
