@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/miekg/dns"
 )
 
 // zone is a zone answered locally, as unbound serves its default local zones
@@ -15,8 +17,9 @@ type zone struct {
 	// loopback: the apex and every name under it have A 127.0.0.1 and
 	// AAAA ::1 (localhost, RFC 6761 section 6.3).
 	loopback bool
-	// ptr, if set, is the one name of the zone (lower-case wire form) with
-	// a PTR record pointing at localhost.: the reverse of 127.0.0.1 or ::1.
+	// ptr, if set, is the one name of the zone with a PTR record pointing
+	// at localhost.: the reverse of 127.0.0.1 or ::1. Given in presentation
+	// form, it is kept in lower-case wire form.
 	ptr string
 
 	wire string // apex in lower-case wire form
@@ -33,7 +36,7 @@ const (
 // from the IANA Special-Use Domain Names registry (RFC 6761) and Tor; the
 // reverse zones are those of RFC 6303 and RFC 7793, which unbound also
 // serves by default (its as112 list), plus c.f.ip6.arpa. Zones do not nest.
-var localZones = buildZones([]zone{
+var localZones = buildZones(slices.Concat([]zone{
 	{apex: "localhost.", loopback: true,
 		why: "loopback name (RFC 6761 section 6.3)"},
 	{apex: "onion.",
@@ -56,7 +59,7 @@ var localZones = buildZones([]zone{
 		why: "local service registration (RFC 9665)"},
 
 	{apex: "10.in-addr.arpa.", why: whyRFC1918},
-	// 16.172 ... 31.172: added below.
+	// 16.172 ... 31.172: below.
 	{apex: "168.192.in-addr.arpa.", why: whyRFC1918},
 	{apex: "0.in-addr.arpa.",
 		why: "reverse zone of \"this network\" 0.0.0.0/8 (RFC 1122, RFC 6303 section 4.2)"},
@@ -72,11 +75,11 @@ var localZones = buildZones([]zone{
 		why: "reverse zone of TEST-NET-3 203.0.113.0/24 (RFC 5737, RFC 6303 section 4.2)"},
 	{apex: "255.255.255.255.in-addr.arpa.",
 		why: "reverse of the limited broadcast address (RFC 919, RFC 6303 section 4.2)"},
-	// 64.100 ... 127.100: added below.
+	// 64.100 ... 127.100: below.
 
-	{apex: nibbles("::") + "ip6.arpa.",
+	{apex: reverse("::"),
 		why: "reverse of the IPv6 unspecified address :: (RFC 4291, RFC 6303 section 4.3)"},
-	{apex: nibbles("::1") + "ip6.arpa.", ptr: nibbles("::1") + "ip6.arpa.",
+	{apex: reverse("::1"), ptr: reverse("::1"),
 		why: "reverse of the IPv6 loopback address ::1 (RFC 4291, RFC 6303 section 4.3)"},
 	{apex: "d.f.ip6.arpa.",
 		why: "reverse zone of IPv6 unique-local fd00::/8 (RFC 4193, RFC 6303 section 4.4)"},
@@ -88,29 +91,26 @@ var localZones = buildZones([]zone{
 	{apex: "b.e.f.ip6.arpa.", why: whyLinkV6},
 	{apex: "8.b.d.0.1.0.0.2.ip6.arpa.",
 		why: "reverse zone of the IPv6 documentation prefix 2001:db8::/32 (RFC 3849, RFC 6303 section 4.6)"},
-}, func(add func(zone)) {
-	for i := 16; i <= 31; i++ {
-		add(zone{apex: fmt.Sprintf("%d.172.in-addr.arpa.", i), why: whyRFC1918})
-	}
-	for i := 64; i <= 127; i++ {
-		add(zone{apex: fmt.Sprintf("%d.100.in-addr.arpa.", i), why: whyCGNAT})
-	}
-})
+}, numbered("%d.172.in-addr.arpa.", 16, 31, whyRFC1918),
+	numbered("%d.100.in-addr.arpa.", 64, 127, whyCGNAT)))
 
-// nibbles returns the 32 reversed nibble labels of an IPv6 address,
-// "1.0.0.0.[...]0.", for its ip6.arpa name.
-func nibbles(addr string) string {
-	var b [16]byte
-	if addr == "::1" {
-		b[15] = 1
-	} else if addr != "::" {
-		panic("names: nibbles: only :: and ::1")
+// numbered returns the zones format gives for the numbers from first to
+// last, all for the reason why.
+func numbered(format string, first, last int, why string) []zone {
+	var zs []zone
+	for i := first; i <= last; i++ {
+		zs = append(zs, zone{apex: fmt.Sprintf(format, i), why: why})
 	}
-	var s strings.Builder
-	for i := 15; i >= 0; i-- {
-		fmt.Fprintf(&s, "%x.%x.", b[i]&0xF, b[i]>>4)
+	return zs
+}
+
+// reverse returns the ip6.arpa name of an IPv6 address.
+func reverse(addr string) string {
+	name, err := dns.ReverseAddr(addr)
+	if err != nil {
+		panic(fmt.Sprintf("names: reverse of %q: %v", addr, err))
 	}
-	return s.String()
+	return name
 }
 
 // zoneTable indexes localZones for lookups on wire names.
@@ -121,11 +121,11 @@ type zoneTable struct {
 	depths []int            // label counts of the apexes, ascending
 }
 
-// buildZones indexes zs and the zones more adds. It panics on a malformed
-// or nested zone: the table is a constant of the program.
-func buildZones(zs []zone, more func(add func(zone))) *zoneTable {
+// buildZones indexes zs. It panics on a malformed or nested zone: the table
+// is a constant of the program.
+func buildZones(zs []zone) *zoneTable {
 	t := &zoneTable{byApex: make(map[string]*zone), tlds: make(map[string]bool)}
-	add := func(z zone) {
+	for _, z := range zs {
 		w, err := suffixWire(z.apex)
 		if err != nil || z.apex != strings.ToLower(z.apex) || !strings.HasSuffix(z.apex, ".") {
 			panic(fmt.Sprintf("names: bad local zone %q: %v", z.apex, err))
@@ -139,6 +139,7 @@ func buildZones(zs []zone, more func(add func(zone))) *zoneTable {
 			z.ptr = string(pw)
 		}
 		for other := range t.byApex {
+			// A suffix of the wire form: every nesting shows.
 			if strings.HasSuffix(other, z.wire) || strings.HasSuffix(z.wire, other) {
 				panic(fmt.Sprintf("names: local zone %q overlaps another", z.apex))
 			}
@@ -151,10 +152,6 @@ func buildZones(zs []zone, more func(add func(zone))) *zoneTable {
 			t.depths = append(t.depths, d)
 		}
 	}
-	for _, z := range zs {
-		add(z)
-	}
-	more(add)
 	slices.Sort(t.depths)
 	return t
 }
