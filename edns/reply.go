@@ -84,6 +84,36 @@ func ErrorReply(dst, pkt []byte, c *Cookies, client netip.Addr, now time.Time) (
 	return dst, true
 }
 
+// RcodeReply appends to dst an empty answer with the given RCODE (0 to 15)
+// to query, a query that PrepareQuery accepted (the proxy's SERVFAIL when
+// the upstream fails): its ID, opcode, RD and CD bits and its question, QR
+// and RA set, and an OPT record (payload size DefaultPayloadSize, the
+// query's DO bit) if the query has one. Give the result to PrepareAnswer
+// with the query's Query, which fits it to the client (its own OPT or
+// none, the cookie). It does not allocate when dst has room.
+func RcodeReply(dst, query []byte, rcode int) []byte {
+	if len(query) < headerLen {
+		return dst
+	}
+	p := salvage(query)
+	start := len(dst)
+	dst = append(dst,
+		query[0], query[1],
+		0x80|query[2]&0x79,
+		0x80|query[3]&0x10|byte(rcode&0xF),
+		0, 0, 0, 0, 0, 0, 0, 0,
+	)
+	if p.qEnd > 0 {
+		dst[start+5] = 1
+		dst = append(dst, query[headerLen:p.qEnd]...)
+	}
+	if p.opt {
+		dst[start+11] = 1
+		dst = appendNewOPT(dst, DefaultPayloadSize, uint32(p.flags&0x8000), nil)
+	}
+	return dst
+}
+
 // salvaged is what an error answer echoes of a message.
 type salvaged struct {
 	qEnd  int    // end of the question to echo, or 0 for none

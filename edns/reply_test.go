@@ -245,3 +245,56 @@ func TestErrorReplyAllocs(t *testing.T) {
 		}
 	}
 }
+
+func TestRcodeReply(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opt  bool
+		do   bool
+	}{{"no OPT", false, false}, {"OPT", true, false}, {"OPT with DO", true, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			q := new(dns.Msg)
+			q.SetQuestion("Www.Example.", dns.TypeMX)
+			q.Id, q.CheckingDisabled = 4242, true
+			if tc.opt {
+				q.SetEdns0(4096, tc.do)
+			}
+			pkt, err := q.Pack()
+			if err != nil {
+				t.Fatal(err)
+			}
+			prepared, meta, err := PrepareQuery(nil, pkt, DefaultPayloadSize)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := RcodeReply([]byte("x"), prepared, dns.RcodeServerFailure)
+			if out[0] != 'x' {
+				t.Fatal("dst clobbered")
+			}
+			r := new(dns.Msg)
+			if err := r.Unpack(out[1:]); err != nil {
+				t.Fatal(err)
+			}
+			if r.Id != 4242 || !r.Response || !r.RecursionAvailable || !r.RecursionDesired || !r.CheckingDisabled ||
+				r.Rcode != dns.RcodeServerFailure || len(r.Question) != 1 || r.Question[0] != q.Question[0] ||
+				len(r.Answer)+len(r.Ns) != 0 {
+				t.Fatalf("got %v", r)
+			}
+			// PrepareAnswer fits it to the client: its OPT or none.
+			final, err := PrepareAnswer(nil, out[1:], meta)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := r.Unpack(final); err != nil {
+				t.Fatal(err)
+			}
+			opt := r.IsEdns0()
+			if (opt != nil) != tc.opt || opt != nil && opt.Do() != tc.do {
+				t.Fatalf("client OPT %v, DO %v: answer OPT %v", tc.opt, tc.do, opt)
+			}
+			if n := testing.AllocsPerRun(100, func() { out = RcodeReply(out[:0], prepared, dns.RcodeServerFailure) }); n != 0 {
+				t.Fatalf("%v allocations", n)
+			}
+		})
+	}
+}

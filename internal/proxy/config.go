@@ -13,6 +13,7 @@ import (
 	"github.com/tor-dnscrypt/dnscrypt-proxy/certs"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/edns"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/names"
 )
 
 // LevelNotice sits between Info and Warn, for the 1.x NOTICE lines
@@ -90,6 +91,26 @@ type SOCKS struct {
 	OptimisticData bool
 }
 
+// Toggle is a setting whose default depends on the mode.
+type Toggle int8
+
+const (
+	Auto Toggle = iota // the mode's default
+	On
+	Off
+)
+
+// on reports whether t is on, given the default.
+func (t Toggle) on(def bool) bool {
+	switch t {
+	case On:
+		return true
+	case Off:
+		return false
+	}
+	return def
+}
+
 // Config is the proxy's configuration. The zero value of each field is a
 // sensible default; New validates it and does no I/O.
 type Config struct {
@@ -129,6 +150,19 @@ type Config struct {
 	// SOCKS, when set, carries ALL upstream traffic over TCP through a
 	// SOCKS5 proxy: no UDP upstream, no direct connection, no local lookup.
 	SOCKS *SOCKS
+
+	// Special-use names (.onion, .local, localhost, private reverse
+	// zones, ...) are always answered locally and never sent upstream (see
+	// package names). PrivateDomains lists suffixes sent upstream anyway
+	// (a lab zone, a company's internal domain, a private reverse zone),
+	// whose answers may also hold internal addresses, like unbound's
+	// private-domain.
+	PrivateDomains []string
+	// FilterInternal removes internal addresses (private, loopback,
+	// link-local, ...) from answers to names that are not private domains:
+	// DNS rebinding protection, as Tor's ClientDNSRejectInternalAddresses.
+	// Auto, the zero value, filters through SOCKS only.
+	FilterInternal Toggle
 
 	// CertRefresh is the interval between certificate checks; zero means
 	// one hour (with jitter).
@@ -211,6 +245,12 @@ func (cfg Config) withDefaults() (Config, error) {
 		}
 		cfg.SOCKS = &sc
 	}
+	if _, err := cfg.namesPolicy(); err != nil {
+		errs = append(errs, err)
+	}
+	if cfg.FilterInternal < Auto || cfg.FilterInternal > Off {
+		errs = append(errs, fmt.Errorf("FilterInternal %d out of range", cfg.FilterInternal))
+	}
 	if cfg.CertRefresh <= 0 {
 		cfg.CertRefresh = DefaultCertRefresh
 	}
@@ -221,4 +261,13 @@ func (cfg Config) withDefaults() (Config, error) {
 		cfg.Now = time.Now
 	}
 	return cfg, errors.Join(errs...)
+}
+
+// namesPolicy is the policy of locally answered names and filtered
+// answers.
+func (cfg *Config) namesPolicy() (*names.Policy, error) {
+	return names.New(names.Config{
+		Forward:        cfg.PrivateDomains,
+		FilterInternal: cfg.FilterInternal.on(cfg.SOCKS != nil),
+	})
 }

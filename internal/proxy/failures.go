@@ -39,6 +39,9 @@ const (
 	// noteTruncatedTCP is not a failure: the resolver truncated an answer
 	// over TCP, and the client gets it with TC set.
 	noteTruncatedTCP
+	// noteFiltered is not a failure: internal addresses were removed from
+	// an answer (DNS rebinding protection).
+	noteFiltered
 	numFailureKinds
 )
 
@@ -54,6 +57,7 @@ var failureNames = [numFailureKinds]string{
 	failOverload:     "overload",
 	failOther:        "other",
 	noteTruncatedTCP: "truncated-over-tcp",
+	noteFiltered:     "internal-addresses",
 }
 
 func (k failureKind) String() string { return failureNames[k] }
@@ -156,11 +160,17 @@ func (f *failureLog) write(k failureKind, err error, more int) {
 		msg = "Too many active requests: answering SERVFAIL to the oldest stalled ones, or else to the newest"
 	case noteTruncatedTCP:
 		msg = "The resolver truncated an answer over TCP: the client gets it with TC set"
+	case noteFiltered:
+		msg = "Removed internal addresses from an answer (DNS rebinding protection)"
 	}
 	if more > 0 {
 		msg += fmt.Sprintf(" (and %d more in the last %v)", more, f.window)
 	}
-	f.log.Warn(msg, "kind", k.String(), "err", err)
+	level := slog.LevelWarn
+	if k >= noteTruncatedTCP {
+		level = slog.LevelInfo
+	}
+	f.log.Log(context.Background(), level, msg, "kind", k.String(), "err", err)
 }
 
 // gauge counts something in use, and the most that was in use at once.

@@ -113,10 +113,10 @@ func (p *Proxy) deliverUDP(m *udpMux, r *request, resp []byte, rb *readerBuf) {
 		p.finish(r)
 		return
 	}
-	out, err := edns.PrepareAnswer(rb.out[:0], ans, r.meta)
+	out, err := p.answer(rb.out[:0], ans, r)
 	ok := err == nil
 	if !ok {
-		out, ok = p.reply(r, errMismatch(err))
+		out, ok = p.reply(r, err)
 	}
 	if ok {
 		r.writeUDP(out)

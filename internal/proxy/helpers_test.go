@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net"
 	"strings"
@@ -124,4 +125,9 @@ func (r *running) ask(tb testing.TB, network string, m *dns.Msg) (*dns.Msg, erro
 	c := &dns.Client{Net: network, Timeout: 5 * time.Second, UDPSize: 65535}
 	resp, _, err := c.Exchange(m, r.addr)
 	return resp, err
+}
+
+// testLoggerTo writes the proxy's log to the test log and to w.
+func testLoggerTo(tb testing.TB, w io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(io.MultiWriter(tlogWriter{tb}, w), &slog.HandlerOptions{Level: slog.LevelDebug}))
 }

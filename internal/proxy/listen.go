@@ -45,32 +45,48 @@ func (p *Proxy) serveUDP(ctx context.Context, pc net.PacketConn) {
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
-		pkt := buf[:n]
-		if n < 12 {
-			p.debug("Short query received")
-			continue
-		}
-		if p.cfg.TCPOnly {
-			// 1.x --tcp-only: bounce the query with TC so the client asks
-			// again over TCP. No upstream traffic.
-			out, err := edns.TCReplyBytes(scratch[:0], pkt)
-			if err != nil {
-				p.debug("Dropping a malformed query", "err", err)
-				continue
+		var r *request
+		if scratch, r = p.intake(scratch[:0], buf[:n], from.Addr(), false); r == nil {
+			if len(scratch) > 0 {
+				writeUDP(pc, uc, scratch, from, addr)
 			}
-			scratch = out
-			writeUDP(pc, uc, out, from, addr)
-			continue
-		}
-		r := getRequest()
-		if err := p.prepare(r, pkt, false); err != nil {
-			p.debug("Dropping a malformed query", "err", err)
-			putRequest(r)
 			continue
 		}
 		r.pc, r.uc, r.client, r.addr = pc, uc, from, addr
 		p.startUDP(r)
 	}
+}
+
+// intake takes the client query pkt. It returns either a request to
+// resolve upstream, or else, in out (appended to dst), the answer to give
+// at once: a name answered locally (see package names), the TC bounce of
+// --tcp-only for a UDP client, or the error answer to a query that cannot
+// be forwarded (FORMERR, BADVERS, NOTIMP, a cookie-only query's answer;
+// see edns.ErrorReply). Neither (out empty, r nil) means no answer at all:
+// a packet shorter than a header, or a response.
+func (p *Proxy) intake(dst, pkt []byte, client netip.Addr, tcp bool) (out []byte, r *request) {
+	if out, why, ok := p.names.Local(dst, pkt, uint16(p.cfg.EDNSPayloadSize)); ok {
+		p.debug("Answered locally", "why", why)
+		return out, nil
+	}
+	if p.cfg.TCPOnly && !tcp {
+		// 1.x --tcp-only: bounce the query with TC so the client asks
+		// again over TCP. No upstream traffic.
+		if out, err := edns.TCReplyBytes(dst, pkt); err == nil {
+			return out, nil
+		}
+		out, _ := edns.ErrorReply(dst, pkt, p.cookies, client, time.Now())
+		return out, nil
+	}
+	r = getRequest()
+	if err := p.prepare(r, pkt, tcp); err != nil {
+		putRequest(r)
+		out, ok := edns.ErrorReply(dst, pkt, p.cookies, client, time.Now())
+		p.debug("Not a query to forward", "err", err, "answered", ok)
+		return out, nil
+	}
+	p.cookies.Stamp(&r.meta, client, time.Now())
+	return dst, r
 }
 
 // prepare validates the client query pkt and rewrites it into r.q, with
@@ -119,12 +135,10 @@ func (p *Proxy) handleUDP(r *request) { p.complete(r, p.resolve(r)) }
 // false when the client gets nothing: the proxy is stopping.
 func (p *Proxy) reply(r *request, err error) (out []byte, ok bool) {
 	if err == nil {
-		out, err = edns.PrepareAnswer(r.out[:0], r.ans, r.meta)
-		if err == nil {
+		if out, err = p.answer(r.out[:0], r.ans, r); err == nil {
 			r.out = out
 			return out, true
 		}
-		err = errMismatch(err)
 	}
 	if r.silenced() {
 		return nil, false
@@ -134,6 +148,24 @@ func (p *Proxy) reply(r *request, err error) (out []byte, ok bool) {
 	}
 	p.upstreamFailed(err)
 	return p.servfail(r)
+}
+
+// answer turns ans, the resolver's answer to r, into the client's answer,
+// appended to dst: internal addresses removed (see names.Policy.Filter;
+// in place, in ans), then fitted to the client (edns.PrepareAnswer).
+func (p *Proxy) answer(dst, ans []byte, r *request) ([]byte, error) {
+	filtered, rm, err := p.names.Filter(ans[:0], ans)
+	if err != nil {
+		return dst, fmt.Errorf("%w: %w", errCorrupt, err)
+	}
+	if rm.Name != "" {
+		p.failLog.report(time.Now(), noteFiltered, fmt.Errorf("%s: %v", rm.Name, rm))
+	}
+	out, err := edns.PrepareAnswer(dst, filtered, r.meta)
+	if err != nil {
+		return dst, errMismatch(err)
+	}
+	return out, nil
 }
 
 // respond sends out to r's client, over TCP or UDP.
@@ -157,23 +189,11 @@ func (p *Proxy) upstreamFailed(err error) {
 	p.failLog.report(time.Now(), classify(err), err)
 }
 
-// servfail builds a SERVFAIL answer to r's query.
+// servfail builds a SERVFAIL answer to r's query, in r.out (r.ans is the
+// scratch space).
 func (p *Proxy) servfail(r *request) ([]byte, bool) {
-	q := new(dns.Msg)
-	if err := q.Unpack(r.q); err != nil {
-		return nil, false
-	}
-	m := new(dns.Msg)
-	m.SetRcode(q, dns.RcodeServerFailure)
-	m.RecursionAvailable = true
-	if opt := q.IsEdns0(); opt != nil {
-		m.SetEdns0(opt.UDPSize(), opt.Do())
-	}
-	b, err := m.Pack()
-	if err != nil {
-		return nil, false
-	}
-	out, err := edns.PrepareAnswer(r.out[:0], b, r.meta)
+	r.ans = edns.RcodeReply(r.ans[:0], r.q, dns.RcodeServerFailure)
+	out, err := edns.PrepareAnswer(r.out[:0], r.ans, r.meta)
 	if err != nil {
 		return nil, false
 	}
@@ -222,6 +242,11 @@ func (p *Proxy) serveConn(ctx context.Context, cc *clientConn) {
 	defer c.Close()
 	var l [2]byte
 	buf := make([]byte, 0, 512)
+	var scratch []byte
+	var client netip.Addr
+	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		client = ta.AddrPort().Addr()
+	}
 	queries := 0
 	defer func() { p.debug("TCP client connection closed", "client", c.RemoteAddr(), "queries", queries) }()
 	for {
@@ -242,15 +267,14 @@ func (p *Proxy) serveConn(ctx context.Context, cc *clientConn) {
 		if _, err := io.ReadFull(c, buf); err != nil {
 			break
 		}
-		if n < 12 {
-			p.debug("Short query received")
-			break
-		}
-		r := getRequest()
-		if err := p.prepare(r, buf, true); err != nil {
-			p.debug("Dropping a malformed query", "err", err)
-			putRequest(r)
-			break // framing may be lost: close, as servers do
+		var r *request
+		if scratch, r = p.intake(scratch[:0], buf, client, true); r == nil {
+			if len(scratch) == 0 {
+				p.debug("Not a query, closing the connection")
+				break // a response, or no header: as unbound does
+			}
+			cc.write(scratch)
+			continue
 		}
 		if !p.conns.busy(cc, time.Now()) {
 			putRequest(r)

@@ -16,6 +16,8 @@ import (
 
 	"github.com/tor-dnscrypt/dnscrypt-proxy/certs"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/edns"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/names"
 )
 
 // certFetchTimeout bounds one certificate fetch attempt.
@@ -41,6 +43,8 @@ type Proxy struct {
 	// upstreamTCP counts them.
 	tcpSlots    chan struct{}
 	upstreamTCP gauge
+	names       *names.Policy
+	cookies     *edns.Cookies
 	failLog     failureLog
 
 	// Per Serve. udp is the upstream UDP mux, nil with SOCKS or TCPOnly,
@@ -75,7 +79,15 @@ func New(cfg Config) (*Proxy, error) {
 			return nil, fmt.Errorf("proxy: generating the client key pair: %w", err)
 		}
 	}
+	policy, err := cfg.namesPolicy()
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	var secret [16]byte
+	rand.Read(secret[:])
 	p := &Proxy{
+		names:    policy,
+		cookies:  edns.NewCookies(secret),
 		cfg:      cfg,
 		log:      cfg.Logger,
 		ids:      newIdentities(&cfg, kp),
