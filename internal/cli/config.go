@@ -85,6 +85,8 @@ var properties = []property{
 	{"Timeout", propWord, "timeout"},
 	{"OptimisticData", propBool, "optimistic-data"},
 	{"NoEphemeralKeys", propBool, "no-ephemeral-keys"},
+	{"PrivateDomain", propWord, "private-domain"},
+	{"RebindProtection", propWord, "rebind-protection"},
 }
 
 func lookupProperty(key string) *property {

@@ -72,7 +72,8 @@ Notes:
   A configuration file in the 1.x format (one "Property value" per line,
   e.g. "LocalAddress 127.0.0.1:5353", "TCPOnly yes", "Include FILE") may be
   given as the only argument instead of options. New properties: Stamp,
-  Proxy, Tor, Isolation, IsolationEpoch, OptimisticData, NoEphemeralKeys.
+  Proxy, Tor, Isolation, IsolationEpoch, OptimisticData, NoEphemeralKeys,
+  PrivateDomain (repeatable), RebindProtection (yes or no).
   -P/--local-port (1.0.x) sets the port of --local-address=IP, or alone
   means 127.0.0.1:PORT; --resolver-port likewise sets the resolver's port.
   Without -R, -r/-N/-k or --stamp the built-in resolver '` + defaultResolverName + `' is used;

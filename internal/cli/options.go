@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/names"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/proxy"
 )
 
@@ -50,6 +51,9 @@ type Options struct {
 	IsolationEpoch time.Duration   // --isolation-epoch
 	Timeout        time.Duration   // --timeout
 	OptimisticData bool            // --optimistic-data
+
+	PrivateDomains   []string // --private-domain, repeatable
+	RebindProtection bool     // --rebind-protection[=BOOL] (see Given)
 
 	Help    bool // -h: stop and print the usage
 	Version bool // -V: stop and print the version
@@ -193,6 +197,24 @@ var options = []option{
 		help: "send the query right after the SOCKS CONNECT request, before its reply (off: measured slower through Tor)",
 		set:  func(o *Options, v string) error { return setBool(&o.OptimisticData, "optimistic-data", v) }},
 
+	{long: "private-domain", noAbbrev: true, arg: "DOMAIN",
+		help: "send DOMAIN (and names under it) upstream even if it is a special-use name answered locally (.local, .internal, a private reverse zone, ...), and keep internal addresses in its answers; repeatable, or comma-separated",
+		set:  setPrivateDomain},
+	{long: "rebind-protection", noAbbrev: true, arg: "",
+		help: "remove internal addresses (private, loopback, link-local, ...) from answers to other names (default on with --proxy/--tor; =no turns it off)",
+		set:  func(o *Options, v string) error { return setBool(&o.RebindProtection, "rebind-protection", v) }},
+	{long: "no-rebind-protection", noAbbrev: true,
+		help: "same as --rebind-protection=no",
+		set: func(o *Options, v string) error {
+			var b bool
+			if err := setBool(&b, "no-rebind-protection", v); err != nil {
+				return err
+			}
+			o.RebindProtection = !b
+			o.given["rebind-protection"] = true
+			return nil
+		}},
+
 	// dnscrypt-proxy 1.0.x.
 	{long: "local-port", noAbbrev: true, short: 'P', arg: "PORT",
 		help: "1.0.x: port to listen on (with -a IP, or on 127.0.0.1)",
@@ -319,6 +341,17 @@ func setIsolationEpoch(o *Options, v string) error {
 		return valueErrorf("Invalid isolation epoch: [%s] (at least 1s)", v)
 	}
 	o.IsolationEpoch = d
+	return nil
+}
+
+func setPrivateDomain(o *Options, v string) error {
+	for d := range strings.SplitSeq(v, ",") {
+		d = strings.TrimSpace(d)
+		if _, err := names.New(names.Config{Forward: []string{d}}); err != nil {
+			return valueErrorf("Invalid private domain: [%s] (want a domain name such as corp.internal)", d)
+		}
+		o.PrivateDomains = append(o.PrivateDomains, d)
+	}
 	return nil
 }
 

@@ -116,6 +116,15 @@ func (o *Options) Plan(env *Env) (*Plan, error) {
 		}
 	}
 
+	// Special-use names and rebinding protection.
+	cfg.PrivateDomains = o.PrivateDomains
+	if o.Given("rebind-protection") {
+		cfg.FilterInternal = proxy.Off
+		if o.RebindProtection {
+			cfg.FilterInternal = proxy.On
+		}
+	}
+
 	// Client key.
 	ephemeralGiven := o.Given("ephemeral-keys")
 	if o.ClientKeyFile != "" {
