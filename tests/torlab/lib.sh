@@ -162,32 +162,25 @@ dump_logs() {
 
 elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN{printf "%.2f", b-a}'; }
 
-# socks_probe_host HOST PORT: as socks_probe, to a host name (SOCKS5 address
-# type 3), such as an onion service's NAME.onion.
-socks_probe_host() {
+# socks_probe PORT [HOST]: one SOCKS5 CONNECT without authentication through
+# the client to 127.0.0.1:PORT (an IPv4 address), or to HOST:PORT (a host
+# name, address type 3, such as an onion service's NAME.onion); prints the
+# reply code (00 = succeeded), or "timeout"/"down". The target must not be a
+# relay's ORPort or DirPort: the client refuses those ("the network would
+# reject it", no Tor over Tor).
+socks_probe() {
   # shellcheck disable=SC2016
   timeout 30 bash -c '
     exec 3<>"/dev/tcp/127.0.0.1/$1" || { echo down; exit 0; }
     printf "\x05\x01\x00" >&3
     m=$(dd bs=1 count=2 <&3 2>/dev/null | od -An -tx1 | tr -d " \n")
     [[ $m == 0500 ]] || { echo "method:$m"; exit 0; }
-    printf "\x05\x01\x00\x03\x$(printf %02x ${#2})%s\x$(printf %02x $(($3 >> 8)))\x$(printf %02x $(($3 & 255)))" "$2" >&3
+    port="\x$(printf %02x $(($2 >> 8)))\x$(printf %02x $(($2 & 255)))"
+    if [[ -z $3 ]]; then
+      printf "\x05\x01\x00\x01\x7f\x00\x00\x01$port" >&3
+    else
+      printf "\x05\x01\x00\x03\x$(printf %02x ${#3})%s$port" "$3" >&3
+    fi
     r=$(dd bs=1 count=2 <&3 2>/dev/null | od -An -tx1 | tr -d " \n")
-    echo "${r:2:2}"' socks_probe_host "$SOCKS_PORT" "$1" "$2" 2>/dev/null || echo "timeout"
-}
-
-# socks_probe PORT: one SOCKS5 CONNECT without authentication through the
-# client to 127.0.0.1:PORT; prints the reply code (00 = succeeded), or
-# "timeout"/"down". The target must not be a relay's ORPort or DirPort: the
-# client refuses those ("the network would reject it", no Tor over Tor).
-socks_probe() {
-  # shellcheck disable=SC2016
-  timeout 20 bash -c '
-    exec 3<>"/dev/tcp/127.0.0.1/$1" || { echo down; exit 0; }
-    printf "\x05\x01\x00" >&3
-    m=$(dd bs=1 count=2 <&3 2>/dev/null | od -An -tx1 | tr -d " \n")
-    [[ $m == 0500 ]] || { echo "method:$m"; exit 0; }
-    printf "\x05\x01\x00\x01\x7f\x00\x00\x01\x$(printf %02x $(($2 >> 8)))\x$(printf %02x $(($2 & 255)))" >&3
-    r=$(dd bs=1 count=10 <&3 2>/dev/null | od -An -tx1 | tr -d " \n")
-    echo "${r:2:2}"' socks_probe "$SOCKS_PORT" "$1" 2>/dev/null || echo "timeout"
+    echo "${r:2:2}"' socks_probe "$SOCKS_PORT" "$1" "${2:-}" 2>/dev/null || echo "timeout"
 }

@@ -404,7 +404,7 @@ if ((${#ONION_NAMES[@]})); then
     host=$(<"$STATE/nodes/onion/hs-${ONION_NAMES[$i]}/hostname")
     while :; do
       tries=$((tries + 1))
-      code=$(socks_probe_host "$host" "${ONION_PORTS[$i]}")
+      code=$(socks_probe "${ONION_PORTS[$i]}" "$host")
       [[ $code == 00 ]] && break
       (($(date +%s) < deadline)) || fail "onion service ${ONION_NAMES[$i]} ($host:${ONION_PORTS[$i]} -> ${ONION_TARGETS[$i]}) not reachable (last reply: $code; does the target listen?)"
       check_alive onion client

@@ -564,6 +564,9 @@ func (n *Network) Pids() map[string]int {
 			continue
 		}
 		nick, ok := strings.CutPrefix(args[2], prefix)
+		if !ok {
+			continue
+		}
 		if nick, ok = strings.CutSuffix(nick, "/torrc"); !ok || nick == "" || strings.Contains(nick, "/") {
 			continue
 		}
