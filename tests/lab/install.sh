@@ -20,6 +20,8 @@ PKGS=(
   knot-dnsutils    # kdig
   dnsperf          # load generator
   microsocks       # SOCKS5 server (no auth and user/password)
+  stubby           # DNS-over-TLS stub resolver, the DoT peer to compare with (stubby.sh)
+  openssl          # the lab's self-signed TLS certificates
   socat
   tor              # installed only; the lab does not start it
   ca-certificates
@@ -58,7 +60,7 @@ if ((${#missing[@]})); then
   # On a host where systemd really runs, also keep the packaged services from
   # starting at boot: the lab runs its own instances on other ports.
   if [[ -d /run/systemd/system ]]; then
-    for unit in unbound dnsdist tor; do
+    for unit in unbound dnsdist tor stubby; do
       systemctl disable --now "$unit.service" >/dev/null 2>&1 || true
     done
   fi

@@ -25,10 +25,18 @@ PORT_SOCKS_AUTH=${LAB_PORT_SOCKS_AUTH:-8451}     # SOCKS5, username/password
 PORT_CONSOLE=${LAB_PORT_CONSOLE:-8452}           # dnsdist console (TCP, encrypted with setKey)
 PORT_BACKEND=${LAB_PORT_BACKEND:-8453}           # unbound, authoritative for lab.test (UDP+TCP)
 PORT_PLAIN=${LAB_PORT_PLAIN:-8455}               # dnsdist plain DNS in front of the backend (UDP+TCP)
+PORT_DOT=${LAB_PORT_DOT:-8456}                   # dnsdist DNS-over-TLS (TCP)
+PORT_DOH=${LAB_PORT_DOH:-8457}                   # dnsdist DNS-over-HTTPS (TCP), path /dns-query
+PORT_BACKEND_DOT=${LAB_PORT_BACKEND_DOT:-8458}   # unbound (the backend) DNS-over-TLS (TCP)
+PORT_BACKEND_DOH=${LAB_PORT_BACKEND_DOH:-8459}   # unbound (the backend) DNS-over-HTTPS, HTTP/2 only, path /dns-query
 PROVIDER_NAME="2.dnscrypt-cert.lab.test"
 ZONE="lab.test"
 SOCKS_USER="lab"
 SOCKS_PASS="labpass"
+# Names in the self-signed TLS certificates of dnsdist's and unbound's DoT/DoH
+# listeners (the names need not resolve: clients connect to 127.0.0.1).
+TLS_NAME="dns.$ZONE"
+BACKEND_TLS_NAME="backend.$ZONE"
 # Binary of the second DNSCrypt server (github.com/ameshkov/dnscrypt/v2/cmd),
 # built from tests/tools by install.sh or by the Go package tests/labtest.
 GO_DNSCRYPT="${LAB_GO_DNSCRYPT:-$LAB_REPO_ROOT/tests/.bin/dnscrypt}"
@@ -45,7 +53,8 @@ die() { printf '[lab] ERROR: %s\n' "$*" >&2; exit 1; }
 # all_ports: the ports start.sh binds, in a fixed order.
 all_ports() {
   echo "$PORT_DNSCRYPT $PORT_DNSCRYPT_XCHACHA $PORT_DNSCRYPT_MIXED $PORT_DNSCRYPT_GO $PORT_SOCKS" \
-       "$PORT_SOCKS_AUTH $PORT_CONSOLE $PORT_BACKEND $PORT_PLAIN"
+       "$PORT_SOCKS_AUTH $PORT_CONSOLE $PORT_BACKEND $PORT_PLAIN $PORT_DOT $PORT_DOH" \
+       "$PORT_BACKEND_DOT $PORT_BACKEND_DOH"
 }
 
 # check_ports: every port is a number in 1..65535 and no two are equal.

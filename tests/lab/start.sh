@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Start the DNSCrypt lab on 127.0.0.1: an authoritative backend (unbound),
-# dnsdist as a DNSCrypt server in front of it, a second DNSCrypt server
-# (ameshkov/dnscrypt, Go), and two SOCKS5 servers (microsocks).
+# Start the DNSCrypt lab on 127.0.0.1: an authoritative backend (unbound, also
+# serving DNS-over-TLS and DNS-over-HTTPS), dnsdist as a DNSCrypt, plain DNS,
+# DoT and DoH server in front of it, a second DNSCrypt server (ameshkov/dnscrypt,
+# Go), and two SOCKS5 servers (microsocks).
 #
 # Usage: start.sh [STATE_DIR]     (default: $LAB_STATE_DIR or /tmp/dnscrypt-lab)
 #
 # Optional environment:
 #   LAB_PORT_XSALSA=8443 LAB_PORT_XCHACHA=8444 LAB_PORT_MIXED=8445 LAB_PORT_GO=8446
 #   LAB_PORT_SOCKS=8450 LAB_PORT_SOCKS_AUTH=8451 LAB_PORT_CONSOLE=8452
-#   LAB_PORT_BACKEND=8453 LAB_PORT_PLAIN=8455
+#   LAB_PORT_BACKEND=8453 LAB_PORT_PLAIN=8455 LAB_PORT_DOT=8456 LAB_PORT_DOH=8457
+#   LAB_PORT_BACKEND_DOT=8458 LAB_PORT_BACKEND_DOH=8459
 #                               the ports (all on 127.0.0.1); give other ones to
 #                               run several labs at once
 #   LAB_CERT_TTL=86400          resolver certificate lifetime in seconds
@@ -30,7 +32,7 @@ lab_set_state_dir "${1:-}"
 # the watchdog or the final failing write (and the EXIT trap) stop them.
 trap '' PIPE
 
-for bin in unbound unbound-checkconf dnsdist dig microsocks ldns-keygen ldns-signzone setsid od base64 sha256sum timeout; do
+for bin in unbound unbound-checkconf dnsdist dig kdig openssl microsocks ldns-keygen ldns-signzone setsid od base64 sha256sum timeout; do
   command -v "$bin" >/dev/null || die "$bin not found; run $LAB_DIR_SCRIPTS/install.sh first"
 done
 check_ports
@@ -64,11 +66,32 @@ done
 # If anything below fails, stop what was already started (logs stay).
 trap 'rc=$?; if ((rc)); then log "start failed; stopping what was started"; "$LAB_DIR_SCRIPTS/stop.sh" "$STATE" || true; fi' EXIT
 
-mkdir -p "$STATE/keys" "$STATE/dnssec" "$PIDS"
-rm -f "$STATE"/stamp-*.txt "$STATE"/provider-key.* "$STATE/lab.env"
+mkdir -p "$STATE/keys" "$STATE/dnssec" "$STATE/tls" "$PIDS"
+rm -f "$STATE"/stamp-*.txt "$STATE"/provider-key.* "$STATE/lab.env" "$STATE"/tls/*
 now=$(date +%s)
 
-# --- 1. keys, in parallel: DNSSEC keys + signed zone, DNSCrypt keys + certs ---------
+# --- 1. keys, in parallel: TLS certificates, DNSSEC keys + signed zone, DNSCrypt keys + certs
+# Self-signed P-256 certificates for the DoT and DoH listeners: dnsdist's for
+# $TLS_NAME, unbound's for $BACKEND_TLS_NAME, each with PREFIX.tbs-sha256: the
+# hex SHA-256 of the certificate's TBS part, the hash DNS stamps pin.
+T="$STATE/tls"
+make_tls_cert() {
+  local prefix="$1" name="$2" pem sum
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj "/CN=$name" \
+    -addext "subjectAltName=DNS:$name" -keyout "$T/$prefix.key" -out "$T/$prefix.pem" 2>/dev/null || return 1
+  # The TBS part is the first element inside the certificate's SEQUENCE. A
+  # DER that starts 30 82 (base64 "MII") has a 4-byte header: it is at offset 4.
+  mapfile -t pem <"$T/$prefix.pem"
+  [[ "${pem[1]}" == MII* ]] || { echo "unexpected DER header in $T/$prefix.pem"; return 1; }
+  openssl asn1parse -in "$T/$prefix.pem" -strparse 4 -noout -out "$T/$prefix.tbs" >/dev/null || return 1
+  sum=$(sha256sum "$T/$prefix.tbs") || return 1
+  echo "${sum:0:64}" >"$T/$prefix.tbs-sha256"
+}
+make_tls_cert dnsdist "$TLS_NAME" >"$T/dnsdist.log" 2>&1 &
+tls_pid=$!
+make_tls_cert backend "$BACKEND_TLS_NAME" >"$T/backend.log" 2>&1 &
+tls_backend_pid=$!
+
 cp "$LAB_DIR_SCRIPTS/lab.test.zone" "$STATE/lab.test.zone"
 zonefile="$STATE/lab.test.zone"
 sign_pid=""
@@ -132,6 +155,13 @@ if [[ -n "$sign_pid" ]]; then
   wait "$sign_pid" || { cat "$STATE/dnssec/sign.log" >&2; die "signing lab.test failed"; }
   log "lab.test signed"
 fi
+wait "$tls_pid" || { cat "$T/dnsdist.log" >&2; die "making dnsdist's TLS certificate failed (openssl)"; }
+wait "$tls_backend_pid" || { cat "$T/backend.log" >&2; die "making unbound's TLS certificate failed (openssl)"; }
+for f in dnsdist.pem dnsdist.key dnsdist.tbs-sha256 backend.pem backend.key backend.tbs-sha256; do
+  [[ -s "$T/$f" ]] || die "openssl did not make $T/$f"
+done
+tls_tbs=$(<"$T/dnsdist.tbs-sha256") backend_tls_tbs=$(<"$T/backend.tbs-sha256")
+log "TLS certificates made"
 
 # --- 2. configuration files -------------------------------------------------------
 cat >"$STATE/unbound.conf" <<EOF
@@ -140,6 +170,17 @@ cat >"$STATE/unbound.conf" <<EOF
 server:
   interface: $LAB_IP@$PORT_BACKEND
   port: $PORT_BACKEND
+  # DNS-over-TLS and DNS-over-HTTPS (HTTP/2 only: unbound's DoH needs ALPN h2)
+  # with the self-signed certificate for $BACKEND_TLS_NAME. unbound also
+  # answers plain DNS over UDP on these two ports.
+  interface: $LAB_IP@$PORT_BACKEND_DOT
+  interface: $LAB_IP@$PORT_BACKEND_DOH
+  tls-port: $PORT_BACKEND_DOT
+  https-port: $PORT_BACKEND_DOH
+  http-endpoint: "/dns-query"
+  http-notls-downstream: no
+  tls-service-pem: "$T/backend.pem"
+  tls-service-key: "$T/backend.key"
   do-ip4: yes
   do-ip6: no
   do-udp: yes
@@ -164,6 +205,12 @@ server:
   local-zone: "84.0.127.in-addr.arpa." static
   local-data-ptr: "127.0.84.10 www.$ZONE."
   local-data-ptr: "127.0.84.1 $ZONE."
+  # Reverse names of the public-looking addresses pub and pub6 (the zone file
+  # explains them): 20.84.0.0/16 and 2a02:84::/32.
+  local-zone: "84.20.in-addr.arpa." static
+  local-data-ptr: "20.84.0.10 pub.$ZONE."
+  local-zone: "4.8.0.0.2.0.a.2.ip6.arpa." static
+  local-data-ptr: "2a02:84::10 pub6.$ZONE."
   # UDP answers as large as the query's EDNS size allows (65536: no cap of
   # unbound's own). The Go DNSCrypt server forwards every query over UDP
   # with the client's OPT and never retries over TCP, so only this lets a
@@ -196,7 +243,16 @@ controlSocket("$LAB_IP:$PORT_CONSOLE")
 setConsoleACL("127.0.0.1/32")
 setACL({"127.0.0.0/8"})
 setLocal("$LAB_IP:$PORT_PLAIN")   -- plain DNS (UDP+TCP), replaces the default 127.0.0.1:53
+-- DNS-over-TLS and DNS-over-HTTPS with the self-signed certificate for $TLS_NAME
+addTLSLocal("$LAB_IP:$PORT_DOT", "$T/dnsdist.pem", "$T/dnsdist.key")
+addDOHLocal("$LAB_IP:$PORT_DOH", "$T/dnsdist.pem", "$T/dnsdist.key", "/dns-query")
 newServer({address="$LAB_IP:$PORT_BACKEND", name="backend", checkName="$ZONE.", checkType="SOA", mustResolve=true})
+-- DoH queries reach the backend over TCP only. dnsdist 1.7 forwards them over
+-- UDP otherwise, and an answer over 4 KB that the backend sends over UDP (it
+-- does, for a query with a large EDNS size) comes out of dnsdist cut short,
+-- as a malformed DoH answer.
+newServer({address="$LAB_IP:$PORT_BACKEND", name="backend-tcp", pool="tcp", tcpOnly=true, checkName="$ZONE.", checkType="SOA", mustResolve=true})
+addAction(DSTPortRule($PORT_DOH), PoolAction("tcp"))
 -- bind 0: ES version 1 (X25519-XSalsa20Poly1305)
 addDNSCryptBind("$LAB_IP:$PORT_DNSCRYPT", "$PROVIDER_NAME", "$K/xsalsa.cert", "$K/xsalsa.key")
 -- bind 1: ES version 2 (X25519-XChacha20Poly1305)
@@ -302,12 +358,24 @@ plain_ok() {
 console_ok() {
   dnsdist -C "$STATE/console.conf" -c -e 'labCerts()' | grep -q 'bind=2 serial=2'
 }
+# DoT and DoH: one kdig run asks both listeners of a server (PREFIX NAME
+# DOT_PORT DOH_PORT), checking the certificate against its PEM file and name.
+tls_ok() {
+  local out
+  out="$(kdig +short +time=1 +retry=0 +tls-ca="$T/$1.pem" +tls-hostname="$2" @"$LAB_IP" -p "$3" +tls "www.$ZONE" A \
+    @"$LAB_IP" -p "$4" +https=/dns-query "txt.$ZONE" TXT 2>/dev/null)"
+  [[ "$out" == $'127.0.84.10\n"hello from lab.test"' ]]
+}
 wait_for unbound "backend (unbound) on $LAB_IP:$PORT_BACKEND" "$STATE/unbound.log" 20 backend_ok
+wait_for unbound "backend (unbound) DoT on $LAB_IP:$PORT_BACKEND_DOT, DoH on $LAB_IP:$PORT_BACKEND_DOH" "$STATE/unbound.log" 20 \
+  tls_ok backend "$BACKEND_TLS_NAME" "$PORT_BACKEND_DOT" "$PORT_BACKEND_DOH"
 wait_for dnsdist "dnsdist DNSCrypt on $LAB_IP:$PORT_DNSCRYPT" "$STATE/dnsdist.log" 20 cert_ok "$PORT_DNSCRYPT"
 wait_for dnsdist "dnsdist DNSCrypt on $LAB_IP:$PORT_DNSCRYPT_XCHACHA" "$STATE/dnsdist.log" 20 cert_ok "$PORT_DNSCRYPT_XCHACHA"
 wait_for dnsdist "dnsdist DNSCrypt on $LAB_IP:$PORT_DNSCRYPT_MIXED" "$STATE/dnsdist.log" 20 cert_ok "$PORT_DNSCRYPT_MIXED"
 wait_for dnsdist "dnsdist plain DNS on $LAB_IP:$PORT_PLAIN" "$STATE/dnsdist.log" 20 plain_ok
 wait_for dnsdist "dnsdist console on $LAB_IP:$PORT_CONSOLE" "$STATE/dnsdist.log" 20 console_ok
+wait_for dnsdist "dnsdist DoT on $LAB_IP:$PORT_DOT, DoH on $LAB_IP:$PORT_DOH" "$STATE/dnsdist.log" 20 \
+  tls_ok dnsdist "$TLS_NAME" "$PORT_DOT" "$PORT_DOH"
 if [[ $go_server == 1 ]]; then
   wait_for go-dnscrypt "Go DNSCrypt server on $LAB_IP:$PORT_DNSCRYPT_GO" "$STATE/go-dnscrypt.log" 20 cert_ok_tcp "$PORT_DNSCRYPT_GO"
 fi
@@ -324,34 +392,72 @@ fi
 
 # --- 4. provider key in both notations, stamps, lab.env ----------------------------
 pk_hex=$(od -An -v -tx1 "$K/provider.pub" | tr -d ' \n')
-pk_colon=$(printf '%s' "$pk_hex" | tr 'a-f' 'A-F' | sed -E 's/(....)/\1:/g; s/:$//')
+up=${pk_hex^^} pk_colon=""
+for ((i = 0; i < 64; i += 4)); do pk_colon+="${pk_colon:+:}${up:i:4}"; done
 
-# sdns:// DNSCrypt stamp: 0x01, props (8 bytes LE), LP(addr), LP(provider pk), LP(provider name)
-make_stamp() {
-  local addr="$1"
-  {
-    printf '\x01'
-    printf "\\x$(printf %02x "$stamp_props")"'\x00\x00\x00\x00\x00\x00\x00'
-    printf "\\x$(printf %02x ${#addr})%s" "$addr"
-    printf '\x20'
-    cat "$K/provider.pub"
-    printf "\\x$(printf %02x ${#PROVIDER_NAME})%s" "$PROVIDER_NAME"
-  } | base64 -w0 | tr '+/' '-_' | tr -d '='
+# sdns:// stamps, as the DNS stamps spec builds them. Each is put together as
+# a hex string and encoded in bash itself (a start should not wait for forks).
+# hex S: the bytes of the ASCII string S; lp S: its length byte, then S;
+# props8: the props as 8 bytes, little-endian; b64u HEX: URL-safe base64 of
+# the bytes HEX, without padding. Each sets REPLY.
+hex() {
+  local s="$1" i c out=""
+  for ((i = 0; i < ${#s}; i++)); do printf -v c '%02x' "'${s:i:1}"; out+=$c; done
+  REPLY=$out
 }
-stamp=$(make_stamp "$LAB_IP:$PORT_DNSCRYPT")
-stamp_xchacha=$(make_stamp "$LAB_IP:$PORT_DNSCRYPT_XCHACHA")
-stamp_mixed=$(make_stamp "$LAB_IP:$PORT_DNSCRYPT_MIXED")
+lp() { local n; printf -v n '%02x' "${#1}"; hex "$1"; REPLY=$n$REPLY; }
+props8() { printf -v REPLY '%02x00000000000000' "$stamp_props"; }
+B64U=ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_
+b64u() {
+  local h="$1" out="" i v a b c d
+  for ((i = 0; i + 6 <= ${#h}; i += 6)); do
+    v=$((16#${h:i:6})) a=$((v >> 18 & 63)) b=$((v >> 12 & 63)) c=$((v >> 6 & 63)) d=$((v & 63))
+    out+=${B64U:a:1}${B64U:b:1}${B64U:c:1}${B64U:d:1}
+  done
+  case $((${#h} - i)) in
+    2) v=$((16#${h:i:2} << 16)) a=$((v >> 18 & 63)) b=$((v >> 12 & 63)); out+=${B64U:a:1}${B64U:b:1} ;;
+    4) v=$((16#${h:i:4} << 8)) a=$((v >> 18 & 63)) b=$((v >> 12 & 63)) c=$((v >> 6 & 63)); out+=${B64U:a:1}${B64U:b:1}${B64U:c:1} ;;
+  esac
+  REPLY=$out
+}
+# stamp KIND ADDR [HASH HOST [PATH]]: the stamp, in REPLY.
+#   01 DNSCrypt: props, LP(addr), LP(provider pk), LP(provider name)
+#   00 plain DNS: props, LP(addr)
+#   03 DoT: props, LP(addr), VLP(hashes), LP(host); 02 DoH: the same, then LP(path)
+# For DoT and DoH the address is the bare IP and a port other than 853/443
+# goes with the host name, as in "dns.lab.test:8456".
+stamp() {
+  local kind="$1" s
+  props8; s=$kind$REPLY
+  lp "$2"; s+=$REPLY
+  case $kind in
+    01) lp "$PROVIDER_NAME"; s+=20$pk_hex$REPLY ;;
+    02 | 03) s+=20$3; lp "$4"; s+=$REPLY; [[ $kind == 03 ]] || { lp "$5"; s+=$REPLY; } ;;
+  esac
+  b64u "$s"
+  REPLY=sdns://$REPLY
+}
+
+stamp 01 "$LAB_IP:$PORT_DNSCRYPT"; stamp=$REPLY
+stamp 01 "$LAB_IP:$PORT_DNSCRYPT_XCHACHA"; stamp_xchacha=$REPLY
+stamp 01 "$LAB_IP:$PORT_DNSCRYPT_MIXED"; stamp_mixed=$REPLY
 stamp_go="" addr_go=""
 if [[ $go_server == 1 ]]; then
   addr_go="$LAB_IP:$PORT_DNSCRYPT_GO"
-  stamp_go=sdns://$(make_stamp "$addr_go")
+  stamp 01 "$addr_go"; stamp_go=$REPLY
   printf '%s\n' "$stamp_go" >"$STATE/stamp-go.txt"
 fi
+stamp 00 "$LAB_IP:$PORT_PLAIN"; stamp_plain=$REPLY
+stamp 03 "$LAB_IP" "$tls_tbs" "$TLS_NAME:$PORT_DOT"; stamp_dot=$REPLY
+stamp 02 "$LAB_IP" "$tls_tbs" "$TLS_NAME:$PORT_DOH" /dns-query; stamp_doh=$REPLY
+stamp 00 "$LAB_IP:$PORT_BACKEND"; stamp_backend=$REPLY
+stamp 03 "$LAB_IP" "$backend_tls_tbs" "$BACKEND_TLS_NAME:$PORT_BACKEND_DOT"; stamp_backend_dot=$REPLY
+stamp 02 "$LAB_IP" "$backend_tls_tbs" "$BACKEND_TLS_NAME:$PORT_BACKEND_DOH" /dns-query; stamp_backend_doh=$REPLY
 printf '%s\n' "$pk_colon" >"$STATE/provider-key.colon"
 printf '%s\n' "$pk_hex" >"$STATE/provider-key.hex"
-printf 'sdns://%s\n' "$stamp" >"$STATE/stamp-xsalsa.txt"
-printf 'sdns://%s\n' "$stamp_xchacha" >"$STATE/stamp-xchacha.txt"
-printf 'sdns://%s\n' "$stamp_mixed" >"$STATE/stamp-mixed.txt"
+printf '%s\n' "$stamp" >"$STATE/stamp-xsalsa.txt"
+printf '%s\n' "$stamp_xchacha" >"$STATE/stamp-xchacha.txt"
+printf '%s\n' "$stamp_mixed" >"$STATE/stamp-mixed.txt"
 ds_file=""
 [[ "$dnssec" == 1 ]] && ds_file="$STATE/dnssec/trust-anchor.ds"
 
@@ -365,14 +471,32 @@ export LAB_RESOLVER_ADDRESS=$LAB_IP:$PORT_DNSCRYPT
 export LAB_RESOLVER_ADDRESS_XCHACHA=$LAB_IP:$PORT_DNSCRYPT_XCHACHA
 export LAB_RESOLVER_ADDRESS_MIXED=$LAB_IP:$PORT_DNSCRYPT_MIXED
 export LAB_RESOLVER_ADDRESS_GO=$addr_go
-export LAB_STAMP=sdns://$stamp
-export LAB_STAMP_XCHACHA=sdns://$stamp_xchacha
-export LAB_STAMP_MIXED=sdns://$stamp_mixed
+export LAB_STAMP=$stamp
+export LAB_STAMP_XCHACHA=$stamp_xchacha
+export LAB_STAMP_MIXED=$stamp_mixed
 export LAB_STAMP_GO=$stamp_go
 export LAB_CERT_NOT_BEFORE=$not_before
 export LAB_CERT_NOT_AFTER=$not_after
 export LAB_BACKEND=$LAB_IP:$PORT_BACKEND
 export LAB_PLAIN=$LAB_IP:$PORT_PLAIN
+export LAB_STAMP_PLAIN=$stamp_plain
+export LAB_STAMP_BACKEND=$stamp_backend
+export LAB_DOT=$LAB_IP:$PORT_DOT
+export LAB_DOH=https://$TLS_NAME:$PORT_DOH/dns-query
+export LAB_DOH_ADDR=$LAB_IP:$PORT_DOH
+export LAB_TLS_NAME=$TLS_NAME
+export LAB_TLS_CERT=$T/dnsdist.pem
+export LAB_TLS_TBS_SHA256=$tls_tbs
+export LAB_STAMP_DOT=$stamp_dot
+export LAB_STAMP_DOH=$stamp_doh
+export LAB_BACKEND_DOT=$LAB_IP:$PORT_BACKEND_DOT
+export LAB_BACKEND_DOH=https://$BACKEND_TLS_NAME:$PORT_BACKEND_DOH/dns-query
+export LAB_BACKEND_DOH_ADDR=$LAB_IP:$PORT_BACKEND_DOH
+export LAB_BACKEND_TLS_NAME=$BACKEND_TLS_NAME
+export LAB_BACKEND_TLS_CERT=$T/backend.pem
+export LAB_BACKEND_TLS_TBS_SHA256=$backend_tls_tbs
+export LAB_STAMP_BACKEND_DOT=$stamp_backend_dot
+export LAB_STAMP_BACKEND_DOH=$stamp_backend_doh
 export LAB_SOCKS=$LAB_IP:$PORT_SOCKS
 export LAB_SOCKS_AUTH=$LAB_IP:$PORT_SOCKS_AUTH
 export LAB_SOCKS_USER=$SOCKS_USER

@@ -14,5 +14,10 @@ if [[ "${LAB_FROM_WATCHDOG:-0}" == 1 ]]; then
 else
   stop_all watchdog
 fi
-stop_all socks-auth socks go-dnscrypt dnsdist unbound
+# stubby.sh's stubbies (stubby-PORT), then the lab's own daemons.
+extra=()
+for f in "$PIDS"/stubby-*.pid; do
+  [[ -f "$f" ]] && f="${f##*/}" && extra+=("${f%.pid}")
+done
+stop_all "${extra[@]}" socks-auth socks go-dnscrypt dnsdist unbound
 rm -f "$STATE/lab.env"

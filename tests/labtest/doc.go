@@ -1,10 +1,13 @@
 // Package labtest starts the project's real-server test lab (tests/lab) from Go
-// tests: an authoritative unbound backend for the signed zone lab.test, dnsdist
-// as a DNSCrypt v2 server with three binds (XSalsa20Poly1305, XChaCha20Poly1305,
-// and both), a second, independent DNSCrypt server (github.com/ameshkov/dnscrypt,
-// built from tests/tools), a plain dnsdist port, dnsdist's console, and two
-// microsocks SOCKS5 servers (without and with username/password). Everything
-// listens on 127.0.0.1 only.
+// tests: an authoritative unbound backend for the signed zone lab.test (also
+// serving DNS-over-TLS and DNS-over-HTTPS), dnsdist as a DNSCrypt v2 server
+// with three binds (XSalsa20Poly1305, XChaCha20Poly1305, and both), a second,
+// independent DNSCrypt server (github.com/ameshkov/dnscrypt, built from
+// tests/tools), dnsdist's plain, DoT and DoH ports, dnsdist's console, and two
+// microsocks SOCKS5 servers (without and with username/password). The TLS
+// listeners have self-signed certificates made at each start; the Lab carries
+// their PEM files, pins and sdns:// stamps. [Lab.StartStubby] adds a stubby in
+// front of a DoT listener. Everything listens on 127.0.0.1 only.
 //
 // Each [Start] picks its own free loopback ports and state directory, so tests
 // in several packages (and several test binaries) may run labs at the same

@@ -81,6 +81,37 @@ type Lab struct {
 	Backend string // unbound, authoritative for lab.test. (UDP and TCP)
 	Plain   string // dnsdist plain DNS in front of Backend (UDP and TCP)
 
+	// Plain-DNS stamps (sdns:// type 0x00) of Plain and Backend.
+	StampPlain, StampBackend string
+
+	// dnsdist's DNS-over-TLS and DNS-over-HTTPS listeners (TCP), in front of
+	// Backend, with a self-signed P-256 certificate for TLSName made at each
+	// start. DoH takes RFC 8484 GET and POST, HTTP/1.1 and HTTP/2, at
+	// DoHURL's path; DoHURL names the host TLSName, which does not resolve:
+	// connect to DoHAddr.
+	DoT, DoHAddr string // "127.0.0.1:PORT"
+	DoHURL       string // "https://dns.lab.test:PORT/dns-query"
+	TLSName      string // "dns.lab.test", the certificate's only name (SAN)
+	TLSCert      string // the certificate's PEM file, for a client's root pool
+	// TLSTBSHash is the hex SHA-256 of the certificate's TBS part
+	// (x509.Certificate.RawTBSCertificate): the pin of StampDoT and StampDoH.
+	TLSTBSHash string
+	// StampDoT and StampDoH pin the certificate by TLSTBSHash. As DNS
+	// stamps have it, their address is the bare IP "127.0.0.1" (go-dnsstamps
+	// adds the default port 853 or 443) and the real port rides on the host
+	// name: "dns.lab.test:PORT".
+	StampDoT, StampDoH string
+
+	// unbound's own DoT and DoH (HTTP/2 only) on Backend's zone, with a
+	// certificate of its own for BackendTLSName: the same meanings as the
+	// fields above.
+	BackendDoT, BackendDoHAddr     string
+	BackendDoHURL                  string // "https://backend.lab.test:PORT/dns-query"
+	BackendTLSName, BackendTLSCert string // "backend.lab.test"
+	BackendTLSTBSHash              string
+	StampBackendDoT                string
+	StampBackendDoH                string
+
 	Socks     string // SOCKS5, no authentication (TCP CONNECT only)
 	SocksAuth string // SOCKS5 with username/password
 	SocksUser string
@@ -210,12 +241,13 @@ func (l *Lab) runStart(base []string, ports []int) error {
 var portVars = []string{
 	"LAB_PORT_XSALSA", "LAB_PORT_XCHACHA", "LAB_PORT_MIXED", "LAB_PORT_GO",
 	"LAB_PORT_SOCKS", "LAB_PORT_SOCKS_AUTH", "LAB_PORT_CONSOLE",
-	"LAB_PORT_BACKEND", "LAB_PORT_PLAIN",
+	"LAB_PORT_BACKEND", "LAB_PORT_PLAIN", "LAB_PORT_DOT", "LAB_PORT_DOH",
+	"LAB_PORT_BACKEND_DOT", "LAB_PORT_BACKEND_DOH",
 }
 
 // tools are the programs start.sh and the other scripts run.
 var tools = []string{
-	"bash", "unbound", "unbound-checkconf", "dnsdist", "dig", "microsocks",
+	"bash", "unbound", "unbound-checkconf", "dnsdist", "dig", "kdig", "openssl", "microsocks",
 	"ldns-keygen", "ldns-signzone", "setsid", "od", "base64", "sha256sum", "timeout",
 }
 
@@ -328,6 +360,24 @@ func (l *Lab) load() error {
 	l.StampGo = get("LAB_STAMP_GO", true)
 	l.Backend = get("LAB_BACKEND", false)
 	l.Plain = get("LAB_PLAIN", false)
+	l.StampPlain = get("LAB_STAMP_PLAIN", false)
+	l.StampBackend = get("LAB_STAMP_BACKEND", false)
+	l.DoT = get("LAB_DOT", false)
+	l.DoHAddr = get("LAB_DOH_ADDR", false)
+	l.DoHURL = get("LAB_DOH", false)
+	l.TLSName = get("LAB_TLS_NAME", false)
+	l.TLSCert = get("LAB_TLS_CERT", false)
+	l.TLSTBSHash = get("LAB_TLS_TBS_SHA256", false)
+	l.StampDoT = get("LAB_STAMP_DOT", false)
+	l.StampDoH = get("LAB_STAMP_DOH", false)
+	l.BackendDoT = get("LAB_BACKEND_DOT", false)
+	l.BackendDoHAddr = get("LAB_BACKEND_DOH_ADDR", false)
+	l.BackendDoHURL = get("LAB_BACKEND_DOH", false)
+	l.BackendTLSName = get("LAB_BACKEND_TLS_NAME", false)
+	l.BackendTLSCert = get("LAB_BACKEND_TLS_CERT", false)
+	l.BackendTLSTBSHash = get("LAB_BACKEND_TLS_TBS_SHA256", false)
+	l.StampBackendDoT = get("LAB_STAMP_BACKEND_DOT", false)
+	l.StampBackendDoH = get("LAB_STAMP_BACKEND_DOH", false)
 	l.Socks = get("LAB_SOCKS", false)
 	l.SocksAuth = get("LAB_SOCKS_AUTH", false)
 	l.SocksUser = get("LAB_SOCKS_USER", false)

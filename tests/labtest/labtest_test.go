@@ -1,12 +1,15 @@
 package labtest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +19,9 @@ import (
 	"github.com/jedisct1/go-dnsstamps"
 	"github.com/miekg/dns"
 	"golang.org/x/net/proxy"
+
+	"github.com/tor-dnscrypt/dnscrypt-proxy/certs"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt/dnscrypttest"
 )
 
 // query sends one question to addr over network ("udp" or "tcp").
@@ -79,7 +85,8 @@ func TestLab(t *testing.T) {
 		}
 		addrs := map[string]string{}
 		for name, a := range map[string]string{"XSalsa": lab.XSalsa, "XChaCha": lab.XChaCha, "Mixed": lab.Mixed, "Go": lab.Go,
-			"Backend": lab.Backend, "Plain": lab.Plain, "Socks": lab.Socks, "SocksAuth": lab.SocksAuth, "Console": lab.ConsoleAddr} {
+			"Backend": lab.Backend, "Plain": lab.Plain, "Socks": lab.Socks, "SocksAuth": lab.SocksAuth, "Console": lab.ConsoleAddr,
+			"DoT": lab.DoT, "DoHAddr": lab.DoHAddr, "BackendDoT": lab.BackendDoT, "BackendDoHAddr": lab.BackendDoHAddr} {
 			host, _, err := net.SplitHostPort(a)
 			if err != nil || host != "127.0.0.1" {
 				t.Errorf("%s: got %q, want 127.0.0.1:PORT", name, a)
@@ -152,6 +159,83 @@ func TestLab(t *testing.T) {
 		// huge does not fit in 4096 bytes of UDP.
 		if r := query(t, "udp", lab.Backend, "huge.lab.test", dns.TypeTXT, true); !r.Truncated {
 			t.Errorf("huge over UDP: got TC=0 with %d bytes, want TC=1", r.Len())
+		}
+	})
+
+	t.Run("internal and public-looking addresses", func(t *testing.T) {
+		for _, tc := range []struct {
+			name  string
+			qtype uint16
+			want  []string // the answer's records' data, in any order
+		}{
+			{"pub.lab.test", dns.TypeA, []string{"20.84.0.10"}},
+			{"10.0.84.20.in-addr.arpa", dns.TypePTR, []string{"pub.lab.test."}},
+			{"pub6.lab.test", dns.TypeAAAA, []string{"2a02:84::10"}},
+			{"0.1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.4.8.0.0.2.0.a.2.ip6.arpa", dns.TypePTR, []string{"pub6.lab.test."}},
+			{"rebind.lab.test", dns.TypeA, []string{"10.1.2.3", "192.168.1.1", "127.0.0.1", "20.84.0.11"}},
+			{"rebind6.lab.test", dns.TypeAAAA, []string{"fe80::1", "fd00::1"}},
+			{"special.lab.test", dns.TypeA, []string{"0.0.0.0", "100.64.0.1", "169.254.1.1", "172.16.0.1", "20.84.0.12"}},
+			{"special6.lab.test", dns.TypeAAAA, []string{"::", "::1", "::ffff:10.0.0.1", "2a02:84::12"}},
+			{"pubcname.lab.test", dns.TypeA, []string{"priv.lab.test.", "192.168.84.10"}},
+			{"pubcname.lab.test", dns.TypeAAAA, []string{"priv.lab.test.", "fd84::10"}},
+		} {
+			r := query(t, "udp", lab.Backend, tc.name, tc.qtype, false)
+			var got []string
+			for _, rr := range r.Answer {
+				h := rr.Header()
+				got = append(got, strings.TrimPrefix(rr.String(), h.String()))
+			}
+			slices.Sort(got)
+			want := slices.Sorted(slices.Values(tc.want))
+			if r.Rcode != dns.RcodeSuccess || !slices.Equal(got, want) {
+				t.Errorf("%s %s: got %s %v, want %v", tc.name, dns.TypeToString[tc.qtype], dns.RcodeToString[r.Rcode], got, want)
+			}
+		}
+		r := query(t, "tcp", lab.Backend, "pubmany.lab.test", dns.TypeA, false)
+		pubmany := netip.MustParsePrefix("20.84.1.0/24")
+		seen := map[string]bool{}
+		for _, rr := range r.Answer {
+			if a, ok := rr.(*dns.A); ok && pubmany.Contains(netip.MustParseAddr(a.A.String())) {
+				seen[a.A.String()] = true
+			}
+		}
+		r.Compress = true
+		if len(seen) != 200 || len(r.Answer) != 200 || r.Len() < 3000 || r.Len() > 3600 {
+			t.Errorf("pubmany.lab.test A: got %d records, %d in 20.84.1.0/24, %d bytes; want 200, 200, about 3.2 KB",
+				len(r.Answer), len(seen), r.Len())
+		}
+		if r := query(t, "udp", lab.Backend, "pubmany.lab.test", dns.TypeA, false); !r.Truncated {
+			t.Errorf("pubmany.lab.test A over UDP without EDNS: got TC=0, want TC=1")
+		}
+	})
+
+	t.Run("Go server, huge over TCP", func(t *testing.T) {
+		// The Go server forwards over UDP with the query's own OPT, and the
+		// backend's UDP answers may be as large as that allows: with a large
+		// EDNS size, the 13.4 KB answer comes back whole over TCP; with a
+		// small one, TC.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c, err := dnscrypttest.NewClient(ctx, &certs.UDPWithTCPFallback{}, lab.Go, lab.ProviderName, lab.ProviderKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct {
+			edns      uint16
+			do        bool
+			truncated bool
+			records   int
+		}{{65535, false, false, 50}, {65535, true, false, 51}, {14000, false, false, 50}, {1232, false, true, 0}} {
+			q := new(dns.Msg)
+			q.SetQuestion("huge.lab.test.", dns.TypeTXT)
+			q.SetEdns0(tc.edns, tc.do)
+			r, err := c.Exchange(ctx, "tcp", q)
+			if err != nil {
+				t.Fatalf("EDNS %d: %v", tc.edns, err)
+			}
+			if r.Truncated != tc.truncated || len(r.Answer) != tc.records {
+				t.Errorf("EDNS %d DO %v: got TC=%v, %d records; want TC=%v, %d", tc.edns, tc.do, r.Truncated, len(r.Answer), tc.truncated, tc.records)
+			}
 		}
 	})
 

@@ -11,6 +11,8 @@
 #   BASE+152    client DNSPort (UDP)
 #   BASE+153    the exits' only resolver (127.0.0.1), unless TOR_LAB_EXIT_DNS
 #               names another
+#   BASE+154    ControlPort of the onion-service host (only with
+#               TOR_LAB_ONION_SERVICES)
 # Everything binds to 127.0.0.1.
 
 TORLAB_SCRIPTS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -23,6 +25,7 @@ CTL_BASE=$((PORT_BASE + 70))
 SOCKS_PORT=$((PORT_BASE + 150))
 CLIENT_CTRL=$((PORT_BASE + 151))
 DNS_PORT=$((PORT_BASE + 152))
+ONION_CTRL=$((PORT_BASE + 154))
 EXIT_DNS=${TOR_LAB_EXIT_DNS:-127.0.0.1:$((PORT_BASE + 153))}
 TIMEOUT=${TOR_LAB_TIMEOUT:-120}
 INFO_LOG=${TOR_LAB_INFO_LOG:-1}
@@ -49,6 +52,26 @@ build_nodes() {
   ((3 + N_MIDDLES + N_EXITS <= 20)) || die "at most 20 relays (3 authorities + TOR_LAB_MIDDLES + TOR_LAB_EXITS)"
   for ((i = 0; i < N_MIDDLES; i++)); do NODES+=("middle$i"); ROLES+=(middle); done
   for ((i = 0; i < N_EXITS; i++)); do NODES+=("exit$i"); ROLES+=(exit); done
+}
+
+# Onion services (TOR_LAB_ONION_SERVICES: one "NAME VIRTPORT TARGET" per line,
+# TARGET a 127.x.y.z:PORT address) run on one more tor, the node "onion", a
+# client that is no relay. parse_onions fills ONION_NAMES, ONION_PORTS and
+# ONION_TARGETS.
+ONION_NAMES=() ONION_PORTS=() ONION_TARGETS=()
+parse_onions() {
+  local line name vport target extra
+  while IFS= read -r line; do
+    [[ -n ${line//[[:space:]]/} ]] || continue
+    read -r name vport target extra <<<"$line"
+    [[ $name =~ ^[a-z][a-z0-9_]{0,31}$ && -z $extra ]] ||
+      die "TOR_LAB_ONION_SERVICES: want \"NAME VIRTPORT 127.x.y.z:PORT\" with NAME [a-z][a-z0-9_]*, got '$line'"
+    [[ " ${ONION_NAMES[*]} " != *" $name "* ]] || die "TOR_LAB_ONION_SERVICES: $name is given twice"
+    check_port_value "onion service $name: virtual port" "$vport"
+    [[ $target =~ ^127\.[0-9]+\.[0-9]+\.[0-9]+:[0-9]+$ ]] || die "onion service $name: target must be 127.x.y.z:PORT, not '$target'"
+    check_port_value "onion service $name: target" "${target##*:}"
+    ONION_NAMES+=("$name") ONION_PORTS+=("$vport") ONION_TARGETS+=("$target")
+  done <<<"${TOR_LAB_ONION_SERVICES:-}"
 }
 
 # check_port_value NAME VALUE: a port number 1..65535.
@@ -81,7 +104,7 @@ node_pid() {
 node_procs() {
   local f pid want="$STATE/nodes/$1/torrc" args
   for f in /proc/[0-9]*/cmdline; do
-    mapfile -d '' -t args <"$f" 2>/dev/null || continue
+    mapfile -d '' -t args 2>/dev/null <"$f" || continue
     [[ ${args[1]:-} == -f && ${args[2]:-} == "$want" ]] || continue
     pid=${f#/proc/}; pid=${pid%/cmdline}
     running "$pid" && echo "$pid"
@@ -139,18 +162,25 @@ dump_logs() {
 
 elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN{printf "%.2f", b-a}'; }
 
-# socks_probe PORT: one SOCKS5 CONNECT without authentication through the
-# client to 127.0.0.1:PORT; prints the reply code (00 = succeeded), or
-# "timeout"/"down". The target must not be a relay's ORPort or DirPort: the
-# client refuses those ("the network would reject it", no Tor over Tor).
+# socks_probe PORT [HOST]: one SOCKS5 CONNECT without authentication through
+# the client to 127.0.0.1:PORT (an IPv4 address), or to HOST:PORT (a host
+# name, address type 3, such as an onion service's NAME.onion); prints the
+# reply code (00 = succeeded), or "timeout"/"down". The target must not be a
+# relay's ORPort or DirPort: the client refuses those ("the network would
+# reject it", no Tor over Tor).
 socks_probe() {
   # shellcheck disable=SC2016
-  timeout 20 bash -c '
+  timeout 30 bash -c '
     exec 3<>"/dev/tcp/127.0.0.1/$1" || { echo down; exit 0; }
     printf "\x05\x01\x00" >&3
     m=$(dd bs=1 count=2 <&3 2>/dev/null | od -An -tx1 | tr -d " \n")
     [[ $m == 0500 ]] || { echo "method:$m"; exit 0; }
-    printf "\x05\x01\x00\x01\x7f\x00\x00\x01\x$(printf %02x $(($2 >> 8)))\x$(printf %02x $(($2 & 255)))" >&3
-    r=$(dd bs=1 count=10 <&3 2>/dev/null | od -An -tx1 | tr -d " \n")
-    echo "${r:2:2}"' socks_probe "$SOCKS_PORT" "$1" 2>/dev/null || echo "timeout"
+    port="\x$(printf %02x $(($2 >> 8)))\x$(printf %02x $(($2 & 255)))"
+    if [[ -z $3 ]]; then
+      printf "\x05\x01\x00\x01\x7f\x00\x00\x01$port" >&3
+    else
+      printf "\x05\x01\x00\x03\x$(printf %02x ${#3})%s$port" "$3" >&3
+    fi
+    r=$(dd bs=1 count=2 <&3 2>/dev/null | od -An -tx1 | tr -d " \n")
+    echo "${r:2:2}"' socks_probe "$SOCKS_PORT" "$1" "${2:-}" 2>/dev/null || echo "timeout"
 }

@@ -7,10 +7,17 @@
 #   exit0..        exit relays whose ONLY accepted exit target is 127.0.0.0/8
 #                  (TOR_LAB_EXITS, default 2)
 #   client         Tor client: SocksPort, ControlPort (cookie), DNSPort
+#   onion          only with TOR_LAB_ONION_SERVICES: a tor (no relay) that
+#                  publishes those onion services
 # waits until an authority publishes a consensus listing every relay, then
 # starts the client (client.sh start --wait) and returns once it reports
 # "Bootstrapped 100%" AND a real SOCKS5 CONNECT through an exit to a TCP
 # service on 127.0.0.1 succeeds. TOR_LAB_CLIENT=0 starts the relays only.
+# With TOR_LAB_ONION_SERVICES ("NAME VIRTPORT 127.x.y.z:PORT" lines) it also
+# starts the node "onion" publishing them, and returns only once a SOCKS5
+# CONNECT through the client to each NAME's .onion:VIRTPORT reaches its
+# target, so the targets must accept TCP connections before start.sh runs.
+# env gets TOR_LAB_ONIONS (the names) and TOR_LAB_ONION_<NAME>=<56 characters>.onion.
 #
 # Nothing talks to the public Tor network: no default authorities, no
 # fallback directories, OutboundBindAddress 127.0.0.1, exits accept only
@@ -27,6 +34,8 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 set_state "${1:-}"
 build_nodes
+parse_onions
+[[ ${#ONION_NAMES[@]} == 0 || ${TOR_LAB_CLIENT:-1} != 0 ]] || die "TOR_LAB_ONION_SERVICES needs the client (TOR_LAB_CLIENT=0 given)"
 
 TOR=$(command -v tor || true); GENCERT=$(command -v tor-gencert || true)
 if [[ -z $TOR || -z $GENCERT ]]; then
@@ -42,6 +51,7 @@ check_port_value TOR_LAB_EXIT_DNS "${EXIT_DNS##*:}"
 
 # every port we bind (TCP; DNS_PORT is UDP), all different
 ports=("$SOCKS_PORT" "$CLIENT_CTRL")
+((${#ONION_NAMES[@]} == 0)) || ports+=("$ONION_CTRL")
 for i in "${!NODES[@]}"; do ports+=($((OR_BASE + i)) $((DIR_BASE + i)) $((CTL_BASE + i))); done
 seen=" "
 for p in "${ports[@]}" "$DNS_PORT"; do
@@ -251,6 +261,20 @@ CONF
   printf '%s\n' "${TOR_LAB_CLIENT_EXTRA:-}"
 } >"$cdir/torrc"
 
+if ((${#ONION_NAMES[@]})); then
+  odir=$STATE/nodes/onion; mkdir -p "$odir"; chmod 700 "$odir"
+  {
+    common onion "$odir" "$ONION_CTRL"
+    echo "SocksPort 0"
+    # start.sh reads the descriptor uploads from the info log
+    [[ $INFO_LOG == 1 ]] || echo "Log info file $odir/info.log"
+    for i in "${!ONION_NAMES[@]}"; do
+      echo "HiddenServiceDir $odir/hs-${ONION_NAMES[$i]}"
+      echo "HiddenServicePort ${ONION_PORTS[$i]} ${ONION_TARGETS[$i]}"
+    done
+  } >"$odir/torrc"
+fi
+
 relay_ports=""
 for i in "${!NODES[@]}"; do relay_ports+="$((OR_BASE + i)) $((DIR_BASE + i)) "; done
 cat >"$STATE/env" <<CONF
@@ -267,7 +291,7 @@ CONF
 # ---- 3. launch the relays -----------------------------------------------------
 fail() {
   echo "torlab: start.sh: FAILED: $*" >&2
-  dump_logs "${NODES[@]}" client
+  dump_logs "${NODES[@]}" client ${ONION_NAMES[0]:+onion}
   "$TORLAB_SCRIPTS/stop.sh" "$STATE" >&2 || true
   exit 1
 }
@@ -322,7 +346,25 @@ note "keys+configs $(awk -v a="$T0" -v b="$T_KEYS" 'BEGIN{printf "%.1f", b-a}')s
 note "consensus listing all ${#NODES[@]} relays published ${T_CONS}s after launch"
 note "relay pids: $pids"
 
-# ---- 4. the client ---------------------------------------------------------------
+# ---- 4. the onion-service host (launched first: it needs longer) and the client --
+if ((${#ONION_NAMES[@]})); then
+  T_ONION=$(date +%s.%N)
+  launch onion
+  onion_names=""
+  for name in "${ONION_NAMES[@]}"; do
+    f=$STATE/nodes/onion/hs-$name/hostname
+    until [[ -s $f ]]; do
+      (($(date +%s) < deadline)) || fail "tor onion wrote no $f"
+      check_alive onion
+      sleep 0.05
+    done
+    host=$(<"$f")
+    [[ $host =~ ^[a-z2-7]{56}\.onion$ ]] || fail "$f holds '$host', not a v3 onion address"
+    printf 'TOR_LAB_ONION_%s=%s\n' "$name" "$host" >>"$STATE/env"
+    onion_names+="$name "
+  done
+  printf 'TOR_LAB_ONIONS=%s\n' "${onion_names% }" >>"$STATE/env"
+fi
 if [[ ${TOR_LAB_CLIENT:-1} != 0 ]]; then
   left=$((deadline - $(date +%s)))
   ((left > 0)) || fail "no time left to start the client"
@@ -336,6 +378,43 @@ if [[ ${TOR_LAB_CLIENT:-1} != 0 ]]; then
   T_READY=$(awk -v a="$T_LAUNCH" -v b="$CLIENT_T_READY" 'BEGIN{printf "%.2f", b-a}')
   printf 'TOR_LAB_BOOTSTRAP_S=%s\nTOR_LAB_READY_S=%s\n' "$T_BOOT" "$T_READY" >>"$STATE/env"
   note "client Bootstrapped 100% ${T_BOOT}s after the relays' launch; first SOCKS CONNECT through an exit worked after ${T_READY}s"
+fi
+
+# ---- 5. onion services reachable through the client ---------------------------------
+# The client asks the HSDirs for a descriptor; those that have none it asks
+# again only 5 s later (in a test network). So first wait until the host has
+# uploaded as many descriptors as it has services (info log), then CONNECT to
+# each until one succeeds (reply 00). A target that refuses gives 01, the
+# same as an onion service not yet reachable: the targets must listen.
+if ((${#ONION_NAMES[@]})); then
+  olog=$STATE/nodes/onion/info.log
+  uploads() {
+    local n
+    n=$(grep -cE 'Uploaded hidden service descriptor \(status 200|Uploading hidden service descriptor: finished with status 200' "$olog" 2>/dev/null) || true
+    echo "${n:-0}"
+  }
+  until (($(uploads) >= ${#ONION_NAMES[@]})); do
+    (($(date +%s) < deadline)) || fail "onion services: no descriptor uploads in $olog"
+    check_alive onion client
+    sleep 0.2
+  done
+  T_UPLOAD=$(elapsed "$T_ONION")
+  tries=0
+  for i in "${!ONION_NAMES[@]}"; do
+    host=$(<"$STATE/nodes/onion/hs-${ONION_NAMES[$i]}/hostname")
+    while :; do
+      tries=$((tries + 1))
+      code=$(socks_probe "${ONION_PORTS[$i]}" "$host")
+      [[ $code == 00 ]] && break
+      (($(date +%s) < deadline)) || fail "onion service ${ONION_NAMES[$i]} ($host:${ONION_PORTS[$i]} -> ${ONION_TARGETS[$i]}) not reachable (last reply: $code; does the target listen?)"
+      check_alive onion client
+      sleep 0.5
+    done
+  done
+  T_ONION_READY=$(elapsed "$T_ONION")
+  printf 'TOR_LAB_ONION_UPLOAD_S=%s\nTOR_LAB_ONION_READY_S=%s\n' "$T_UPLOAD" "$T_ONION_READY" >>"$STATE/env"
+  note "onion services ${ONION_NAMES[*]}: descriptors uploaded ${T_UPLOAD}s after the host's launch;" \
+    "reachable through the client after ${T_ONION_READY}s ($tries CONNECTs)"
 fi
 
 if ss -Hlun 2>/dev/null | awk '{print $4}' | grep -qxF "$EXIT_DNS"; then

@@ -160,10 +160,7 @@ func readReply(r *bufio.Reader) (int, []string, error) {
 				if d == "." {
 					break
 				}
-				if strings.HasPrefix(d, ".") {
-					d = d[1:]
-				}
-				lines = append(lines, d)
+				lines = append(lines, strings.TrimPrefix(d, "."))
 			}
 		default:
 			return 0, nil, fmt.Errorf("%w: line %q", ErrBadReply, clip(line))

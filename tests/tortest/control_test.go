@@ -204,6 +204,17 @@ func TestOptionsEnv(t *testing.T) {
 		{ExitDNS: "127.0.0.1:0"},
 		{ClientTorrc: []string{"SocksPort 1\nControlPort 2"}},
 		{RelayTorrc: []string{"ExitPolicy accept *:*\r"}},
+		{OnionServices: []OnionService{{Name: "Dot", Port: 853, Target: "127.0.0.1:853"}}},
+		{OnionServices: []OnionService{{Name: "", Port: 853, Target: "127.0.0.1:853"}}},
+		{OnionServices: []OnionService{{Name: "dot x", Port: 853, Target: "127.0.0.1:853"}}},
+		{OnionServices: []OnionService{{Name: strings.Repeat("a", 33), Port: 853, Target: "127.0.0.1:853"}}},
+		{OnionServices: []OnionService{{Name: "dot", Port: 0, Target: "127.0.0.1:853"}}},
+		{OnionServices: []OnionService{{Name: "dot", Port: 65536, Target: "127.0.0.1:853"}}},
+		{OnionServices: []OnionService{{Name: "dot", Port: 853, Target: "10.0.0.1:853"}}},
+		{OnionServices: []OnionService{{Name: "dot", Port: 853, Target: "127.0.0.1"}}},
+		{OnionServices: []OnionService{{Name: "dot", Port: 853, Target: "127.0.0.1:0"}}},
+		{OnionServices: []OnionService{{Name: "dot", Port: 853, Target: "localhost:853"}}},
+		{OnionServices: []OnionService{{Name: "dot", Port: 853, Target: "127.0.0.1:853"}, {Name: "dot", Port: 443, Target: "127.0.0.1:443"}}},
 	}
 	for _, o := range bad {
 		if _, _, err := o.env(); err == nil {
@@ -213,6 +224,7 @@ func TestOptionsEnv(t *testing.T) {
 	timeout, env, err := Options{
 		Exits: 3, ExitDNS: "127.0.0.2:5353", ClientTorrc: []string{"ConfluxEnabled 0", "LongLivedPorts 53"},
 		Timeout: 1500e6, NoInfoLog: true,
+		OnionServices: []OnionService{{Name: "dot", Port: 853, Target: "127.0.0.1:8456"}, {Name: "web_2", Port: 80, Target: "127.0.0.2:8080"}},
 	}.env()
 	if err != nil {
 		t.Fatal(err)
@@ -223,6 +235,7 @@ func TestOptionsEnv(t *testing.T) {
 	for _, want := range []string{
 		"TOR_LAB_TIMEOUT=2", "TOR_LAB_MIDDLES=1", "TOR_LAB_EXITS=3", "TOR_LAB_EXIT_DNS=127.0.0.2:5353",
 		"TOR_LAB_CLIENT_EXTRA=ConfluxEnabled 0\nLongLivedPorts 53", "TOR_LAB_INFO_LOG=0",
+		"TOR_LAB_ONION_SERVICES=dot 853 127.0.0.1:8456\nweb_2 80 127.0.0.2:8080",
 	} {
 		if !slices.Contains(env, want) {
 			t.Errorf("env %q lacks %q", env, want)
@@ -231,14 +244,14 @@ func TestOptionsEnv(t *testing.T) {
 }
 
 func TestBlockFree(t *testing.T) {
-	base, err := freeBlock(6)
+	base, err := freeBlock(6, true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if base < 10000 || base+blockSize > labtest.EphemeralLow() {
 		t.Errorf("freeBlock: %d, want a block in 10000..%d", base, labtest.EphemeralLow())
 	}
-	if !blockFree(base, 6) {
+	if !blockFree(base, 6, true) {
 		t.Fatalf("block %d not free right after freeBlock", base)
 	}
 	// take the last exit's ControlPort
@@ -247,11 +260,23 @@ func TestBlockFree(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	if blockFree(base, 6) {
+	if blockFree(base, 6, false) {
 		t.Errorf("block %d free with port %d taken", base, base+75)
 	}
-	if !blockFree(base, 5) {
+	if !blockFree(base, 5, false) {
 		t.Errorf("block %d for 5 relays not free, though port %d is not one of theirs", base, base+75)
+	}
+	// take the onion host's ControlPort
+	ln2, err := netListen(base + 154)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln2.Close()
+	if blockFree(base, 5, true) {
+		t.Errorf("block %d free for an onion host with port %d taken", base, base+154)
+	}
+	if !blockFree(base, 5, false) {
+		t.Errorf("block %d without an onion host not free, though port %d is only the onion host's", base, base+154)
 	}
 }
 

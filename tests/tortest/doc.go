@@ -20,6 +20,17 @@
 // test binaries may run networks at once, and a service on 127.0.0.1:0 is
 // never on a relay's port (tor refuses those as targets).
 //
+// Options.OnionServices publishes onion services (v3) on one more tor that
+// is no relay, each forwarding to a loopback target such as a lab's DoT
+// listener; Start returns once each is reachable through the client, and
+// [Network.OnionAddr] gives its "HOST.onion:PORT" to dial through the
+// SocksPort:
+//
+//	n := tortest.StartTB(t, tortest.Options{OnionServices: []tortest.OnionService{
+//		{Name: "dot", Port: 853, Target: lab.DoT}, // lab: a labtest.Lab, started first
+//	}})
+//	c, err := d.Dial("tcp", n.OnionAddr("dot")) // d: a SOCKS5 dialer to n.SOCKS
+//
 // Tests can stop and restart the client alone ([Network.StopClient],
 // [Network.StartClient]), freeze the relays so that the client cannot
 // bootstrap or open streams ([Network.PauseRelays]), run control port

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -84,10 +85,49 @@ type Options struct {
 	// FreshKeys makes new relay keys instead of reusing those kept in the
 	// repository's tests/.bin/tor-keys (made there by the first start).
 	FreshKeys bool
+	// OnionServices are published by one more tor, the node "onion" (a
+	// client, no relay; its ControlPort is PortBase+154). Start then returns
+	// only once a SOCKS5 CONNECT through the client to each service reached
+	// its target, so every Target must accept TCP connections before Start
+	// (a refused target looks the same as an unreachable service to the
+	// client). The host starts with the client and was reachable 6 s after
+	// its launch (16 s on a saturated machine), so Start took hardly longer
+	// (14.7 s against 14.4 s). See [Network.Onions].
+	OnionServices []OnionService
 
 	// ownerPid replaces the test binary as the process whose end stops
 	// the tors (for tests of that).
 	ownerPid int
+}
+
+// OnionService is one onion service (v3) of [Options.OnionServices]: tor's
+// HiddenServiceDir, with "HiddenServicePort Port Target".
+type OnionService struct {
+	// Name ([a-z][a-z0-9_]*, at most 32 characters) is the service's key
+	// in [Network.Onions].
+	Name string
+	// Port is the virtual port: clients connect to NAME.onion:Port.
+	Port int
+	// Target is where the service sends each connection: "127.x.y.z:PORT",
+	// such as a labtest.Lab's DoT listener.
+	Target string
+}
+
+var onionNameOK = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}$`)
+
+// check reports what is wrong with s.
+func (s OnionService) check() error {
+	if !onionNameOK.MatchString(s.Name) {
+		return fmt.Errorf("tortest: onion service name %q: want [a-z][a-z0-9_]*, at most 32 characters", s.Name)
+	}
+	if s.Port < 1 || s.Port > 65535 {
+		return fmt.Errorf("tortest: onion service %s: port %d out of range 1..65535", s.Name, s.Port)
+	}
+	ap, err := netip.ParseAddrPort(s.Target)
+	if err != nil || !ap.Addr().Is4() || !ap.Addr().IsLoopback() || ap.Port() == 0 {
+		return fmt.Errorf("tortest: onion service %s: target %q is not a 127.x.y.z:PORT address", s.Name, s.Target)
+	}
+	return nil
 }
 
 // Network is a running private Tor network. Addresses are "127.0.0.1:PORT".
@@ -111,8 +151,19 @@ type Network struct {
 	// launch to "Bootstrapped 100%".
 	BootstrapTime, ConsensusTime, ClientBootstrapTime time.Duration
 	// StartTime is the wall time of Start: keys, configs, the wait for a
-	// voting slot, bootstrap, and the first SOCKS CONNECT through an exit.
+	// voting slot, bootstrap, and the first SOCKS CONNECT through an exit
+	// (and with onion services, the first CONNECT to each).
 	StartTime time.Duration
+
+	// Onions maps the Name of each of Options.OnionServices to its onion
+	// host name, "<56 base32 characters>.onion"; nil without onion
+	// services. Every service was reachable through the client when Start
+	// returned. OnionUploadTime is the time from the onion host's launch to
+	// its descriptor uploads (at least one per service) and OnionReadyTime
+	// to the end of the first successful CONNECTs to all services.
+	Onions                          map[string]string
+	OnionUploadTime, OnionReadyTime time.Duration
+	onionPorts                      map[string]int
 
 	// Env holds the TOR_LAB_* variables of Dir/env.
 	Env map[string]string
@@ -161,12 +212,18 @@ func Start(opts Options) (*Network, error) {
 	}
 	n := &Network{Dir: dir, scripts: scripts, timeout: timeout, done: make(chan struct{})}
 	relays := 3 + cmp.Or(opts.Middles, defaultMiddles) + cmp.Or(opts.Exits, defaultExits)
+	if len(opts.OnionServices) > 0 {
+		n.onionPorts = map[string]int{}
+		for _, s := range opts.OnionServices {
+			n.onionPorts[s.Name] = s.Port
+		}
+	}
 	// A port may be taken between the check and tor's bind (by another
 	// network or any program): then try again with another block.
 	for attempt := 0; ; attempt++ {
 		base := opts.PortBase
 		if base == 0 {
-			if base, err = freeBlock(relays); err != nil {
+			if base, err = freeBlock(relays, len(opts.OnionServices) > 0); err != nil {
 				break
 			}
 		}
@@ -212,6 +269,18 @@ func (o Options) env() (time.Duration, []string, error) {
 			return 0, nil, fmt.Errorf("tortest: ExitDNS %q is not a 127.x.y.z:PORT address", o.ExitDNS)
 		}
 	}
+	seen := map[string]bool{}
+	var onions []string
+	for _, s := range o.OnionServices {
+		if err := s.check(); err != nil {
+			return 0, nil, err
+		}
+		if seen[s.Name] {
+			return 0, nil, fmt.Errorf("tortest: onion service %s given twice", s.Name)
+		}
+		seen[s.Name] = true
+		onions = append(onions, fmt.Sprintf("%s %d %s", s.Name, s.Port, s.Target))
+	}
 	for _, lines := range [][]string{o.ClientTorrc, o.RelayTorrc} {
 		for _, l := range lines {
 			if strings.ContainsAny(l, "\r\n") {
@@ -234,6 +303,9 @@ func (o Options) env() (time.Duration, []string, error) {
 	}
 	if o.NoInfoLog {
 		env = append(env, "TOR_LAB_INFO_LOG=0")
+	}
+	if len(onions) > 0 {
+		env = append(env, "TOR_LAB_ONION_SERVICES="+strings.Join(onions, "\n"))
 	}
 	return time.Duration(secs) * time.Second, env, nil
 }
@@ -292,9 +364,10 @@ func (n *Network) runStart(env []string) error {
 }
 
 // freeBlock returns a port base whose ports for relays relays and the
-// client are free on 127.0.0.1, below the kernel's ephemeral range (where
-// outgoing connections and test services on port 0 never land).
-func freeBlock(relays int) (int, error) {
+// client (and the onion host, with onion) are free on 127.0.0.1, below the
+// kernel's ephemeral range (where outgoing connections and test services on
+// port 0 never land).
+func freeBlock(relays int, onion bool) (int, error) {
 	lo, hi := 10000, labtest.EphemeralLow()-blockSize
 	if hi <= lo {
 		lo, hi = 1024, 65535-blockSize
@@ -302,7 +375,7 @@ func freeBlock(relays int) (int, error) {
 	slots := (hi - lo) / blockSize
 	for range 100 {
 		base := lo + rand.IntN(slots)*blockSize
-		if blockFree(base, relays) {
+		if blockFree(base, relays, onion) {
 			return base, nil
 		}
 	}
@@ -311,8 +384,11 @@ func freeBlock(relays int) (int, error) {
 
 // blockFree reports whether the TCP ports of a network at base, and its
 // UDP DNSPort, can be bound on 127.0.0.1.
-func blockFree(base, relays int) bool {
+func blockFree(base, relays int, onion bool) bool {
 	tcp := []int{base + 150, base + 151}
+	if onion {
+		tcp = append(tcp, base+154)
+	}
 	for i := range relays {
 		tcp = append(tcp, base+10+i, base+30+i, base+70+i)
 	}
@@ -382,8 +458,46 @@ func (n *Network) load() error {
 			return fmt.Errorf("tortest: env: %s: %w", k, err)
 		}
 	}
+	if n.onionPorts != nil {
+		if err := n.loadOnions(env); err != nil {
+			return err
+		}
+	}
 	n.ClientBootstrapTime, err = n.clientBootTime()
 	return err
+}
+
+// onionHostOK matches a v3 onion host name.
+var onionHostOK = regexp.MustCompile(`^[a-z2-7]{56}\.onion$`)
+
+// loadOnions fills Onions and the onion times from env.
+func (n *Network) loadOnions(env map[string]string) error {
+	n.Onions = map[string]string{}
+	for name := range n.onionPorts {
+		host := env["TOR_LAB_ONION_"+name]
+		if !onionHostOK.MatchString(host) {
+			return fmt.Errorf("tortest: env: TOR_LAB_ONION_%s is %q, not a v3 onion host name", name, host)
+		}
+		n.Onions[name] = host
+	}
+	var err1, err2 error
+	n.OnionUploadTime, err1 = seconds(env["TOR_LAB_ONION_UPLOAD_S"])
+	n.OnionReadyTime, err2 = seconds(env["TOR_LAB_ONION_READY_S"])
+	if err := errors.Join(err1, err2); err != nil {
+		return fmt.Errorf("tortest: env: onion times: %w", err)
+	}
+	return nil
+}
+
+// OnionAddr returns "HOST.onion:PORT" of the onion service named name in
+// Options.OnionServices, to dial through the client's SOCKS port (the name
+// goes to Tor, never to a resolver), or "" if there is no such service.
+func (n *Network) OnionAddr(name string) string {
+	host, ok := n.Onions[name]
+	if !ok {
+		return ""
+	}
+	return net.JoinHostPort(host, strconv.Itoa(n.onionPorts[name]))
 }
 
 // clientBootTime returns the time from the client's last launch to its
@@ -452,6 +566,9 @@ func (n *Network) Pids() map[string]int {
 			continue
 		}
 		nick, ok := strings.CutPrefix(args[2], prefix)
+		if !ok {
+			continue
+		}
 		if nick, ok = strings.CutSuffix(nick, "/torrc"); !ok || nick == "" || strings.Contains(nick, "/") {
 			continue
 		}

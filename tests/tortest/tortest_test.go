@@ -514,7 +514,7 @@ func TestStartClose(t *testing.T) {
 	} {
 		opts := c.opts
 		if c.fixedPorts {
-			base, err := freeBlock(6)
+			base, err := freeBlock(6, false)
 			if err != nil {
 				t.Fatal(err)
 			}
