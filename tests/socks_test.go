@@ -52,7 +52,7 @@ func TestSOCKSReal(t *testing.T) {
 				t.Skip(proxyIsolationBug)
 			}
 			before := socksConnects(t, lab, tc.log, lab.Go)
-			p := startProxyBin(t, append(append(labArgs(lab, lab.Go), "--proxy="+tc.proxy), tc.isolation...)...)
+			p := startProxyBin(t, append(append(labArgs(lab, lab.Go), "--proxy="+tc.proxy, labPrivate), tc.isolation...)...)
 			waitAnswer(t, p, "www.lab.test")
 			waitLog(t, p, "[INFO] Server certificate with serial #", 0)
 			askLab(t, p)

@@ -131,7 +131,7 @@ func TestTorLeak(t *testing.T) {
 	}
 
 	// Start-up: the certificate comes through Tor.
-	p := startProxyCmd(t, inNS, append(append(labArgs(lab, lab.Go), "--tor", fmt.Sprintf("--proxy=socks5://%s:%d", hostIP, socksPort)),
+	p := startProxyCmd(t, inNS, append(append(labArgs(lab, lab.Go), "--tor", fmt.Sprintf("--proxy=socks5://%s:%d", hostIP, socksPort), labPrivate),
 		fmt.Sprintf("--local-address=127.0.0.1:%d", proxyPort), "--timeout=3s", "--loglevel=7")...)
 	waitStatus("NOERROR", 60*time.Second)
 

@@ -11,10 +11,17 @@ import (
 )
 
 // torArgs are the options that send everything through the private Tor
-// network's SOCKS port with Tor's defaults (--tor).
+// network's SOCKS port with Tor's defaults (--tor), and keep the lab's
+// internal addresses in answers for lab.test (see labPrivate).
 func torArgs(n *tortest.Network) []string {
-	return []string{"--tor", "--proxy=socks5://" + n.SOCKS}
+	return []string{"--tor", "--proxy=socks5://" + n.SOCKS, labPrivate}
 }
+
+// labPrivate exempts lab.test from the rebinding protection, on by default
+// through a proxy: most of its names point at 127.0.84.x. The tests of the
+// protection itself use the lab's public-looking names (pub.lab.test,
+// rebind.lab.test) without it.
+const labPrivate = "--private-domain=lab.test"
 
 // TestTorRecordTypes: with only --tor and the resolver, every record type
 // resolves through the private Tor network, over UDP and TCP from dig, and
