@@ -122,14 +122,16 @@ func TestTorRecordTypes(t *testing.T) {
 	}
 }
 
-// TestTorLargeAnswers: through Tor, a UDP client without EDNS gets the big
-// answer truncated, one with EDNS 4096 whole, and the ~13 KB answer arrives
-// whole over TCP. (The Go server asks its backend over UDP with the query's
-// own OPT, so the proxy advertises a large size upstream here.)
+// TestTorLargeAnswers: through Tor with the default options, the ~3.5 KB
+// and ~13 KB answers arrive whole over TCP, a UDP client with EDNS 4096
+// gets the big one whole, and clients whose limit is smaller get it
+// truncated, with TC. The Go server asks its backend over UDP with the
+// query's own OPT: the proxy advertises what the client can take over its
+// TCP upstream (65535 for a TCP client), so nothing is cut on the way.
 func TestTorLargeAnswers(t *testing.T) {
 	lab := sharedLab(t)
 	tor := sharedTor(t)
-	p := startProxyBin(t, append(append(labArgs(lab, lab.Go), torArgs(tor)...), "--edns-payload-size=65000")...)
+	p := startProxyBin(t, append(labArgs(lab, lab.Go), torArgs(tor)...)...)
 	waitAnswer(t, p, "www.lab.test")
 	for _, tc := range []struct {
 		name      string
@@ -138,7 +140,11 @@ func TestTorLargeAnswers(t *testing.T) {
 		records   int
 	}{
 		{"big, no EDNS, UDP", []string{"+noedns", "+ignore", "big.lab.test", "TXT"}, true, 0},
+		{"big, EDNS 1232, UDP", []string{"+bufsize=1232", "+ignore", "big.lab.test", "TXT"}, true, 0},
 		{"big, EDNS 4096, UDP", []string{"+bufsize=4096", "+ignore", "big.lab.test", "TXT"}, false, 13},
+		{"big, TCP", []string{"+tcp", "big.lab.test", "TXT"}, false, 13},
+		{"big, DNSSEC, TCP", []string{"+tcp", "+dnssec", "big.lab.test", "TXT"}, false, 14},
+		{"huge, TCP, no EDNS", []string{"+tcp", "+noedns", "huge.lab.test", "TXT"}, false, 50},
 		{"huge, TCP", []string{"+tcp", "huge.lab.test", "TXT"}, false, 50},
 	} {
 		got := runDig(t, "dig", append(at(t, p.Addr), tc.args...)...)
