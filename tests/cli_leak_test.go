@@ -38,18 +38,21 @@ func TestCLIConfigLeak(t *testing.T) {
 		lab.Go, lab.ProviderName, lab.ProviderKeyColon, listen)
 	proxyURL := "socks5://" + ns.Door()
 	files := map[string]string{
-		"tor.conf":       "# Tor through the forwarder\nTor yes\nProxy " + proxyURL + "\n" + resolver,
-		"toronly.conf":   "Tor yes # Tor's default SOCKS port\n" + resolver,
-		"proxy.conf":     "Proxy " + proxyURL + "\n" + resolver,
-		"plain.conf":     resolver,
-		"bad.conf":       "Tor yes\n" + resolver + "NoSuchProperty 1\n",
-		"badproxy.conf":  "Proxy socks5://tor.example:9050\n" + resolver,
-		"include.conf":   resolver + "Include tor-part.conf\n",
-		"tor-part.conf":  "tor = on\n",
-		"daemon.conf":    "Tor yes\nProxy " + proxyURL + "\n" + resolver + "LogFile " + filepath.Join(dir, "daemon.log") + "\nPidFile " + filepath.Join(dir, "daemon.pid") + "\n",
-		"torfalse.conf":  "Tor no\n" + resolver,
-		"loglevel.conf":  "Tor yes\nLogLevel 99\n" + resolver,
-		"unreadable.dir": "",
+		"tor.conf":      "# Tor through the forwarder\nTor yes\nProxy " + proxyURL + "\n" + resolver,
+		"toronly.conf":  "Tor yes # Tor's default SOCKS port\n" + resolver,
+		"proxy.conf":    "Proxy " + proxyURL + "\n" + resolver,
+		"plain.conf":    resolver,
+		"bad.conf":      "Tor yes\n" + resolver + "NoSuchProperty 1\n",
+		"badproxy.conf": "Proxy socks5://tor.example:9050\n" + resolver,
+		"include.conf":  resolver + "Include tor-part.conf\n",
+		"tor-part.conf": "tor = on\n",
+		"daemon.conf":   "Tor yes\nProxy " + proxyURL + "\n" + resolver + "LogFile " + filepath.Join(dir, "daemon.log") + "\nPidFile " + filepath.Join(dir, "daemon.pid") + "\n",
+		"torfalse.conf": "Tor no\n" + resolver,
+		// Without Isolation, which needs a proxy: the plan would be direct.
+		"tornoiso.conf":   "Tor yes\n" + strings.Replace(resolver, "Isolation none\n", "", 1),
+		"proxynoiso.conf": "Proxy " + proxyURL + "\n" + strings.Replace(resolver, "Isolation none\n", "", 1),
+		"loglevel.conf":   "Tor yes\nLogLevel 99\n" + resolver,
+		"unreadable.dir":  "",
 	}
 	for name, content := range files {
 		path := filepath.Join(dir, name)
@@ -97,7 +100,10 @@ func TestCLIConfigLeak(t *testing.T) {
 		{"--tor and a missing file", []string{"--tor", f("missing.conf")}, "1 Unable to read the configuration file"},
 		{"--tor and a directory", []string{"--tor", f("unreadable.dir")}, "1 Unable to read the configuration file"},
 		{"--tor and a file with a bad proxy", []string{"--tor", f("badproxy.conf")}, "1 Invalid proxy"},
-		{"Tor in the file, --tor=false", []string{f("tor.conf"), "--tor=false"}, "1 direct"},
+		{"Tor in the file, --tor=false", []string{f("tornoiso.conf"), "--tor=false"}, "1 Refusing to start"},
+		{"Tor and Proxy in the file, --tor=false", []string{f("tor.conf"), "--tor=false"}, serve}, // Proxy stays
+		{"Proxy in the file, empty --proxy", []string{"--proxy=", f("proxynoiso.conf")}, "1 Refusing to start"},
+		{"Tor in the file, --tor=false, Isolation", []string{f("toronly.conf"), "--tor=false"}, "1 --isolation needs --proxy or --tor"},
 		{"Tor in the file, log level out of range", []string{f("tor.conf"), "--loglevel=99"}, "1 want 0..7"},
 		{"log level out of range in a Tor file", []string{f("loglevel.conf"), "-d"}, "1 want 0..7"},
 		{"user without password in --proxy", []string{f("plain.conf"), "--proxy=socks5://user@" + ns.Door()}, "1 password"},
