@@ -160,9 +160,7 @@ func readReply(r *bufio.Reader) (int, []string, error) {
 				if d == "." {
 					break
 				}
-				if strings.HasPrefix(d, ".") {
-					d = d[1:]
-				}
+				d = strings.TrimPrefix(d, ".") // dot-stuffing
 				lines = append(lines, d)
 			}
 		default:

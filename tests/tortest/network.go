@@ -452,6 +452,9 @@ func (n *Network) Pids() map[string]int {
 			continue
 		}
 		nick, ok := strings.CutPrefix(args[2], prefix)
+		if !ok { // a tor of another network
+			continue
+		}
 		if nick, ok = strings.CutSuffix(nick, "/torrc"); !ok || nick == "" || strings.Contains(nick, "/") {
 			continue
 		}
