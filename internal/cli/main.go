@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -32,10 +33,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 // Parse reads the command line: options, and at most one argument that
 // is not an option, a configuration file (see [ParseConfig]). The file is
 // read first, then the command line's options are applied on top: an
-// option given on the command line replaces the file's value (every
-// option takes one value). A file alone is 1.x's configuration mode; 1.x
-// ignored a file given with options, and this proxy never does. Parsing
-// stops at -h or -V, before any file is read.
+// option given on the command line replaces the file's value, or all of
+// its values for an option that may be given several times (the file's
+// are dropped, not checked). A file alone is 1.x's configuration mode;
+// 1.x ignored a file given with options, and this proxy never does.
+// Parsing stops at -h or -V, before any file is read.
 //
 // Errors are [*ExitError]s: more than one argument that is not an option
 // is a usage error naming them; an error in the file's options names the
@@ -58,6 +60,11 @@ func Parse(args []string) (*Options, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The file's occurrences of the options the command line gives go.
+	cargs = slices.DeleteFunc(cargs, func(a string) bool {
+		name, _, _ := strings.Cut(strings.TrimPrefix(a, "--"), "=")
+		return cl.Given(name)
+	})
 	o := &Options{given: make(map[string]bool)}
 	if err := o.parseArgs(cargs); err != nil {
 		if ee, ok := errors.AsType[*ExitError](err); ok {

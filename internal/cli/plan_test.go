@@ -388,6 +388,17 @@ func TestParseConfigMode(t *testing.T) {
 		{"the command line wins", []string{"--loglevel=7", good, "-a", "127.0.0.1:41", "--tcp-only=false"}, func(o *Options) bool {
 			return !o.TCPOnly && o.LogLevel == 7 && o.LocalAddress == "127.0.0.1:41" && o.Given("tcp-only")
 		}},
+		// The file's values of an option the command line gives are
+		// dropped unchecked (all of them, for a repeatable option).
+		{"the command line replaces a bad value", []string{write("level9.conf", "LogLevel 9\nTCPOnly yes\n"), "-m", "7"}, func(o *Options) bool {
+			return o.LogLevel == 7 && o.TCPOnly
+		}},
+		{"--no-ephemeral-keys over EphemeralKeys", []string{write("eph.conf", "EphemeralKeys yes\n"), "--no-ephemeral-keys"}, func(o *Options) bool {
+			return !o.EphemeralKeys && o.Given("ephemeral-keys")
+		}},
+		{"-E over NoEphemeralKeys", []string{write("noeph.conf", "NoEphemeralKeys yes\n"), "-E"}, func(o *Options) bool {
+			return o.EphemeralKeys
+		}},
 		{"file after --", []string{"-d", "--", good}, func(o *Options) bool {
 			return o.TCPOnly && o.Daemonize && o.ConfigFile == good
 		}},
