@@ -5,11 +5,14 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"net"
+	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/certs"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt/dnscrypttest"
 	"golang.org/x/net/proxy"
 )
 
@@ -66,29 +69,64 @@ func ExampleFingerprint() {
 	// 3B6A:27BC:CEB6:A42D:62A3:A8D0:2A6F:0D73:6532:1577:1DE2:43A6:3AC0:48A1:8B59:DA29
 }
 
-// Fetch over Tor: DNS over TCP through Tor's SOCKS5 port, never UDP, never
-// a direct connection.
+// Fetch the certificates of a resolver over TCP. Here the resolver is an
+// in-process test server; the address, provider name and key come from a
+// stamp or from --resolver-address, --provider-name and --provider-key.
 func ExampleFetch() {
-	socks, err := proxy.SOCKS5("tcp", "127.0.0.1:9050", nil, nil)
+	resolver, err := dnscrypttest.Start(nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer resolver.Close()
+
+	ex := &certs.DialExchanger{Dialer: &net.Dialer{}, Timeout: 10 * time.Second}
+	cs, err := certs.Fetch(context.Background(), ex, resolver.Addr, dnscrypttest.ProviderName, resolver.ProviderKey, time.Now(), false)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("using certificate", cs[0].Serial, cs[0].Construction)
+	// Output:
+	// using certificate 1 X25519-XChaCha20Poly1305
+}
+
+// Fetch over Tor: DNS over TCP through Tor's SOCKS5 port, never UDP, never
+// a direct connection. When nothing answers on the SOCKS port, Fetch
+// fails; it does not go around the proxy. (Port 1 stands for a Tor that
+// is not running.)
+func ExampleFetch_tor() {
+	socks, err := proxy.SOCKS5("tcp", "127.0.0.1:1", nil, proxy.Direct) // Tor: 127.0.0.1:9050
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	ex := &certs.DialExchanger{Dialer: socks.(proxy.ContextDialer), Timeout: 30 * time.Second}
-	var providerPK ed25519.PublicKey // from the stamp or --provider-key
-	cs, err := certs.Fetch(context.Background(), ex, "192.0.2.1:443", "2.dnscrypt-cert.example.com", providerPK, time.Now(), false)
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	fmt.Println("using certificate", cs[0].Serial)
+	providerPK := make(ed25519.PublicKey, ed25519.PublicKeySize) // from the stamp or --provider-key
+	_, err = certs.Fetch(context.Background(), ex, "192.0.2.1:443", "2.dnscrypt-cert.example.com", providerPK, time.Now(), false)
+	fmt.Println("no certificate:", errors.Is(err, syscall.ECONNREFUSED))
+	// Output:
+	// no certificate: true
 }
 
 // Fetch without Tor: UDP first, TCP on truncation or failure.
 func ExampleUDPWithTCPFallback() {
+	resolver, err := dnscrypttest.Start(nil, dnscrypttest.CertSpec{Serial: 2, Construction: dnscrypt.XSalsa20Poly1305})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer resolver.Close()
+
 	ex := &certs.UDPWithTCPFallback{UDP: &dns.Client{Net: "udp", Timeout: 2 * time.Second}}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	var providerPK ed25519.PublicKey
-	_, _ = certs.Fetch(ctx, ex, "192.0.2.1:443", "2.dnscrypt-cert.example.com", providerPK, time.Now(), false)
+	cs, err := certs.Fetch(ctx, ex, resolver.Addr, dnscrypttest.ProviderName, resolver.ProviderKey, time.Now(), false)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("using certificate", cs[0].Serial, cs[0].Construction)
+	// Output:
+	// using certificate 2 X25519-XSalsa20Poly1305
 }

@@ -73,6 +73,9 @@ type fakeResolver struct {
 	times   []time.Time
 	gate    chan struct{} // if set, each fetch waits for a value (or ctx)
 	started chan struct{} // if set, told when a fetch starts
+	// The first failFirst fetches fail with errFirst, whatever set says.
+	failFirst int
+	errFirst  error
 }
 
 func (f *fakeResolver) set(err error, cs ...*Cert) {
@@ -110,6 +113,9 @@ func (f *fakeResolver) Fetch(ctx context.Context) ([]*Cert, error) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if len(f.times) <= f.failFirst {
+		return nil, f.errFirst
+	}
 	return append([]*Cert(nil), f.certs...), f.err
 }
 
@@ -151,9 +157,9 @@ func runRefresher(tb testing.TB, r *Refresher) (stop func()) {
 
 func TestRefresherInitBackoff(t *testing.T) {
 	s1 := mustCert(t, testTemplate(1, dnscrypt.XSalsa20Poly1305))
-	f := &fakeResolver{}
 	errDown := errors.New("resolver down")
-	f.set(errDown)
+	f := &fakeResolver{failFirst: 4, errFirst: errDown} // succeed on the fifth attempt
+	f.set(nil, s1)
 	logs := newLogRecorder(t)
 	var changes []*Cert
 	r := &Refresher{
@@ -164,15 +170,6 @@ func TestRefresherInitBackoff(t *testing.T) {
 		Logger:     slog.New(logs),
 		OnChange:   func(c *Cert) { changes = append(changes, c) },
 	}
-	go func() {
-		// Succeed on the fifth attempt.
-		for f.calls() < 5 {
-			time.Sleep(time.Millisecond)
-			if f.calls() == 4 {
-				f.set(nil, s1)
-			}
-		}
-	}()
 	if err := r.Init(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -537,8 +534,9 @@ func TestRefresherTriggerDuringBackoff(t *testing.T) {
 		s1 := mustCert(t, testTemplate(1, dnscrypt.XSalsa20Poly1305))
 		f := &fakeResolver{started: make(chan struct{}, 10)}
 		f.set(nil, s1)
+		logs := newLogRecorder(t)
 		r := &Refresher{Fetch: f.Fetch, Now: func() time.Time { return testNow },
-			MinBackoff: 300 * time.Millisecond, MaxBackoff: 300 * time.Millisecond}
+			MinBackoff: 300 * time.Millisecond, MaxBackoff: 300 * time.Millisecond, Logger: slog.New(logs)}
 		if err := r.Init(context.Background()); err != nil {
 			t.Fatal(err)
 		}
@@ -547,7 +545,7 @@ func TestRefresherTriggerDuringBackoff(t *testing.T) {
 		runRefresher(t, r)
 		r.Trigger() // an early refresh, which fails
 		<-f.started
-		time.Sleep(10 * time.Millisecond) // let the failure be handled
+		logs.waitFor(t, "Unable to retrieve server certificates") // the failure is handled
 		r.Trigger()
 		r.Trigger()
 		<-f.started
@@ -559,12 +557,15 @@ func TestRefresherTriggerDuringBackoff(t *testing.T) {
 	t.Run("without a certificate", func(t *testing.T) {
 		f := &fakeResolver{started: make(chan struct{}, 10)}
 		f.set(errors.New("resolver down"))
-		r := &Refresher{Fetch: f.Fetch, MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Minute}
+		logs := newLogRecorder(t)
+		r := &Refresher{Fetch: f.Fetch, MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Minute, Logger: slog.New(logs)}
 		runRefresher(t, r)
 		for range 5 { // backoff grows: 50, 100, 200, 400 ms; then 800 ms
 			<-f.started
+			logs.waitFor(t, "Unable to retrieve server certificates")
 		}
-		time.Sleep(60 * time.Millisecond)
+		// Run backs off for 800 ms now; MinBackoff since the last fetch
+		// may not have passed yet, which delays the fetch by 50 ms at most.
 		start := time.Now()
 		r.Trigger()
 		<-f.started
@@ -582,31 +583,49 @@ func TestRefresherTriggerDuringBackoff(t *testing.T) {
 // it returns promptly and leaves no goroutine behind.
 func TestRefresherShutdown(t *testing.T) {
 	s1 := mustCert(t, testTemplate(1, dnscrypt.XSalsa20Poly1305))
+	// Each case sets the fake up, and waits until Run is in the wait.
 	for _, tc := range []struct {
 		name  string
 		setup func(f *fakeResolver, r *Refresher)
+		wait  func(t *testing.T, f *fakeResolver, r *Refresher, logs *logRecorder)
 	}{
-		{"waiting for the interval", func(f *fakeResolver, r *Refresher) { f.set(nil, s1) }},
-		{"backing off", func(f *fakeResolver, r *Refresher) { f.set(errors.New("down")) }},
-		{"in a fetch", func(f *fakeResolver, r *Refresher) { f.set(nil, s1); f.gate = make(chan struct{}) }},
+		{"waiting for the interval", func(f *fakeResolver, r *Refresher) { f.set(nil, s1) },
+			func(t *testing.T, f *fakeResolver, r *Refresher, logs *logRecorder) {
+				logs.waitFor(t, "Server key fingerprint is") // the last line of apply
+			}},
+		{"backing off", func(f *fakeResolver, r *Refresher) { f.set(errors.New("down")) },
+			func(t *testing.T, f *fakeResolver, r *Refresher, logs *logRecorder) {
+				logs.waitFor(t, "Unable to retrieve server certificates")
+			}},
+		{"in a fetch", func(f *fakeResolver, r *Refresher) { f.set(nil, s1); f.gate = make(chan struct{}) },
+			func(t *testing.T, f *fakeResolver, r *Refresher, logs *logRecorder) { <-f.started }},
 		{"spacing triggers", func(f *fakeResolver, r *Refresher) {
 			f.set(nil, s1)
-			r.MinBackoff = time.Hour
-			go func() {
-				<-f.started // Run's first fetch; trigger during it
-				r.Trigger()
-			}()
+			f.gate = make(chan struct{})
+		}, func(t *testing.T, f *fakeResolver, r *Refresher, logs *logRecorder) {
+			<-f.started // Run's first fetch; trigger during it
+			r.Trigger()
+			f.gate <- struct{}{}
+			// Run takes the trigger once the fetch is applied, then waits
+			// out MinBackoff (an hour).
+			logs.waitFor(t, "Server key fingerprint is")
+			for deadline := time.Now().Add(5 * time.Second); len(r.triggerC()) > 0; time.Sleep(time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("Run did not take the trigger")
+				}
+			}
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			base := runtime.NumGoroutine()
 			f := &fakeResolver{started: make(chan struct{}, 10)}
-			r := &Refresher{Fetch: f.Fetch, Now: func() time.Time { return testNow }, MinBackoff: time.Hour}
+			logs := newLogRecorder(t)
+			r := &Refresher{Fetch: f.Fetch, Now: func() time.Time { return testNow }, MinBackoff: time.Hour, Logger: slog.New(logs)}
 			tc.setup(f, r)
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error)
 			go func() { done <- r.Run(ctx) }()
-			time.Sleep(50 * time.Millisecond)
+			tc.wait(t, f, r, logs)
 			cancel()
 			start := time.Now()
 			select {

@@ -6,6 +6,7 @@ import (
 
 	"golang.org/x/crypto/chacha20"
 	"golang.org/x/crypto/curve25519"
+	//lint:ignore SA1019 HSalsa20 derives the es 1 shared key, as crypto_box_beforenm does
 	"golang.org/x/crypto/salsa20/salsa"
 
 	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt/internal/sbox"

@@ -101,7 +101,7 @@ func TestCLIPidFileOfRunningProxy(t *testing.T) {
 	}
 }
 
-// TestCLIConfigFile runs with a 1.x configuration file as only argument.
+// TestCLIConfigFile runs with a 1.x configuration file as the only argument.
 func TestCLIConfigFile(t *testing.T) {
 	srv := dnscrypttest.NewServer(t, nil)
 	dir := t.TempDir()

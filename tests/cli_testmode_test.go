@@ -2,6 +2,7 @@ package tests
 
 import (
 	"net"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -48,6 +49,26 @@ func TestCLITestMode(t *testing.T) {
 				t.Errorf("--test sent %d DNS queries", n)
 			}
 		})
+	}
+}
+
+// TestCLITestModeWideMargin: --test=100000 (69 days, more than the
+// certificate's validity) fails with exit 4 and shows the validity period
+// (1.x printed its start twice: "[1799996400..1799996400]").
+func TestCLITestModeWideMargin(t *testing.T) {
+	srv := dnscrypttest.NewServer(t, nil)
+	code, stdout, stderr, _ := runCLI(t, 60*time.Second, append([]string{"--test=100000"}, resolverArgs(srv)...)...)
+	m := regexp.MustCompile(`\[WARNING\] The certificate is not valid for the given safety margin: a margin of 6000000 s is wider than the certificate validity period \[(\d+)\.\.(\d+)\] \((\d+) s\)`).FindStringSubmatch(stderr)
+	if code != 4 || m == nil {
+		t.Fatalf("got exit %d\nstdout:\n%s\nstderr:\n%s\nwant exit 4 and the validity period", code, stdout, stderr)
+	}
+	begin, _ := strconv.ParseInt(m[1], 10, 64)
+	end, _ := strconv.ParseInt(m[2], 10, 64)
+	if length, _ := strconv.ParseInt(m[3], 10, 64); begin >= end || end-begin != length {
+		t.Errorf("validity period [%d..%d] (%d s)", begin, end, length)
+	}
+	if strings.Contains(stdout, "Chosen certificate") {
+		t.Errorf("a certificate was chosen:\n%s", stdout)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -75,30 +76,78 @@ func inNetns(t *testing.T, name string, f func()) {
 	runtime.UnlockOSThread()
 }
 
-var userMu sync.Mutex
+var (
+	userMu    sync.Mutex // one useradd or userdel of this process at a time
+	userCount atomic.Int32
+)
 
-// testUser returns a system account of the tests, creating it (no home,
-// no shell) if missing. It needs root.
-func testUser(t *testing.T, name string) *user.User {
+// testUser creates a system account (no home, no shell) for the test,
+// named base-PID-N so that no two tests or test binaries share one, and
+// deletes it, with its group, when the test ends: the host keeps no
+// account of the tests. It needs root. Stop the account's processes first
+// (cleanups registered after this call run before it).
+func testUser(t *testing.T, base string) *user.User {
 	t.Helper()
 	requireRoot(t)
-	userMu.Lock()
-	defer userMu.Unlock()
-	if u, err := user.Lookup(name); err == nil {
-		return u
+	name := fmt.Sprintf("%s-%d-%d", base, os.Getpid(), userCount.Add(1))
+	if len(name) > 32 { // useradd's limit
+		t.Fatalf("test user name %q is longer than 32 bytes", name)
 	}
-	// Another test binary may create it at the same time: only the lookup
-	// afterwards counts.
-	out, _ := exec.Command("useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
-		"--shell", "/usr/sbin/nologin", name).CombinedOutput()
+	if err := userCmd("useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+		"--shell", "/usr/sbin/nologin", name); err != nil {
+		t.Fatalf("test user %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		if err := userCmd("userdel", name); err != nil {
+			t.Errorf("removing test user %s: %v", name, err)
+		}
+	})
 	u, err := user.Lookup(name)
 	if err != nil {
-		t.Fatalf("test user %s: %v (useradd: %s)", name, err, out)
+		t.Fatalf("test user %s: %v", name, err)
 	}
 	return u
+}
+
+// userCmd runs useradd or userdel, again while another process (a test
+// binary running at the same time) holds the lock of /etc/passwd.
+func userCmd(name string, args ...string) error {
+	userMu.Lock()
+	defer userMu.Unlock()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		out, err := exec.Command(name, args...).CombinedOutput()
+		if err == nil {
+			return nil
+		}
+		if !strings.Contains(string(out), "lock") || time.Now().After(deadline) {
+			return fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
+		}
+	}
 }
 
 // asUser is a command prefix running a program in the namespace as u.
 func asUser(ns string, u *user.User) []string {
 	return []string{"ip", "netns", "exec", ns, "setpriv", "--reuid=" + u.Uid, "--regid=" + u.Gid, "--clear-groups"}
+}
+
+// TestTestUserRemoved: an account testUser creates is gone, with its
+// group, once its test has ended.
+func TestTestUserRemoved(t *testing.T) {
+	var name string
+	t.Run("user", func(t *testing.T) {
+		u := testUser(t, "dnscrypt-test-gone")
+		name = u.Username
+		if _, err := user.LookupGroupId(u.Gid); err != nil {
+			t.Errorf("group %s of %s: %v", u.Gid, name, err)
+		}
+	})
+	if name == "" {
+		return // skipped: not root
+	}
+	if _, err := user.Lookup(name); err == nil {
+		t.Errorf("user %s still exists after its test", name)
+	}
+	if _, err := user.LookupGroup(name); err == nil {
+		t.Errorf("group %s still exists after its test", name)
+	}
 }

@@ -2,7 +2,8 @@
 # Runs every test of the project, the way CI does:
 #   1. installs what the tests need (Debian packages, the Go DNSCrypt test
 #      server; root is needed only when something is missing),
-#   2. gofmt and go vet,
+#   2. gofmt, go vet and staticcheck (the pinned version install.sh puts in
+#      tests/.bin/tools),
 #   3. unit and end-to-end tests (race detector, shuffled order),
 #   4. every fuzz target for FUZZTIME (default 10s) each,
 #   5. every benchmark once, and short runs of the load script and of the
@@ -25,7 +26,7 @@ if [[ "${SKIP_INSTALL:-0}" != 1 ]]; then
   tests/lab/install.sh
 fi
 
-step "gofmt and go vet"
+step "gofmt, go vet and staticcheck"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './tests/tools/*'))
 if [[ -n "$unformatted" ]]; then
   echo "gofmt would change:" >&2
@@ -33,6 +34,13 @@ if [[ -n "$unformatted" ]]; then
   exit 1
 fi
 go vet ./...
+STATICCHECK_VERSION=0.8.2 # as tests/lab/install.sh
+export PATH="${LAB_TOOLS_BIN:-$PWD/tests/.bin/tools}:$PATH"
+if ! staticcheck -version 2>/dev/null | grep -qF "($STATICCHECK_VERSION)"; then
+  echo "run.sh: staticcheck $STATICCHECK_VERSION is needed (tests/lab/install.sh installs it; found: $(staticcheck -version 2>&1 | head -1))" >&2
+  exit 1
+fi
+staticcheck ./...
 
 step "unit and end-to-end tests"
 # shellcheck disable=SC2086

@@ -2,10 +2,13 @@ package cli
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -42,26 +45,48 @@ func TestMain(m *testing.M) {
 // it with LISTEN_FDS sockets.
 const systemdChildEnv = "_CLI_TEST_SYSTEMD_CHILD"
 
+// fakeDaemonChild plays a daemon child: args[0] says how it behaves;
+// args[1] is a file the test creates once the parent has returned.
 func fakeDaemonChild(args []string) int {
 	d := openDaemonChild()
-	if d == nil || len(args) == 0 {
+	if d == nil || len(args) < 2 {
 		return 100
+	}
+	// runOn runs like a daemon until SIGTERM (the parent's stopChild) or
+	// until the test is done with it (the file exists, or its directory
+	// is gone); a minute at most, should the test binary die.
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM)
+	runOn := func() {
+		for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			select {
+			case <-term:
+				return
+			default:
+			}
+			if _, err := os.Stat(args[1]); !errors.Is(err, fs.ErrNotExist) {
+				return
+			}
+			if _, err := os.Stat(filepath.Dir(args[1])); err != nil {
+				return
+			}
+		}
 	}
 	switch args[0] {
 	case "ready":
 		d.log("[WARNING] a warning before ready")
 		d.ready()
-		time.Sleep(time.Second)
+		runOn()
 		return 0
 	case "fail":
 		d.log("[ERROR] Unable to bind (UDP) [127.0.0.1:53]: permission denied")
 		return 7
 	case "hang":
-		time.Sleep(time.Minute)
+		runOn()
 		return 0
 	case "close":
 		d.close()
-		time.Sleep(time.Minute)
+		runOn()
 		return 0
 	}
 	return 101
@@ -85,8 +110,12 @@ func TestDaemonize(t *testing.T) {
 		t.Run(tt.mode, func(t *testing.T) {
 			var stderr bytes.Buffer
 			start := time.Now()
-			code := daemonize([]string{tt.mode}, &Plan{}, &stderr)
+			parentDone := filepath.Join(t.TempDir(), "parent-done")
+			code := daemonize([]string{tt.mode, parentDone}, &Plan{}, &stderr)
 			took := time.Since(start)
+			if err := os.WriteFile(parentDone, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
 			if code != tt.code {
 				t.Errorf("exit %d, want %d; stderr %q", code, tt.code, stderr.String())
 			}

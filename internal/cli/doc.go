@@ -11,16 +11,24 @@
 //
 // The steps are usable alone:
 //
-//	o, err := cli.Parse(args)        // options, or the config file given alone
+//	o, err := cli.Parse(args)        // the config file if any, then the options on top
 //	plan, err := o.Plan(nil)          // resolver, key, user, addresses; no network I/O
 //	h, err := cli.OpenLogHandler(plan.Log, os.Stdout, os.Stderr)
+//
+// [Main] runs no plan that has not passed one check: when the raw command
+// line or a configuration file it names asks for Tor or a SOCKS proxy
+// anywhere, the plan must carry the proxy, or the program refuses to start
+// (nothing is ever sent directly).
 //
 // Errors that end the program are [*ExitError]s carrying 1.x's exit
 // status and wording: 1 for usage and setup errors, 2 for plugins (not
 // supported) and for --test without a valid certificate, 3 for a --test
 // timeout, 4 for a certificate ending within the --test margin.
 //
-// Differences from 1.x, by design: --user does not chroot; -R without -L
+// Differences from 1.x, by design: a configuration file given with
+// options is read, the options applying on top (1.x ignored it), and a
+// second argument that is not an option is an error; --loglevel above 7 is
+// refused; --user does not chroot; -R without -L
 // uses a built-in list; with no resolver at all a built-in default is
 // used; a pid file of another running dnscrypt-proxy is not overwritten;
 // --daemonize returns only once the proxy answers, and does not fork

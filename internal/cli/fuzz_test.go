@@ -27,7 +27,8 @@ func fuzzEnv() *Env {
 }
 
 // FuzzParseArgs: any argv gives options or an *ExitError, never a panic;
-// so does planning with them.
+// so does planning with them. The scan of checkEgress finds --tor and
+// --proxy wherever the parser takes them.
 func FuzzParseArgs(f *testing.F) {
 	for _, seed := range []string{
 		"",
@@ -55,6 +56,10 @@ func FuzzParseArgs(f *testing.F) {
 				t.Fatalf("ParseArgs(%q): %T %v", args, err, err)
 			}
 			return
+		}
+		// The egress check finds every proxy the parser turns on.
+		if (o.Tor || o.Proxy != "") && len(proxyRequests(args, memFiles(nil))) == 0 {
+			t.Fatalf("ParseArgs(%q) turns on Tor %v or proxy %q; the scan finds nothing", args, o.Tor, o.Proxy)
 		}
 		if o.Help || o.Version {
 			return

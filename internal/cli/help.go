@@ -45,7 +45,7 @@ func writeVersion(w io.Writer) {
 // option as 1.x did ("  -a\t--local-address=..."), with a description.
 func writeUsage(w io.Writer) {
 	writeVersion(w)
-	fmt.Fprint(w, "\nUsage: dnscrypt-proxy [OPTION]...\n       dnscrypt-proxy CONFIG-FILE\n\nOptions:\n\n")
+	fmt.Fprint(w, "\nUsage: dnscrypt-proxy [OPTION]... [CONFIG-FILE] [OPTION]...\n\nOptions:\n\n")
 	for i := range options {
 		opt := &options[i]
 		if opt.hidden {
@@ -69,9 +69,11 @@ func writeUsage(w io.Writer) {
 
 const usageNotes = `
 Notes:
-  A configuration file in the 1.x format (one "Property value" per line,
-  e.g. "LocalAddress 127.0.0.1:5353", "TCPOnly yes", "Include FILE") may be
-  given as the only argument instead of options. New properties: Stamp,
+  CONFIG-FILE is a file in the 1.x format (one "Property value" per line,
+  e.g. "LocalAddress 127.0.0.1:5353", "TCPOnly yes", "Include FILE"). It may
+  come alone or with options before or after it: the file is read first,
+  then the options, whose values replace the file's. At most one file: any
+  other argument that is not an option is an error. New properties: Stamp,
   Proxy, Tor, Isolation, IsolationEpoch, OptimisticData, NoEphemeralKeys,
   PrivateDomain (repeatable), RebindProtection (yes or no).
   -P/--local-port (1.0.x) sets the port of --local-address=IP, or alone
@@ -88,6 +90,9 @@ Notes:
   With --proxy or --tor every packet, certificate queries included, goes
   over TCP through the SOCKS proxy; nothing is sent directly and no name is
   resolved locally. Ephemeral keys and epoch isolation are on by default.
+  Tor or a proxy asked for anywhere (--tor, --proxy, or Tor/Proxy in the
+  file) cannot be turned off elsewhere ("Tor yes" in the file and
+  --tor=false): the program refuses to start rather than go direct.
   Plugins (-X, BlackList, QueryLogFile, ...) are not supported: exit 2.
   Exit statuses: 0 success, 1 usage or setup error, 2 plugin or --test
   without a valid certificate, 3 --test timeout, 4 --test margin not met.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -29,27 +30,77 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	return code
 }
 
-// Parse reads the command line, or the configuration file when it is the
-// only argument and does not start with '-' (1.x's rule).
+// Parse reads the command line: options, and at most one argument that
+// is not an option, a configuration file (see [ParseConfig]). The file is
+// read first, then the command line's options are applied on top: an
+// option given on the command line replaces the file's value, or all of
+// its values for an option that may be given several times (the file's
+// are dropped, not checked). A file alone is 1.x's configuration mode;
+// 1.x ignored a file given with options, and this proxy never does.
+// Parsing stops at -h or -V, before any file is read.
+//
+// Errors are [*ExitError]s: more than one argument that is not an option
+// is a usage error naming them; an error in the file's options names the
+// file.
 func Parse(args []string) (*Options, error) {
-	if len(args) == 1 && !strings.HasPrefix(args[0], "-") {
-		cargs, err := ReadConfigFile(args[0])
-		if err != nil {
-			return nil, err
-		}
-		o, err := ParseArgs(cargs)
-		if err != nil {
-			if ee, ok := errors.AsType[*ExitError](err); ok {
-				e := *ee
-				e.Msg = args[0] + ": " + e.Msg
-				e.Hint = false
-				return nil, &e
-			}
-			return nil, err
-		}
-		return o, nil
+	cl, err := ParseArgs(args)
+	if err != nil || cl.Help || cl.Version {
+		return cl, err
 	}
-	return ParseArgs(args)
+	switch len(cl.Args) {
+	case 0:
+		return cl, nil
+	case 1:
+	default:
+		return nil, usageErrorf("more than one argument that is not an option: [%s] (give at most one configuration file; options go before or after it)",
+			strings.Join(cl.Args, "] ["))
+	}
+	path := cl.Args[0]
+	cargs, err := ReadConfigFile(path)
+	if err != nil {
+		return nil, err
+	}
+	// The file's occurrences of the options the command line gives go.
+	cargs = slices.DeleteFunc(cargs, func(a string) bool {
+		name, _, _ := strings.Cut(strings.TrimPrefix(a, "--"), "=")
+		return cl.Given(name)
+	})
+	o := &Options{given: make(map[string]bool)}
+	if err := o.parseArgs(cargs); err != nil {
+		if ee, ok := errors.AsType[*ExitError](err); ok {
+			e := *ee
+			e.Msg = path + ": " + e.Msg
+			e.Hint = false
+			return nil, &e
+		}
+		return nil, err
+	}
+	if len(o.Args) > 0 { // ParseConfig makes only "--name[=value]" arguments
+		return nil, configErrorf("%s: unexpected arguments %q", path, o.Args)
+	}
+	// The command line parsed once already: this cannot fail.
+	if err := o.parseArgs(args); err != nil {
+		return nil, err
+	}
+	o.Args, o.ConfigFile = nil, path
+	return o, nil
+}
+
+// load parses the command line and works out the plan. Every plan it
+// returns has passed [checkEgress]; nil with a nil error means -h or -V.
+func load(args []string, env *Env) (*Options, *Plan, error) {
+	o, err := Parse(args)
+	if err != nil || o.Help || o.Version {
+		return o, nil, err
+	}
+	plan, err := o.Plan(env)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := checkEgress(args, env, plan); err != nil {
+		return nil, nil, err
+	}
+	return o, plan, nil
 }
 
 // report prints an error that ends the program before logging is set up.
@@ -65,7 +116,7 @@ func report(w io.Writer, child *daemonChild, err error) int {
 }
 
 func run(args []string, stdout, stderr io.Writer, env *Env, child *daemonChild) int {
-	o, err := Parse(args)
+	o, plan, err := load(args, env)
 	if err != nil {
 		return report(stderr, child, err)
 	}
@@ -77,12 +128,8 @@ func run(args []string, stdout, stderr io.Writer, env *Env, child *daemonChild) 
 		writeVersion(stdout)
 		return ExitOK
 	}
-	plan, err := o.Plan(env)
-	if err != nil {
-		return report(stderr, child, err)
-	}
-	if len(o.Args) > 0 {
-		plan.note(slog.LevelWarn, "Ignoring the arguments %q: a configuration file must be the only argument", o.Args)
+	if o.ConfigFile != "" && len(args) > 1 {
+		plan.note(slog.LevelInfo, "Options from the configuration file [%s], then from the command line (which win)", o.ConfigFile)
 	}
 	// The daemon leaves the working directory: make paths absolute.
 	for _, p := range []*string{&plan.PidFile, &plan.Log.File} {

@@ -34,6 +34,8 @@ func TestMainHelpAndVersion(t *testing.T) {
 		"\n  -a\t--local-address=IP[:PORT]", "\n  -d\t--daemonize ", "\n  -p\t--pidfile=FILE", "\n    \t--pid-file=FILE",
 		"\n  -X\t--plugin=", "\n    \t--tor ", "\n    \t--proxy=URL", "\n  -P\t--local-port=PORT",
 		"64 digits (bare key)", "no chroot", "Exit statuses:",
+		"\nUsage: dnscrypt-proxy [OPTION]... [CONFIG-FILE] [OPTION]...\n", "then the options, whose values replace the file's",
+		"At most one file", "refuses to start rather than go direct",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("--help lacks %q", want)
@@ -97,7 +99,11 @@ func TestCheckMargin(t *testing.T) {
 		{"zero margin", -time.Hour, time.Second, 0, 0, "Using version 2.0 of the DNSCrypt protocol", "", "", ""},
 		{"ends within the margin", -time.Hour, 30 * time.Minute, time.Hour, 4, "", "The certificate is not valid for the given safety margin (1800000000-3600 not within [1799996400..1799998200])", "Chosen", ""},
 		{"not valid yet (-I)", time.Hour, 48 * time.Hour, 0, 4, "", "not valid for the given safety margin", "", ""},
-		{"margin wider than validity", -time.Hour, time.Hour, 100 * time.Hour, 4, "", "Safety margin wider than the certificate validity period", "", ""},
+		// --test=6000: the validity period, not its start twice.
+		{"margin wider than validity", -time.Hour, time.Hour, 100 * time.Hour, 4, "",
+			"The certificate is not valid for the given safety margin: a margin of 360000 s is wider than the certificate validity period [1799996400..1800003600] (7200 s)", "Chosen", "[1799996400..1799996400]"},
+		// 1.x accepted this one: now checked against [ts-start, ts-start].
+		{"margin wider than validity, at its start", 0, time.Hour, 2 * time.Hour, 4, "", "is wider than the certificate validity period [1800000000..1800003600]", "Chosen", ""},
 		{"long rotation", -time.Hour, 30 * 24 * time.Hour, 0, 0, "The key rotation period for this server may exceed the recommended value", "", "", ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

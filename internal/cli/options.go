@@ -58,9 +58,12 @@ type Options struct {
 	Help    bool // -h: stop and print the usage
 	Version bool // -V: stop and print the version
 
-	// Args are the arguments that are not options. dnscrypt-proxy 1.x
-	// ignores them (a configuration file must be the only argument).
+	// Args are the arguments that are not options, as [ParseArgs] found
+	// them. [Parse] takes the one it may have as ConfigFile.
 	Args []string
+	// ConfigFile is the configuration file [Parse] read the options of
+	// first, before the command line's ("" if none).
+	ConfigFile string
 
 	given map[string]bool
 }
@@ -294,13 +297,14 @@ func setMaxActiveRequests(o *Options, v string) error {
 	return nil
 }
 
+// setLogLevel takes a syslog priority, 0..7. 1.x also took larger
+// numbers, meaning 7; they are refused, as a typo may hide behind them.
 func setLogLevel(o *Options, v string) error {
 	n, ok := parseDecimal(v)
-	if !ok {
+	if !ok || n > maxLogLevel {
 		return valueErrorf("Invalid max log level: [%s] (want 0..%d)", v, maxLogLevel)
 	}
-	// 1.x accepts any non-negative level; above 7 means everything.
-	o.LogLevel = int(min(n, maxLogLevel))
+	o.LogLevel = int(n)
 	return nil
 }
 
@@ -428,6 +432,16 @@ func lookupLong(name string) (*option, []string) {
 // Errors are [*ExitError]s.
 func ParseArgs(args []string) (*Options, error) {
 	o := &Options{given: make(map[string]bool)}
+	if err := o.parseArgs(args); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// parseArgs is ParseArgs on top of the options o already holds: an option
+// given in args replaces o's value. Its arguments that are not options
+// are appended to o.Args.
+func (o *Options) parseArgs(args []string) error {
 	fs := pflag.NewFlagSet("dnscrypt-proxy", pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
@@ -452,15 +466,13 @@ func ParseArgs(args []string) (*Options, error) {
 	}
 	err := fs.Parse(args)
 	if errors.Is(err, errStop) {
-		return o, nil
+		return nil
 	}
 	if err != nil {
-		return nil, translateParseError(err)
+		return translateParseError(err)
 	}
-	if len(fs.Args()) > 0 {
-		o.Args = fs.Args()
-	}
-	return o, nil
+	o.Args = append(o.Args, fs.Args()...)
+	return nil
 }
 
 // translateParseError turns pflag's errors into getopt-like messages.

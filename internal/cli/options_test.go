@@ -64,7 +64,6 @@ func TestParseArgsForms(t *testing.T) {
 			opts(Options{Tor: true, Proxy: "socks5://127.0.0.1:9150", Isolation: proxy.IsolationQuery, IsolationEpoch: 90 * time.Minute, OptimisticData: true, Stamp: "sdns://x"},
 				"tor", "proxy", "isolation", "isolation-epoch", "optimistic-data", "stamp")},
 		{"timeout", []string{"--timeout=2s500ms"}, opts(Options{Timeout: 2500 * time.Millisecond}, "timeout")},
-		{"loglevel above 7", []string{"-m", "10"}, opts(Options{LogLevel: 7}, "loglevel")},
 		{"test zero", []string{"--test=0"}, opts(Options{Test: true}, "test")},
 		{"edns zero", []string{"-e0"}, opts(Options{}, "edns-payload-size")},
 		{"help stops", []string{"-T", "-h", "--bogus"}, opts(Options{TCPOnly: true, Help: true}, "tcp-only")},
@@ -113,6 +112,8 @@ func TestParseArgsErrors(t *testing.T) {
 		{[]string{"-n", "99999999999999999999999"}, 1, "Invalid max number of active request", false},
 		{[]string{"-m", "-1"}, 1, "Invalid max log level: [-1]", false},
 		{[]string{"-m", ""}, 1, "Invalid max log level: []", false},
+		{[]string{"-m", "8"}, 1, "Invalid max log level: [8] (want 0..7)", false}, // 1.x: same as 7
+		{[]string{"--loglevel=99"}, 1, "Invalid max log level: [99] (want 0..7)", false},
 		{[]string{"-t", "x"}, 1, "Invalid certificate grace period: [x]", false},
 		{[]string{"-t", "71582789"}, 1, "Invalid certificate grace period: [71582789]", false},
 		{[]string{"-P", "0"}, 1, "Invalid local port: [0]", false},

@@ -191,6 +191,9 @@ func TestPlanErrors(t *testing.T) {
 		{"--proxy port", []string{"--proxy=socks5://127.0.0.1:99999"}, 1, "port \"99999\" out of range"},
 		{"--proxy path", []string{"--proxy=socks5://127.0.0.1:9050/x"}, 1, "unexpected text after the address"},
 		{"--proxy empty", []string{"--proxy=socks5://"}, 1, "no proxy address"},
+		{"--proxy user without password", []string{"--proxy=socks5://user@127.0.0.1:9050"}, 1, "a user name needs a password (RFC 1929: 1..255 bytes"},
+		{"--proxy empty password", []string{"--proxy=socks5://user:@127.0.0.1:9050"}, 1, "a user name needs a password"},
+		{"--proxy long password", []string{"--proxy=socks5://user:" + strings.Repeat("p", 256) + "@127.0.0.1:9050"}, 1, "limited to 255 bytes"},
 		{"--proxy zone", []string{"--proxy=socks5://[fe80::1%25eth0]:9050"}, 1, "is not an IP address"},
 		{"--tor -E -K", []string{"--tor", "-E", "-K", "/mem/key"}, 1, "mutually exclusive"},
 		{"-r name bad through proxy", append([]string{"--tor", "-r", "bad_host!:443"}, key...), 1, "Unsupported resolver address: bad_host!:443"},
@@ -365,24 +368,71 @@ func TestParseConfigMode(t *testing.T) {
 		}
 		return path
 	}
-	good := write("good.conf", "TCPOnly yes\nLocalAddress 127.0.0.1:40\n")
-	o, err := Parse([]string{good})
-	if err != nil || !o.TCPOnly || o.LocalAddress != "127.0.0.1:40" {
-		t.Errorf("config mode: got %+v, %v", o, err)
+	good := write("good.conf", "TCPOnly yes\nLocalAddress 127.0.0.1:40\nLogLevel 5\n")
+	other := write("other.conf", "Daemonize yes\n")
+	missing := dir + "/nosuch.conf"
+	for _, tt := range []struct {
+		name string
+		args []string
+		want func(o *Options) bool
+	}{
+		{"file alone (1.x)", []string{good}, func(o *Options) bool {
+			return o.TCPOnly && o.LocalAddress == "127.0.0.1:40" && o.LogLevel == 5 && o.ConfigFile == good && o.Args == nil
+		}},
+		{"file then option", []string{good, "-d"}, func(o *Options) bool {
+			return o.TCPOnly && o.LocalAddress == "127.0.0.1:40" && o.Daemonize && o.ConfigFile == good
+		}},
+		{"option then file", []string{"-m", "7", good}, func(o *Options) bool {
+			return o.TCPOnly && o.LogLevel == 7 && o.LocalAddress == "127.0.0.1:40"
+		}},
+		{"the command line wins", []string{"--loglevel=7", good, "-a", "127.0.0.1:41", "--tcp-only=false"}, func(o *Options) bool {
+			return !o.TCPOnly && o.LogLevel == 7 && o.LocalAddress == "127.0.0.1:41" && o.Given("tcp-only")
+		}},
+		// The file's values of an option the command line gives are
+		// dropped unchecked (all of them, for a repeatable option).
+		{"the command line replaces a bad value", []string{write("level9.conf", "LogLevel 9\nTCPOnly yes\n"), "-m", "7"}, func(o *Options) bool {
+			return o.LogLevel == 7 && o.TCPOnly
+		}},
+		{"--no-ephemeral-keys over EphemeralKeys", []string{write("eph.conf", "EphemeralKeys yes\n"), "--no-ephemeral-keys"}, func(o *Options) bool {
+			return !o.EphemeralKeys && o.Given("ephemeral-keys")
+		}},
+		{"-E over NoEphemeralKeys", []string{write("noeph.conf", "NoEphemeralKeys yes\n"), "-E"}, func(o *Options) bool {
+			return o.EphemeralKeys
+		}},
+		{"file after --", []string{"-d", "--", good}, func(o *Options) bool {
+			return o.TCPOnly && o.Daemonize && o.ConfigFile == good
+		}},
+		{"-h: no file read", []string{missing, "-h"}, func(o *Options) bool { return o.Help && o.ConfigFile == "" }},
+		{"-V: no file read", []string{"-V", missing}, func(o *Options) bool { return o.Version && o.ConfigFile == "" }},
+		{"no file", []string{"-d"}, func(o *Options) bool { return o.Daemonize && o.ConfigFile == "" && o.Args == nil }},
+	} {
+		o, err := Parse(tt.args)
+		if err != nil || !tt.want(o) {
+			t.Errorf("%s: Parse(%q) = %+v, %v", tt.name, tt.args, o, err)
+		}
 	}
-	// With another argument, or an option, a file name is an ignored argument (1.x).
-	o, err = Parse([]string{good, "-T"})
-	if err != nil || !slices.Equal(o.Args, []string{good}) || !o.TCPOnly || o.LocalAddress != "" {
-		t.Errorf("file and option: got %+v, %v", o, err)
-	}
-	bad := write("bad.conf", "EDNSPayloadSize 99999\n")
-	_, err = Parse([]string{bad})
-	if err == nil || !strings.HasPrefix(err.Error(), bad+": Invalid EDNS payload size: [99999]") || exitCode(err) != 1 {
-		t.Errorf("bad value in config: got %v", err)
-	}
-	_, err = Parse([]string{dir + "/nosuch.conf"})
-	if err == nil || !strings.Contains(err.Error(), "Unable to read the configuration file") {
-		t.Errorf("missing config: got %v", err)
+
+	for _, tt := range []struct {
+		name string
+		args []string
+		hint bool
+		msg  string
+	}{
+		{"two files", []string{good, other}, true, "more than one argument that is not an option: [" + good + "] [" + other + "]"},
+		{"two files around an option", []string{good, "-d", other}, true, "[" + good + "] [" + other + "]"},
+		{"a file and a word", []string{"-m", "7", good, "extra"}, true, "[" + good + "] [extra]"},
+		{"bad value in the file", []string{write("bad.conf", "EDNSPayloadSize 99999\n"), "-d"}, false, dir + "/bad.conf: Invalid EDNS payload size: [99999]"},
+		{"bad log level in the file", []string{write("level.conf", "LogLevel 8\n")}, false, dir + "/level.conf: Invalid max log level: [8] (want 0..7)"},
+		{"syntax error in the file", []string{"-d", write("syntax.conf", "Tor yes\nNoSuch 1\n")}, false, dir + "/syntax.conf:2: unknown property [NoSuch]"},
+		{"missing file", []string{missing, "-d"}, false, "Unable to read the configuration file [" + missing + "]"},
+		{"a directory", []string{dir, "-d"}, false, "Unable to read the configuration file [" + dir + "]"},
+		{"bad option: the file is not read", []string{missing, "--bogus"}, true, "unrecognized option '--bogus'"},
+	} {
+		_, err := Parse(tt.args)
+		ee, ok := errors.AsType[*ExitError](err)
+		if !ok || ee.Code != ExitFailure || ee.Hint != tt.hint || !strings.Contains(ee.Msg, tt.msg) {
+			t.Errorf("%s: Parse(%q): got %v, want exit 1, hint %v, %q", tt.name, tt.args, err, tt.hint, tt.msg)
+		}
 	}
 }
 

@@ -17,11 +17,13 @@ const listenFDsStart = 3
 func bind(addr string) (net.PacketConn, net.Listener, error) {
 	pc, err := net.ListenPacket("udp", addr)
 	if err != nil {
+		//lint:ignore ST1005 1.x's message, logged as is
 		return nil, nil, fmt.Errorf("Unable to bind (UDP) [%s]: %w", addr, unwrapOpError(err))
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		pc.Close()
+		//lint:ignore ST1005 1.x's message, logged as is
 		return nil, nil, fmt.Errorf("Unable to bind (TCP) [%s]: %w", addr, unwrapOpError(err))
 	}
 	return pc, ln, nil
@@ -55,6 +57,7 @@ func systemdSockets() (pc net.PacketConn, ln net.Listener, ok bool, err error) {
 	os.Unsetenv("LISTEN_FDNAMES")
 	n, err := strconv.Atoi(fdsStr)
 	if err != nil || n < 0 || n > 1024 {
+		//lint:ignore ST1005 1.x's message, logged as is
 		return nil, nil, false, fmt.Errorf("Invalid LISTEN_FDS: [%s]", fdsStr)
 	}
 	if n == 0 {
@@ -81,6 +84,7 @@ func systemdSockets() (pc net.PacketConn, ln net.Listener, ok bool, err error) {
 		return nil, nil, false, e
 	}
 	if n != 2 {
+		//lint:ignore ST1005 1.x's message, logged as is
 		return fail(fmt.Errorf("Wrong number of systemd sockets: %d - should be 2", n))
 	}
 	for _, f := range files {
@@ -100,9 +104,11 @@ func systemdSockets() (pc net.PacketConn, ln net.Listener, ok bool, err error) {
 		}
 	}
 	if pc == nil {
+		//lint:ignore ST1005 1.x's message, logged as is
 		return fail(errors.New("No systemd UDP socket passed in"))
 	}
 	if ln == nil {
+		//lint:ignore ST1005 1.x's message, logged as is
 		return fail(errors.New("No systemd TCP socket passed in"))
 	}
 	return pc, ln, true, nil

@@ -23,7 +23,7 @@ type socksURL struct {
 	User, Password string
 }
 
-// parseProxyURL parses "socks5://[user[:password]@]ip[:port]" (socks5h://
+// parseProxyURL parses "socks5://[user:password@]ip[:port]" (socks5h://
 // too, and a bare "ip:port"). The host must be an IP address: a name
 // would need a local lookup, which a Tor setup must never make. The port
 // defaults to 1080.
@@ -67,10 +67,14 @@ func parseProxyURL(s string) (socksURL, error) {
 	}
 	su := socksURL{Addr: netip.AddrPortFrom(ip.Unmap(), uint16(port)).String()}
 	if u.User != nil {
+		// RFC 1929: a user name and a password of 1..255 bytes each.
 		su.User = u.User.Username()
 		su.Password, _ = u.User.Password()
 		if su.User == "" {
 			return bad("empty user name")
+		}
+		if su.Password == "" {
+			return bad("a user name needs a password (RFC 1929: 1..255 bytes; socks5://USER:PASS@IP:PORT)")
 		}
 		if len(su.User) > maxSOCKSCredLen || len(su.Password) > maxSOCKSCredLen {
 			return bad(fmt.Sprintf("user name and password are limited to %d bytes", maxSOCKSCredLen))

@@ -65,22 +65,20 @@ func testCerts(ctx context.Context, plan *Plan, log *slog.Logger) int {
 }
 
 // checkMargin applies 1.x's test on the chosen certificate: now must lie
-// within [ts-start, ts-end - margin] (ts-start if the margin is longer
-// than the validity).
+// within [ts-start, ts-end - margin]. A margin longer than the whole
+// validity period is never met (1.x then checked now against
+// [ts-start, ts-start] and printed that window).
 func checkMargin(c *certs.Cert, margin time.Duration, now time.Time, log *slog.Logger) int {
 	begin, end := c.NotBefore.Unix(), c.NotAfter.Unix()
 	m := int64(margin / time.Second)
-	safeEnd := begin
-	if end > m {
-		safeEnd = end - m
+	if end-m < begin {
+		logf(log, slog.LevelWarn, "The certificate is not valid for the given safety margin: "+
+			"a margin of %d s is wider than the certificate validity period [%d..%d] (%d s)", m, begin, end, end-begin)
+		return ExitCertMargin
 	}
-	if safeEnd < begin {
-		logf(log, slog.LevelWarn, "Safety margin wider than the certificate validity period")
-		safeEnd = begin
-	}
-	if t := now.Unix(); t < begin || t > safeEnd {
+	if t := now.Unix(); t < begin || t > end-m {
 		logf(log, slog.LevelWarn, "The certificate is not valid for the given safety margin (%d-%d not within [%d..%d])",
-			t, m, begin, safeEnd)
+			t, m, begin, end-m)
 		return ExitCertMargin
 	}
 	certs.LogChosen(log, c)

@@ -5,7 +5,9 @@
 #  1. Debian packages (apt; needs root). Package scripts may not start daemons
 #     while we install (a temporary policy-rc.d), so nothing grabs port 53 or
 #     9050.
-#  2. The second DNSCrypt server, github.com/ameshkov/dnscrypt/v2 (Go), built
+#  2. staticcheck (pinned), for tests/run.sh, into tests/.bin/tools (or
+#     $LAB_TOOLS_BIN) unless that version is there. Skipped with LAB_SKIP_GO=1.
+#  3. The second DNSCrypt server, github.com/ameshkov/dnscrypt/v2 (Go), built
 #     from the pinned module in tests/tools into tests/.bin/dnscrypt (or
 #     $LAB_GO_DNSCRYPT), unless that binary is already built from the current
 #     tests/tools/go.mod and go.sum. Skipped with LAB_SKIP_GO=1.
@@ -63,6 +65,27 @@ if ((${#missing[@]})); then
     for unit in unbound dnsdist tor stubby; do
       systemctl disable --now "$unit.service" >/dev/null 2>&1 || true
     done
+  fi
+fi
+
+# --- staticcheck, for tests/run.sh ------------------------------------------------
+# The pinned version, installed with go install into tests/.bin/tools (or
+# $LAB_TOOLS_BIN), which run.sh puts first on PATH, unless that directory
+# already holds this version. Skipped with LAB_SKIP_GO=1.
+STATICCHECK_VERSION=0.8.2
+tools_bin="${LAB_TOOLS_BIN:-$LAB_REPO_ROOT/tests/.bin/tools}"
+if [[ "${LAB_SKIP_GO:-0}" != 1 ]] &&
+  ! "$tools_bin/staticcheck" -version 2>/dev/null | grep -qF "($STATICCHECK_VERSION)"; then
+  sc_go="$(command -v go || true)"
+  [[ -n "$sc_go" || ! -x /usr/local/go/bin/go ]] || sc_go=/usr/local/go/bin/go
+  [[ -n "$sc_go" ]] || die "no go command: cannot install staticcheck (LAB_SKIP_GO=1 skips it)"
+  log "installing staticcheck $STATICCHECK_VERSION into $tools_bin"
+  mkdir -p "$tools_bin"
+  GOBIN="$tools_bin" GOWORK=off GOFLAGS= "$sc_go" install "honnef.co/go/tools/cmd/staticcheck@v$STATICCHECK_VERSION" ||
+    die "installing staticcheck $STATICCHECK_VERSION failed"
+  if [[ $(id -u) == 0 && -z "${LAB_TOOLS_BIN:-}" ]]; then
+    owner="$(stat -c %u:%g "$LAB_REPO_ROOT")"
+    [[ "$owner" == 0:0 ]] || chown -R "$owner" "$(dirname "$tools_bin")" 2>/dev/null || true
   fi
 fi
 

@@ -2,8 +2,8 @@ package tortest_test
 
 import (
 	"context"
-	"fmt"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,47 +12,62 @@ import (
 	"github.com/tor-dnscrypt/dnscrypt-proxy/tests/tortest"
 )
 
-// A test that sends TCP through Tor to a service on 127.0.0.1 and checks
-// which circuit carried it.
-func ExampleStartTB() {
-	var t *testing.T // the test's *testing.T
+// TestUsage runs what the package documentation shows, on one network: a
+// test sends TCP through Tor to a service on 127.0.0.1 and checks which
+// circuit carried it; then it stops the Tor client, checks that the SOCKS
+// port refuses connections, and brings the client back. Without tor it is
+// skipped (and fails under CI=true).
+func TestUsage(t *testing.T) {
 	n := tortest.StartTB(t, tortest.Options{})
 
-	ln, _ := net.Listen("tcp4", "127.0.0.1:0") // the service
+	ln, err := net.Listen("tcp4", "127.0.0.1:0") // the service
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer ln.Close()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	events, _ := n.WatchStreams(ctx)
-
-	d, _ := proxy.SOCKS5("tcp", n.SOCKS, &proxy.Auth{User: "case-1", Password: "x"}, proxy.Direct)
+	events, err := n.WatchStreams(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := proxy.SOCKS5("tcp", n.SOCKS, &proxy.Auth{User: "case-1", Password: "x"}, proxy.Direct)
+	if err != nil {
+		t.Fatal(err)
+	}
 	c, err := d.(proxy.ContextDialer).DialContext(ctx, "tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-
 	for e := range events {
 		if e.Status == "SUCCEEDED" {
 			target, exit := e.SplitExit()
-			fmt.Println(e.SOCKSUser, e.CircuitID, target, exit)
+			if e.SOCKSUser != "case-1" || e.CircuitID == "" || target != ln.Addr().String() || exit == "" {
+				t.Errorf("stream: user %q circuit %q target %q exit %q", e.SOCKSUser, e.CircuitID, target, exit)
+			}
 			break
 		}
 	}
-}
+	if ctx.Err() != nil {
+		t.Fatal("no SUCCEEDED stream event")
+	}
 
-// Stop the Tor client, check that the code under test copes with a dead
-// SOCKS port, and bring it back.
-func ExampleNetwork_StopClient() {
-	var t *testing.T // the test's *testing.T
-	n := tortest.StartTB(t, tortest.Options{})
+	// Stop the Tor client: the code under test must cope with a dead
+	// SOCKS port.
 	if err := n.StopClient(); err != nil {
 		t.Fatal(err)
 	}
-	// ... SOCKS CONNECTs to n.SOCKS are refused now ...
+	if c, err := net.Dial("tcp", n.SOCKS); err == nil {
+		c.Close()
+		t.Error("the SOCKS port accepts connections after StopClient")
+	}
 	if err := n.StartClient(true); err != nil {
 		t.Fatal(err)
 	}
-	phase, _ := n.Control("GETINFO status/bootstrap-phase")
-	fmt.Println(phase) // NOTICE BOOTSTRAP PROGRESS=100 TAG=done SUMMARY="Done"
+	phase, err := n.Control("GETINFO status/bootstrap-phase")
+	if err != nil || !strings.Contains(phase, "PROGRESS=100") {
+		t.Errorf("bootstrap phase after StartClient: %q, %v", phase, err)
+	}
 }

@@ -22,7 +22,9 @@ import (
 	"golang.org/x/crypto/chacha20"
 	// The Poly1305 one-time authenticator is exactly what the secretbox
 	// layout needs; the package is deprecated only as a general-purpose MAC.
-	"golang.org/x/crypto/poly1305" //nolint:staticcheck
+	//lint:ignore SA1019 secretbox's one-time authenticator, not a general-purpose MAC
+	"golang.org/x/crypto/poly1305"
+	//lint:ignore SA1019 HSalsa20 and the Salsa20 core are the XSalsa20Poly1305 construction (es 1)
 	"golang.org/x/crypto/salsa20/salsa"
 )
 
