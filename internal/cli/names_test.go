@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -46,5 +48,28 @@ func TestConfigPrivateDomains(t *testing.T) {
 	}
 	if !slices.Equal(o.PrivateDomains, []string{"lab.test", "corp.internal"}) || !o.Given("rebind-protection") || o.RebindProtection {
 		t.Fatalf("from %q: %q, rebind protection %v (given %v)", args, o.PrivateDomains, o.RebindProtection, o.Given("rebind-protection"))
+	}
+}
+
+// TestPrivateDomainsFileAndOptions: --private-domain on the command line
+// replaces the file's PrivateDomain lines, as every option does.
+func TestPrivateDomainsFileAndOptions(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "p.conf")
+	if err := os.WriteFile(path, []byte("PrivateDomain lab.test\nPrivateDomain corp.internal\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o, err := Parse([]string{path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(o.PrivateDomains, []string{"lab.test", "corp.internal"}) {
+		t.Fatalf("file alone: %q", o.PrivateDomains)
+	}
+	o, err = Parse([]string{"--private-domain=home.example", path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(o.PrivateDomains, []string{"home.example"}) {
+		t.Fatalf("file and option: %q, want the option's alone", o.PrivateDomains)
 	}
 }
