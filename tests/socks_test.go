@@ -30,10 +30,9 @@ func socksConnects(t *testing.T, lab *labtest.Lab, log, target string) int {
 // connection for each). A wrong password gives SERVFAIL and a log line
 // saying why.
 //
-// A generic SOCKS server does not isolate by credentials as Tor does, so
-// these runs use --isolation=none. The default, --isolation=epoch, makes
-// up credentials, which microsocks refuses: the subtests with the default
-// options show it (skipped, see proxyIsolationBug).
+// A generic SOCKS server does not isolate by credentials as Tor does: the
+// default options (--isolation=epoch) must work through it all the same,
+// as --isolation=none does.
 func TestSOCKSReal(t *testing.T) {
 	lab := sharedLab(t)
 	for _, tc := range []struct {
@@ -48,9 +47,6 @@ func TestSOCKSReal(t *testing.T) {
 			"socks-auth.log", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.isolation == nil {
-				t.Skip(proxyIsolationBug)
-			}
 			before := socksConnects(t, lab, tc.log, lab.Go)
 			p := startProxyBin(t, append(append(labArgs(lab, lab.Go), "--proxy="+tc.proxy), tc.isolation...)...)
 			waitAnswer(t, p, "www.lab.test")
@@ -84,10 +80,3 @@ func TestSOCKSReal(t *testing.T) {
 		waitLog(t, p, "socks5: proxy "+lab.SocksAuth+" rejected the credentials", 0)
 	})
 }
-
-// proxyIsolationBug is why the default isolation fails through a generic
-// SOCKS server (found by TestSOCKSReal; internal/proxy and internal/cli
-// are to fix it).
-const proxyIsolationBug = "known bug: with --proxy and the default --isolation=epoch the proxy offers only " +
-	"username/password authentication, with made-up credentials (the URL's ones as a prefix): microsocks " +
-	"without authentication refuses the method, microsocks with a password rejects the credentials"
