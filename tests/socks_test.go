@@ -38,13 +38,14 @@ func TestSOCKSReal(t *testing.T) {
 	for _, tc := range []struct {
 		name, proxy, log string
 		isolation        []string
+		warning          string // the one warning that circuits are not isolated, and why
 	}{
-		{"no authentication", "socks5://" + lab.Socks, "socks.log", []string{"--isolation=none"}},
+		{"no authentication", "socks5://" + lab.Socks, "socks.log", []string{"--isolation=none"}, ""},
 		{"username and password", "socks5://" + lab.SocksUser + ":" + lab.SocksPass + "@" + lab.SocksAuth, "socks-auth.log",
-			[]string{"--isolation=none"}},
-		{"no authentication, default isolation", "socks5://" + lab.Socks, "socks.log", nil},
+			[]string{"--isolation=none"}, ""},
+		{"no authentication, default isolation", "socks5://" + lab.Socks, "socks.log", nil, "it takes no authentication"},
 		{"username and password, default isolation", "socks5://" + lab.SocksUser + ":" + lab.SocksPass + "@" + lab.SocksAuth,
-			"socks-auth.log", nil},
+			"socks-auth.log", nil, "the proxy URL's username and password are an account on it, sent as they are"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := socksConnects(t, lab, tc.log, lab.Go)
@@ -62,6 +63,17 @@ func TestSOCKSReal(t *testing.T) {
 			}
 			if got < want {
 				t.Fatalf("microsocks logged %d connections to %s, want at least %d (the certificate and three queries)", got, lab.Go, want)
+			}
+			addr := lab.Socks
+			if tc.log == "socks-auth.log" {
+				addr = lab.SocksAuth
+			}
+			warning := "[WARNING] SOCKS proxy " + addr + ": no isolation by credentials"
+			if n := strings.Count(p.output(), warning); tc.warning == "" && n != 0 || tc.warning != "" && n != 1 {
+				t.Fatalf("%d warnings %q, want %d:\n%s", n, warning, min(len(tc.warning), 1), p.output())
+			}
+			if tc.warning != "" {
+				waitLog(t, p, warning+" (no new Tor circuit per epoch or query): "+tc.warning+"; client keys still change", 0)
 			}
 		})
 	}
