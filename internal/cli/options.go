@@ -175,9 +175,8 @@ var options = []option{
 		help: "resolver as a DNSCrypt stamp, sdns://...",
 		set:  func(o *Options, v string) error { o.Stamp = v; return nil }},
 	{long: "proxy", noAbbrev: true, arg: "URL",
-		help: "send everything through this SOCKS5 proxy: socks5://[USER:PASS@]IP:PORT or socks5:///SOCKET/PATH; " +
-			"USER:PASS is an account, sent as given (no circuit isolation then)",
-		set: func(o *Options, v string) error { o.Proxy = v; return nil }},
+		help: "send everything through this SOCKS5 proxy: socks5://[USER:PASS@]IP:PORT or socks5:///SOCKET/PATH; USER:PASS is an account, sent as given (no circuit isolation then)",
+		set:  func(o *Options, v string) error { o.Proxy = v; return nil }},
 	{long: "tor", noAbbrev: true,
 		help: "send everything through Tor (--proxy=socks5://127.0.0.1:9050 unless --proxy is given)",
 		set:  func(o *Options, v string) error { return setBool(&o.Tor, "tor", v) }},
