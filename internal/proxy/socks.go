@@ -235,7 +235,12 @@ func (d *socksDialer) handshake(c net.Conn, req []byte, target, user, pass strin
 	if _, err := io.ReadFull(c, make([]byte, rest)); err != nil {
 		return fmt.Errorf("%w: proxy %s: reading CONNECT reply: %w", errSOCKS, d.proxyAddr, err)
 	}
-	if !d.optimistic {
+	if d.optimistic {
+		// Nothing to send that would carry the ACK of the reply: without
+		// one, Tor (Nagle on, no TCP_NODELAY) holds the answer until the
+		// delayed ACK, 40 ms later.
+		quickACK(c)
+	} else {
 		if _, err := c.Write(payload); err != nil {
 			return fmt.Errorf("%w: writing to %s: %w", errSOCKS, target, err)
 		}
@@ -271,4 +276,29 @@ func connectRequest(target string) ([]byte, error) {
 		req = append(req, host...)
 	}
 	return append(req, byte(port>>8), byte(port)), nil
+}
+
+// readFullAcked is io.ReadFull, acknowledging at once (quickACK) each read
+// that leaves buf short: the sender's next segment, if small, waits for
+// that ACK (Nagle), and Tor writes an answer that spans cells in several
+// writes.
+func readFullAcked(c net.Conn, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := c.Read(buf[n:])
+		n += m
+		if n == len(buf) {
+			return n, nil
+		}
+		if err != nil {
+			if err == io.EOF && n > 0 {
+				err = io.ErrUnexpectedEOF
+			}
+			return n, err
+		}
+		if m > 0 {
+			quickACK(c)
+		}
+	}
+	return n, nil
 }
