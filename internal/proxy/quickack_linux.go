@@ -13,11 +13,11 @@ import (
 // arrives it changes nothing, so it is called after reads. A no-op on
 // other than TCP connections.
 func quickACK(c net.Conn) {
-	tc, ok := c.(*net.TCPConn)
-	if !ok {
+	sc, ok := c.(syscall.Conn)
+	if !ok || c.LocalAddr().Network() != "tcp" {
 		return
 	}
-	if rc, err := tc.SyscallConn(); err == nil {
+	if rc, err := sc.SyscallConn(); err == nil {
 		rc.Control(func(fd uintptr) {
 			syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_QUICKACK, 1)
 		})
