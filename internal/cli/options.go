@@ -190,7 +190,7 @@ var options = []option{
 		help: "give up on a query after DURATION and answer SERVFAIL (default 10s, 20s with a proxy)",
 		set:  setTimeout},
 	{long: "optimistic-data", noAbbrev: true,
-		help: "send the query right after the SOCKS CONNECT request, before its reply (off: measured slower through Tor)",
+		help: "send the query right after the SOCKS CONNECT request, before its reply (off: never faster through Tor, see README)",
 		set:  func(o *Options, v string) error { return setBool(&o.OptimisticData, "optimistic-data", v) }},
 
 	// dnscrypt-proxy 1.0.x.

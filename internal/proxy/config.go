@@ -89,11 +89,14 @@ type SOCKS struct {
 	Isolation Isolation
 	Epoch     time.Duration
 	// OptimisticData sends the encrypted query right after the CONNECT
-	// request, before the proxy's reply, which Tor accepts ("optimistic
-	// data") and which could save a circuit round trip. Off by default:
-	// measured through a private Tor network (tests/bench/torlatency), it
-	// was slower on fresh circuits (Tor held the early data about 40 ms)
-	// and no faster on open ones. Generic SOCKS servers may drop early data.
+	// request, before the proxy's reply ("optimistic data"), to save a
+	// circuit round trip. Off by default: Tor 0.4.8+ attaches exit streams
+	// to conflux circuits, on which it holds early data until CONNECTED
+	// (no gain), and where it does forward it, the exit and middle relays
+	// hold the answer behind the unacknowledged CONNECTED cell (Nagle and
+	// a 40 ms delayed ACK on quiet OR connections): measured through the
+	// private Tor network (tests/bench/torlatency), never faster. Generic
+	// SOCKS servers may also drop early data.
 	OptimisticData bool
 }
 
