@@ -3,7 +3,8 @@
 //
 // Every subject is a separate process listening on loopback, asked in turn
 // (one query to each, round after round, so that load from elsewhere hits
-// them alike):
+// them alike; -one-by-one asks each n times before the next, so that their
+// circuits never interleave on the relays' connections):
 //
 //   - this tree's proxy (built here), the query sent after the SOCKS
 //     CONNECT reply ("awaited") or right after the request ("optimistic
@@ -23,7 +24,8 @@
 // behind the exits. It prints median and 90th percentile over -n queries
 // per row.
 //
-// Usage: go run ./tests/bench/torlatency [-n 100] [-before PATH]
+// Usage: go run ./tests/bench/torlatency [-n 100] [-one-by-one]
+// [-modes cold,warm] [-sizes small,medium,big] [-before PATH]
 // [-dnscrypt-proxy2 PATH] [-client-torrc LINE]... [-relay-torrc LINE]...
 package main
 
@@ -55,6 +57,7 @@ var (
 	v2        = flag.String("dnscrypt-proxy2", "", "path of a dnscrypt-proxy 2.x binary, measured beside")
 	onlyModes = flag.String("modes", "cold,warm", "which circuit modes to measure")
 	sizeList  = flag.String("sizes", "small,medium,big", "which answers to ask for")
+	oneByOne  = flag.Bool("one-by-one", false, "ask each subject n times before the next, instead of in turn")
 	clientRC  lines
 	relayRC   lines
 )
@@ -140,6 +143,11 @@ func run() error {
 	defer tor.Close()
 	fmt.Printf("Tor network up in %v; resolver %s (Go DNSCrypt server) behind the exits; %d queries per row\n",
 		tor.StartTime.Round(100*time.Millisecond), lab.Go, *n)
+	fmt.Printf("SocksPort %s and %s; relays (ORPort, DirPort):", tor.SOCKS, unixSocks)
+	for i, r := range tor.Relays {
+		fmt.Printf(" %s %d/%d", r, tor.RelayPorts[2*i], tor.RelayPorts[2*i+1])
+	}
+	fmt.Println()
 	if len(clientRC)+len(relayRC) > 0 {
 		fmt.Printf("client torrc: %s; relay torrc: %s\n", clientRC.String(), relayRC.String())
 	}
@@ -240,29 +248,33 @@ func measure(mode string, subjects []*subject, qs []question, tor *tortest.Netwo
 	}
 	for _, q := range qs {
 		seen := map[string]bool{}
-		for range *n {
-			for _, s := range subjects {
-				mark := streams.len()
-				took, err := ask(s.addr, q)
+		// One query to each subject in turn, n rounds; with -one-by-one,
+		// n queries to each subject before the next.
+		for i := range *n * len(subjects) {
+			s := subjects[i%len(subjects)]
+			if *oneByOne {
+				s = subjects[i / *n]
+			}
+			mark := streams.len()
+			took, err := ask(s.addr, q)
+			if err != nil {
+				// A circuit may fail under load: counted, not timed.
+				s.fails[q.label]++
+				fmt.Fprintf(os.Stderr, "%s, %s: %v\n", s.label, q.label, err)
+				continue
+			}
+			s.d[q.label] = append(s.d[q.label], took)
+			if s.v2 && mode == "cold" {
+				circ, err := streams.circuitOf(s.user, mark, 5*time.Second)
 				if err != nil {
-					// A circuit may fail under load: counted, not timed.
-					s.fails[q.label]++
-					fmt.Fprintf(os.Stderr, "%s, %s: %v\n", s.label, q.label, err)
-					continue
+					return fmt.Errorf("%s: %w", s.label, err)
 				}
-				s.d[q.label] = append(s.d[q.label], took)
-				if s.v2 && mode == "cold" {
-					circ, err := streams.circuitOf(s.user, mark, 5*time.Second)
-					if err != nil {
-						return fmt.Errorf("%s: %w", s.label, err)
-					}
-					if !seen[circ] {
-						s.newC[q.label]++
-					}
-					seen[circ] = true
-					if _, err := tor.Control("CLOSECIRCUIT " + circ); err != nil {
-						return fmt.Errorf("closing circuit %s: %w", circ, err)
-					}
+				if !seen[circ] {
+					s.newC[q.label]++
+				}
+				seen[circ] = true
+				if _, err := tor.Control("CLOSECIRCUIT " + circ); err != nil {
+					return fmt.Errorf("closing circuit %s: %w", circ, err)
 				}
 			}
 		}
