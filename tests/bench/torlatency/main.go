@@ -437,13 +437,22 @@ func startToAnswer(self string, lab *labtest.Lab, tor *tortest.Network) (_ time.
 	return 0, fmt.Errorf("no answer within a minute")
 }
 
+// freePort returns a loopback port free for both UDP and TCP.
 func freePort() (int, error) {
-	c, err := (&net.ListenConfig{}).ListenPacket(context.Background(), "udp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+	for range 100 {
+		c, err := (&net.ListenConfig{}).ListenPacket(context.Background(), "udp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		port := c.LocalAddr().(*net.UDPAddr).Port
+		ln, err := net.Listen("tcp", c.LocalAddr().String())
+		c.Close()
+		if err == nil {
+			ln.Close()
+			return port, nil
+		}
 	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port, nil
+	return 0, errors.New("no port free for both UDP and TCP")
 }
 
 // streamLog keeps the Tor client's STREAM events.
