@@ -24,7 +24,7 @@
 // behind the exits. It prints median and 90th percentile over -n queries
 // per row.
 //
-// Usage: go run ./tests/bench/torlatency [-n 100] [-one-by-one]
+// Usage: go run ./tests/bench/torlatency [-n 100] [-one-by-one] [-only TEXT]
 // [-modes cold,warm] [-sizes small,medium,big] [-before PATH]
 // [-dnscrypt-proxy2 PATH] [-client-torrc LINE]... [-relay-torrc LINE]...
 package main
@@ -58,6 +58,7 @@ var (
 	onlyModes = flag.String("modes", "cold,warm", "which circuit modes to measure")
 	sizeList  = flag.String("sizes", "small,medium,big", "which answers to ask for")
 	oneByOne  = flag.Bool("one-by-one", false, "ask each subject n times before the next, instead of in turn")
+	only      = flag.String("only", "", "measure only the subjects whose label contains this text")
 	clientRC  lines
 	relayRC   lines
 )
@@ -220,6 +221,7 @@ func subjectsFor(mode, self string, lab *labtest.Lab, tor *tortest.Network, unix
 	if *v2 != "" {
 		s = append(s, &subject{label: "dnscrypt-proxy 2.x, " + mode, v2: true, user: "v2" + mode})
 	}
+	s = slices.DeleteFunc(s, func(x *subject) bool { return !strings.Contains(x.label, *only) })
 	for _, x := range s {
 		x.d = map[string][]time.Duration{}
 		x.newC = map[string]int{}
