@@ -32,7 +32,9 @@ func socksConnects(t *testing.T, lab *labtest.Lab, log, target string) int {
 //
 // A generic SOCKS server does not isolate by credentials as Tor does: the
 // default options (--isolation=epoch) must work through it all the same,
-// as --isolation=none does.
+// as --isolation=none does, with one warning that circuits cannot be
+// isolated (microsocks without authentication picks "no authentication";
+// with one, the URL's credentials are an account, sent as they are).
 func TestSOCKSReal(t *testing.T) {
 	lab := sharedLab(t)
 	for _, tc := range []struct {
