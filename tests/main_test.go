@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 
@@ -23,6 +24,9 @@ var (
 	torOnce sync.Once
 	torNet  *tortest.Network
 	torErr  error
+	// torUnixSOCKS is the shared Tor client's SocksPort on a Unix-domain
+	// socket (IsolateSOCKSAuth too), in torSocketDir.
+	torUnixSOCKS, torSocketDir string
 )
 
 // sharedTor returns the private Tor network shared by the tests (starting
@@ -32,7 +36,16 @@ var (
 func sharedTor(t *testing.T) *tortest.Network {
 	t.Helper()
 	lab := sharedLab(t)
-	torOnce.Do(func() { torNet, torErr = tortest.Start(tortest.Options{ExitDNS: lab.Backend}) })
+	torOnce.Do(func() {
+		// A second SocksPort on a Unix-domain socket, in a private
+		// directory as tor requires.
+		if torSocketDir, torErr = os.MkdirTemp("", "tor-socks"); torErr != nil {
+			return
+		}
+		torUnixSOCKS = filepath.Join(torSocketDir, "socks")
+		torNet, torErr = tortest.Start(tortest.Options{ExitDNS: lab.Backend,
+			ClientTorrc: []string{"SocksPort unix:" + torUnixSOCKS + " IsolateSOCKSAuth"}})
+	})
 	if errors.Is(torErr, tortest.ErrUnavailable) {
 		labtest.Require(t, "the private Tor network", torErr)
 	}
@@ -79,6 +92,9 @@ func TestMain(m *testing.M) {
 			fmt.Fprintf(os.Stderr, "stopping the shared Tor network: %v\n", err)
 			code = cmp.Or(code, 1)
 		}
+	}
+	if torSocketDir != "" {
+		os.RemoveAll(torSocketDir)
 	}
 	removeProxyBinary()
 	os.Exit(code)

@@ -30,27 +30,26 @@ func socksConnects(t *testing.T, lab *labtest.Lab, log, target string) int {
 // connection for each). A wrong password gives SERVFAIL and a log line
 // saying why.
 //
-// A generic SOCKS server does not isolate by credentials as Tor does, so
-// these runs use --isolation=none. The default, --isolation=epoch, makes
-// up credentials, which microsocks refuses: the subtests with the default
-// options show it (skipped, see proxyIsolationBug).
+// A generic SOCKS server does not isolate by credentials as Tor does: the
+// default options (--isolation=epoch) must work through it all the same,
+// as --isolation=none does, with one warning that circuits cannot be
+// isolated (microsocks without authentication picks "no authentication";
+// with one, the URL's credentials are an account, sent as they are).
 func TestSOCKSReal(t *testing.T) {
 	lab := sharedLab(t)
 	for _, tc := range []struct {
 		name, proxy, log string
 		isolation        []string
+		warning          string // the one warning that circuits are not isolated, and why
 	}{
-		{"no authentication", "socks5://" + lab.Socks, "socks.log", []string{"--isolation=none"}},
+		{"no authentication", "socks5://" + lab.Socks, "socks.log", []string{"--isolation=none"}, ""},
 		{"username and password", "socks5://" + lab.SocksUser + ":" + lab.SocksPass + "@" + lab.SocksAuth, "socks-auth.log",
-			[]string{"--isolation=none"}},
-		{"no authentication, default isolation", "socks5://" + lab.Socks, "socks.log", nil},
+			[]string{"--isolation=none"}, ""},
+		{"no authentication, default isolation", "socks5://" + lab.Socks, "socks.log", nil, "it takes no authentication"},
 		{"username and password, default isolation", "socks5://" + lab.SocksUser + ":" + lab.SocksPass + "@" + lab.SocksAuth,
-			"socks-auth.log", nil},
+			"socks-auth.log", nil, "the proxy URL's username and password are an account on it, sent as they are"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.isolation == nil {
-				t.Skip(proxyIsolationBug)
-			}
 			before := socksConnects(t, lab, tc.log, lab.Go)
 			p := startProxyBin(t, append(append(labArgs(lab, lab.Go), "--proxy="+tc.proxy, labPrivate), tc.isolation...)...)
 			waitAnswer(t, p, "www.lab.test")
@@ -66,6 +65,17 @@ func TestSOCKSReal(t *testing.T) {
 			}
 			if got < want {
 				t.Fatalf("microsocks logged %d connections to %s, want at least %d (the certificate and three queries)", got, lab.Go, want)
+			}
+			addr := lab.Socks
+			if tc.log == "socks-auth.log" {
+				addr = lab.SocksAuth
+			}
+			warning := "[WARNING] SOCKS proxy " + addr + ": no isolation by credentials"
+			if n := strings.Count(p.output(), warning); tc.warning == "" && n != 0 || tc.warning != "" && n != 1 {
+				t.Fatalf("%d warnings %q, want %d:\n%s", n, warning, min(len(tc.warning), 1), p.output())
+			}
+			if tc.warning != "" {
+				waitLog(t, p, warning+" (no new Tor circuit per epoch or query): "+tc.warning+"; client keys still change", 0)
 			}
 		})
 	}
@@ -84,10 +94,3 @@ func TestSOCKSReal(t *testing.T) {
 		waitLog(t, p, "socks5: proxy "+lab.SocksAuth+" rejected the credentials", 0)
 	})
 }
-
-// proxyIsolationBug is why the default isolation fails through a generic
-// SOCKS server (found by TestSOCKSReal; internal/proxy and internal/cli
-// are to fix it).
-const proxyIsolationBug = "known bug: with --proxy and the default --isolation=epoch the proxy offers only " +
-	"username/password authentication, with made-up credentials (the URL's ones as a prefix): microsocks " +
-	"without authentication refuses the method, microsocks with a password rejects the credentials"

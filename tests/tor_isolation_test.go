@@ -65,10 +65,13 @@ func (l *streamLog) succeeded(port string, skip int) []tortest.StreamEvent {
 	return out[skip:]
 }
 
-// TestTorIsolation checks what Tor and the resolver see. Epoch isolation:
-// two queries of one epoch share a SOCKS identity and a circuit, the next
-// epoch gets another identity and another circuit, and no client key is
-// seen in two epochs. Query isolation: every query its own identity,
+// TestTorIsolation checks what Tor and the resolver see. Epoch isolation
+// (the default with --proxy alone, through Tor's TCP and Unix-domain
+// SocksPorts): two queries of one epoch share a SOCKS identity and a
+// circuit, the next epoch gets another identity and another circuit, and no
+// client key is seen in two epochs. The proxy offers Tor both "no
+// authentication" and username/password; every stream carries credentials,
+// so Tor picked the latter. Query isolation: every query its own identity,
 // circuit and key.
 func TestTorIsolation(t *testing.T) {
 	tor := sharedTor(t)
@@ -79,20 +82,23 @@ func TestTorIsolation(t *testing.T) {
 		// same[i] reports whether query i+1 must share query i's identity.
 		same []bool
 	}{
-		{"epoch", []string{"--isolation=epoch", "--isolation-epoch=" + epoch.String()}, []bool{true, false, true}},
-		{"query", []string{"--isolation=query"}, []bool{false, false, false}},
+		// The default options: only --proxy (and a short epoch).
+		{"epoch", []string{"--proxy=socks5://" + tor.SOCKS, "--isolation-epoch=" + epoch.String()}, []bool{true, false, true}},
+		{"epoch, Unix socket", []string{"--proxy=socks5://" + torUnixSOCKS, "--isolation-epoch=" + epoch.String()},
+			[]bool{true, false, true}},
+		{"query", append(torArgs(tor), "--isolation=query"), []bool{false, false, false}},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
 			srv := dnscrypttest.NewServer(t, nil)
 			_, port, _ := net.SplitHostPort(srv.Addr)
 			streams := watchStreams(t, tor)
-			p := startProxyBin(t, append(append(torArgs(tor), tc.args...), resolverArgs(srv)...)...)
+			p := startProxyBin(t, append(slices.Clone(tc.args), resolverArgs(srv)...)...)
 			waitAnswer(t, p, "www.example")
 			time.Sleep(epoch + 500*time.Millisecond) // a fresh epoch for the queries below
 			before := len(streams.succeeded(port, 0))
 			firstQuery := len(srv.Queries())
 			for i := range 4 {
-				if i == 2 && tc.mode == "epoch" {
+				if i == 2 && strings.HasPrefix(tc.mode, "epoch") {
 					time.Sleep(epoch + 500*time.Millisecond)
 				}
 				if r := runDig(t, "dig", append(at(t, p.Addr), "+tcp", "www.example", "A")...); r.Status != "NOERROR" {

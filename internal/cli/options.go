@@ -182,7 +182,7 @@ var options = []option{
 		help: "resolver as a DNSCrypt stamp, sdns://...",
 		set:  func(o *Options, v string) error { o.Stamp = v; return nil }},
 	{long: "proxy", noAbbrev: true, arg: "URL",
-		help: "send everything through this SOCKS5 proxy: socks5://[USER:PASS@]IP:PORT",
+		help: "send everything through this SOCKS5 proxy: socks5://[USER:PASS@]IP:PORT or socks5:///SOCKET/PATH; USER:PASS is an account, sent as given (no circuit isolation then)",
 		set:  func(o *Options, v string) error { o.Proxy = v; return nil }},
 	{long: "tor", noAbbrev: true,
 		help: "send everything through Tor (--proxy=socks5://127.0.0.1:9050 unless --proxy is given)",
@@ -197,7 +197,7 @@ var options = []option{
 		help: "give up on a query after DURATION and answer SERVFAIL (default 10s, 20s with a proxy)",
 		set:  setTimeout},
 	{long: "optimistic-data", noAbbrev: true,
-		help: "send the query right after the SOCKS CONNECT request, before its reply (off: measured slower through Tor)",
+		help: "send the query right after the SOCKS CONNECT request, before its reply (off: never faster through Tor, see README)",
 		set:  func(o *Options, v string) error { return setBool(&o.OptimisticData, "optimistic-data", v) }},
 
 	{long: "private-domain", noAbbrev: true, arg: "DOMAIN",

@@ -15,18 +15,20 @@ const (
 	defaultSOCKSPort  = 1080
 	maxSOCKSCredLen   = 255 // RFC 1929
 	maxHostNameLength = 253
+	maxUnixPathLen    = 107 // Linux's sun_path, less its NUL
 )
 
 // socksURL is a parsed --proxy value.
 type socksURL struct {
-	Addr           string // "ip:port", IPv6 in brackets
+	Addr           string // "ip:port", IPv6 in brackets; or a Unix-domain socket's path
 	User, Password string
 }
 
 // parseProxyURL parses "socks5://[user:password@]ip[:port]" (socks5h://
-// too, and a bare "ip:port"). The host must be an IP address: a name
-// would need a local lookup, which a Tor setup must never make. The port
-// defaults to 1080.
+// too, and a bare "ip:port"), or "socks5://[user:password@]/path" for a
+// Unix-domain socket (a bare "/path" too). The host must be an IP address:
+// a name would need a local lookup, which a Tor setup must never make. The
+// port defaults to 1080.
 func parseProxyURL(s string) (socksURL, error) {
 	bad := func(why string) (socksURL, error) {
 		return socksURL{}, valueErrorf("Invalid proxy: [%s]: %s", s, why)
@@ -44,11 +46,27 @@ func parseProxyURL(s string) (socksURL, error) {
 	default:
 		return bad(fmt.Sprintf("unsupported scheme %q (want socks5)", u.Scheme))
 	}
-	if u.Opaque != "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+	if u.Opaque != "" || u.RawQuery != "" || u.Fragment != "" || u.Host != "" && u.Path != "" && u.Path != "/" {
 		return bad("unexpected text after the address")
 	}
+	su := socksURL{}
+	var why string
+	if su.User, su.Password, why = credentials(u.User); why != "" {
+		return bad(why)
+	}
 	host := u.Hostname()
-	if host == "" {
+	switch {
+	case u.Host == "" && len(u.Path) > 1:
+		// socks5:///path: a Unix-domain socket (Tor's SocksPort unix:PATH).
+		if len(u.Path) > maxUnixPathLen {
+			return bad(fmt.Sprintf("socket path longer than %d bytes", maxUnixPathLen))
+		}
+		if strings.ContainsRune(u.Path, 0) {
+			return bad("NUL in the socket path")
+		}
+		su.Addr = u.Path
+		return su, nil
+	case host == "":
 		return bad("no proxy address")
 	}
 	ip, err := netip.ParseAddr(host)
@@ -65,22 +83,29 @@ func parseProxyURL(s string) (socksURL, error) {
 	} else if strings.HasSuffix(u.Host, ":") {
 		return bad("empty port")
 	}
-	su := socksURL{Addr: netip.AddrPortFrom(ip.Unmap(), uint16(port)).String()}
-	if u.User != nil {
-		// RFC 1929: a user name and a password of 1..255 bytes each.
-		su.User = u.User.Username()
-		su.Password, _ = u.User.Password()
-		if su.User == "" {
-			return bad("empty user name")
-		}
-		if su.Password == "" {
-			return bad("a user name needs a password (RFC 1929: 1..255 bytes; socks5://USER:PASS@IP:PORT)")
-		}
-		if len(su.User) > maxSOCKSCredLen || len(su.Password) > maxSOCKSCredLen {
-			return bad(fmt.Sprintf("user name and password are limited to %d bytes", maxSOCKSCredLen))
-		}
-	}
+	su.Addr = netip.AddrPortFrom(ip.Unmap(), uint16(port)).String()
 	return su, nil
+}
+
+// credentials returns the URL's username and password, if any, or why
+// they are bad.
+func credentials(u *url.Userinfo) (user, pass, why string) {
+	if u == nil {
+		return "", "", ""
+	}
+	user = u.Username()
+	pass, _ = u.Password()
+	if user == "" {
+		return "", "", "empty user name"
+	}
+	if len(user) > maxSOCKSCredLen || len(pass) > maxSOCKSCredLen {
+		return "", "", fmt.Sprintf("user name and password are limited to %d bytes", maxSOCKSCredLen)
+	}
+	if pass == "" {
+		// RFC 1929: a user name and a password of 1..255 bytes each.
+		return "", "", "a user name needs a password (RFC 1929: 1..255 bytes; socks5://USER:PASS@IP:PORT)"
+	}
+	return user, pass, ""
 }
 
 // normalizeHostPort checks a "host[:port]" resolver address for use

@@ -71,23 +71,33 @@ func ParseIsolation(s string) (Isolation, error) {
 
 // SOCKS configures the SOCKS5 proxy all upstream traffic goes through.
 type SOCKS struct {
-	// Addr is the proxy's "host:port", e.g. "127.0.0.1:9050". It should
-	// be an IP literal: a name would need a local lookup, which Tor mode
-	// never does, so New refuses one.
+	// Addr is the proxy's "host:port", e.g. "127.0.0.1:9050", or the
+	// absolute path of a Unix-domain socket (Tor's "SocksPort unix:PATH").
+	// The host must be an IP literal: a name would need a local lookup,
+	// which Tor mode never does, so New refuses one.
 	Addr string
-	// User and Password are fixed credentials (RFC 1929). With Isolation
-	// other than IsolationNone they are the prefix of generated ones.
+	// User and Password are an account on the proxy (RFC 1929), sent as
+	// they are on every connection. Without them, Isolation other than
+	// IsolationNone makes up credentials per epoch or query, which Tor's
+	// IsolateSOCKSAuth turns into separate circuits; with them, circuits
+	// are not isolated (a warning says so once) and only client keys
+	// change. Both "no authentication" and username/password are offered
+	// whenever there are credentials: a proxy that picks the former cannot
+	// isolate either (warned once too).
 	User, Password string
 	// Isolation and Epoch: see [Isolation]. Epoch zero means
 	// DefaultIsolationEpoch.
 	Isolation Isolation
 	Epoch     time.Duration
 	// OptimisticData sends the encrypted query right after the CONNECT
-	// request, before the proxy's reply, which Tor accepts ("optimistic
-	// data") and which could save a circuit round trip. Off by default:
-	// measured through a private Tor network (tests/bench/torlatency), it
-	// was slower on fresh circuits (Tor held the early data about 40 ms)
-	// and no faster on open ones. Generic SOCKS servers may drop early data.
+	// request, before the proxy's reply ("optimistic data"), to save a
+	// circuit round trip. Off by default: Tor 0.4.8+ attaches exit streams
+	// to conflux circuits, on which it holds early data until CONNECTED
+	// (no gain), and where it does forward it, the exit and middle relays
+	// hold the answer behind the unacknowledged CONNECTED cell (Nagle and
+	// a 40 ms delayed ACK on quiet OR connections): measured through the
+	// private Tor network (tests/bench/torlatency), never faster. Generic
+	// SOCKS servers may also drop early data.
 	OptimisticData bool
 }
 
@@ -232,8 +242,12 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if s := cfg.SOCKS; s != nil {
 		sc := *s
-		if _, err := netip.ParseAddrPort(sc.Addr); err != nil {
-			errs = append(errs, fmt.Errorf("SOCKS proxy address %q must be an IP address and port", sc.Addr))
+		if isUnixSocket(sc.Addr) {
+			if len(sc.Addr) > maxUnixPath {
+				errs = append(errs, fmt.Errorf("SOCKS proxy socket path %q is longer than %d bytes", sc.Addr, maxUnixPath))
+			}
+		} else if _, err := netip.ParseAddrPort(sc.Addr); err != nil {
+			errs = append(errs, fmt.Errorf("SOCKS proxy address %q must be an IP address and port, or a socket path", sc.Addr))
 		}
 		if len(sc.User) > 255 || len(sc.Password) > 255 {
 			errs = append(errs, errors.New("SOCKS user and password are limited to 255 bytes"))

@@ -49,7 +49,7 @@ type identities struct {
 	fixed     *dnscrypt.KeyPair // a configured client key: every identity uses it
 	isolation Isolation         // with SOCKS only; IsolationNone without
 	epoch     time.Duration
-	user      string // fixed credentials, or the prefix of generated ones
+	user      string // configured credentials, always sent as they are
 	pass      string
 	now       func() time.Time
 
@@ -112,7 +112,8 @@ func (ids *identities) epochIdentity() (*identity, error) {
 }
 
 // fresh makes a new identity: a key pair and random SOCKS credentials that
-// Tor has never seen, so they get a circuit of their own. A configured
+// Tor has never seen, so they get a circuit of their own (configured
+// credentials are kept as they are). A configured
 // client key is kept: the user asked for it (a resolver may only accept
 // known keys), and isolation then changes only the circuit.
 func (ids *identities) fresh() (*identity, error) {
@@ -123,17 +124,27 @@ func (ids *identities) fresh() (*identity, error) {
 			return nil, err
 		}
 	}
-	user, pass := randomCredentials(ids.user, ids.pass)
+	user, pass := ids.user, ids.pass
+	if !ids.fixedCredentials() {
+		user, pass = randomCredentials("", "")
+	}
 	return &identity{kp: kp, user: user, pass: pass, born: ids.now()}, nil
 }
 
+// fixedCredentials reports whether the SOCKS credentials never change:
+// without isolation, or when configured (an account on the proxy, which
+// would refuse altered ones).
+func (ids *identities) fixedCredentials() bool {
+	return ids.isolation == IsolationNone || ids.user != "" || ids.pass != ""
+}
+
 // certCredentials returns credentials for a certificate fetch: through SOCKS
-// on a circuit of its own, unrelated to any query's.
+// on a circuit of its own, unrelated to any query's, unless they are fixed.
 func (ids *identities) certCredentials() (user, pass string) {
-	if ids.isolation == IsolationNone {
+	if ids.fixedCredentials() {
 		return ids.user, ids.pass
 	}
-	return randomCredentials(ids.user+"cert-", ids.pass)
+	return randomCredentials("cert-", "")
 }
 
 // randomCredentials appends 64 random bits to each of user and pass:

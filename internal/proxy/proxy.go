@@ -97,7 +97,7 @@ func New(cfg Config) (*Proxy, error) {
 		wantUDP:  cfg.SOCKS == nil && !cfg.TCPOnly,
 	}
 	if s := cfg.SOCKS; s != nil {
-		p.socks = &socksDialer{proxyAddr: s.Addr, optimistic: s.OptimisticData}
+		p.socks = newSOCKSDialer(s, cfg.Logger)
 	}
 	p.conns.max = max(cfg.MaxActiveRequests, 16)
 	p.udpPad.Store(initialUDPPad)
@@ -166,9 +166,7 @@ func (s socksContextDialer) DialContext(ctx context.Context, network, addr strin
 	if network != "tcp" {
 		return nil, fmt.Errorf("%w: only TCP goes through SOCKS, not %s", errSOCKS, network)
 	}
-	d := *s.d
-	d.optimistic = false
-	return d.dial(ctx, addr, s.user, s.pass, nil)
+	return s.d.dial(ctx, addr, s.user, s.pass, nil)
 }
 
 // RefreshCerts asks for an early certificate check (SIGUSR1), without

@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
+	"sync/atomic"
 )
 
 // SOCKS5 (RFC 1928) with username/password authentication (RFC 1929),
@@ -57,12 +60,56 @@ func (e *socksError) Error() string {
 
 func (e *socksError) Unwrap() error { return errSOCKS }
 
+// maxUnixPath is the longest Unix-domain socket path (Linux's sun_path,
+// less its terminating NUL).
+const maxUnixPath = 107
+
+// SOCKS5 authentication methods (RFC 1928 section 3).
+const (
+	methodNone     = 0x00
+	methodPassword = 0x02 // RFC 1929
+	methodRefused  = 0xff
+)
+
 // socksDialer opens TCP connections through a SOCKS5 proxy. The only direct
 // connection it ever makes is to the proxy itself.
 type socksDialer struct {
-	proxyAddr  string // IP literal and port
+	network    string // "tcp", or "unix" for a Unix-domain socket
+	proxyAddr  string // IP literal and port, or the socket's path
 	optimistic bool
-	dialer     net.Dialer
+	// isolating: the credentials of each dial are made up to pick a Tor
+	// circuit (IsolateSOCKSAuth), not an account on the proxy.
+	isolating bool
+	log       *slog.Logger
+	// warned is set by the one warning that isolation by credentials is
+	// impossible (a proxy that takes no authentication, or fixed ones).
+	warned atomic.Bool
+	dialer net.Dialer
+}
+
+func newSOCKSDialer(s *SOCKS, log *slog.Logger) *socksDialer {
+	d := &socksDialer{network: "tcp", proxyAddr: s.Addr, optimistic: s.OptimisticData, log: log,
+		isolating: s.Isolation != IsolationNone && s.User == "" && s.Password == ""}
+	if isUnixSocket(s.Addr) {
+		d.network = "unix"
+	}
+	if s.Isolation != IsolationNone && !d.isolating {
+		d.warnNoIsolation("the proxy URL's username and password are an account on it, sent as they are")
+	}
+	return d
+}
+
+// isUnixSocket reports whether a SOCKS address is the path of a
+// Unix-domain socket rather than "ip:port".
+func isUnixSocket(addr string) bool { return strings.HasPrefix(addr, "/") }
+
+// warnNoIsolation logs, once per dialer, that queries cannot be kept apart
+// by SOCKS credentials, and why. Client keys still change as configured.
+func (d *socksDialer) warnNoIsolation(why string) {
+	if d.warned.CompareAndSwap(false, true) {
+		d.log.Warn("SOCKS proxy " + d.proxyAddr + ": no isolation by credentials (no new Tor circuit per epoch or query): " +
+			why + "; client keys still change")
+	}
 }
 
 // dial connects to target ("host:port"; a host name goes to the proxy as a
@@ -75,7 +122,7 @@ func (d *socksDialer) dial(ctx context.Context, target, user, pass string, paylo
 	if err != nil {
 		return nil, err
 	}
-	c, err := d.dialer.DialContext(ctx, "tcp", d.proxyAddr)
+	c, err := d.dialer.DialContext(ctx, d.network, d.proxyAddr)
 	if err != nil {
 		return nil, fmt.Errorf("%w: proxy %s: %w", errSOCKS, d.proxyAddr, err)
 	}
@@ -98,42 +145,64 @@ func (d *socksDialer) dial(ctx context.Context, target, user, pass string, paylo
 	return c, nil
 }
 
-func (d *socksDialer) handshake(c net.Conn, req []byte, target, user, pass string, payload []byte) error {
-	var buf [2]byte
-	method := byte(0x00)
+// authenticate offers "no authentication", and username/password when
+// there are credentials, and follows the server's choice. Tor picks
+// username/password when both are offered (unless PreferSOCKSNoAuth), so
+// isolation by credentials works; a server that picks "no authentication"
+// defeats it, which is logged once.
+func (d *socksDialer) authenticate(c net.Conn, user, pass string) error {
+	greeting := []byte{5, 1, methodNone}
 	if user != "" || pass != "" {
-		method = 0x02
+		greeting = []byte{5, 2, methodNone, methodPassword}
 	}
-	if _, err := c.Write([]byte{5, 1, method}); err != nil {
+	if _, err := c.Write(greeting); err != nil {
 		return fmt.Errorf("%w: proxy %s: %w", errSOCKS, d.proxyAddr, err)
 	}
+	var buf [2]byte
 	if _, err := io.ReadFull(c, buf[:]); err != nil {
 		return fmt.Errorf("%w: proxy %s: reading method: %w", errSOCKS, d.proxyAddr, err)
 	}
 	if buf[0] != 5 {
 		return fmt.Errorf("%w: proxy %s does not speak SOCKS5 (version %d)", errSOCKS, d.proxyAddr, buf[0])
 	}
-	if buf[1] != method {
-		if method == 0x02 {
-			return fmt.Errorf("%w: proxy %s refused username/password authentication", errSOCKS, d.proxyAddr)
+	switch m := buf[1]; {
+	case m == methodNone:
+		if d.isolating {
+			d.warnNoIsolation("it takes no authentication")
 		}
-		return fmt.Errorf("%w: proxy %s requires authentication", errSOCKS, d.proxyAddr)
+		return nil
+	case m == methodPassword && len(greeting) == 4:
+	case m == methodRefused && len(greeting) == 3:
+		return fmt.Errorf("%w: proxy %s requires authentication (give USER:PASS in the proxy URL)", errSOCKS, d.proxyAddr)
+	case m == methodRefused:
+		return fmt.Errorf("%w: proxy %s accepts neither no authentication nor username/password", errSOCKS, d.proxyAddr)
+	default:
+		return fmt.Errorf("%w: proxy %s chose authentication method 0x%02x, which was not offered", errSOCKS, d.proxyAddr, m)
 	}
-	if method == 0x02 {
-		auth := make([]byte, 0, 3+len(user)+len(pass))
-		auth = append(auth, 1, byte(len(user)))
-		auth = append(auth, user...)
-		auth = append(auth, byte(len(pass)))
-		auth = append(auth, pass...)
-		if _, err := c.Write(auth); err != nil {
-			return fmt.Errorf("%w: proxy %s: %w", errSOCKS, d.proxyAddr, err)
+	auth := make([]byte, 0, 3+len(user)+len(pass))
+	auth = append(auth, 1, byte(len(user)))
+	auth = append(auth, user...)
+	auth = append(auth, byte(len(pass)))
+	auth = append(auth, pass...)
+	if _, err := c.Write(auth); err != nil {
+		return fmt.Errorf("%w: proxy %s: %w", errSOCKS, d.proxyAddr, err)
+	}
+	if _, err := io.ReadFull(c, buf[:]); err != nil {
+		return fmt.Errorf("%w: proxy %s: reading authentication status: %w", errSOCKS, d.proxyAddr, err)
+	}
+	if buf[1] != 0 {
+		if d.isolating {
+			return fmt.Errorf("%w: proxy %s rejected the credentials made up for isolation: it wants an account (give USER:PASS in the proxy URL)",
+				errSOCKS, d.proxyAddr)
 		}
-		if _, err := io.ReadFull(c, buf[:]); err != nil {
-			return fmt.Errorf("%w: proxy %s: reading authentication status: %w", errSOCKS, d.proxyAddr, err)
-		}
-		if buf[1] != 0 {
-			return fmt.Errorf("%w: proxy %s rejected the credentials", errSOCKS, d.proxyAddr)
-		}
+		return fmt.Errorf("%w: proxy %s rejected the credentials", errSOCKS, d.proxyAddr)
+	}
+	return nil
+}
+
+func (d *socksDialer) handshake(c net.Conn, req []byte, target, user, pass string, payload []byte) error {
+	if err := d.authenticate(c, user, pass); err != nil {
+		return err
 	}
 	if d.optimistic {
 		req = append(req, payload...)
@@ -166,7 +235,12 @@ func (d *socksDialer) handshake(c net.Conn, req []byte, target, user, pass strin
 	if _, err := io.ReadFull(c, make([]byte, rest)); err != nil {
 		return fmt.Errorf("%w: proxy %s: reading CONNECT reply: %w", errSOCKS, d.proxyAddr, err)
 	}
-	if !d.optimistic {
+	if d.optimistic {
+		// Nothing to send that would carry the ACK of the reply: without
+		// one, Tor (Nagle on, no TCP_NODELAY) holds the answer until the
+		// delayed ACK, 40 ms later.
+		quickACK(c)
+	} else {
 		if _, err := c.Write(payload); err != nil {
 			return fmt.Errorf("%w: writing to %s: %w", errSOCKS, target, err)
 		}
@@ -202,4 +276,29 @@ func connectRequest(target string) ([]byte, error) {
 		req = append(req, host...)
 	}
 	return append(req, byte(port>>8), byte(port)), nil
+}
+
+// readFullAcked is io.ReadFull, acknowledging at once (quickACK) each read
+// that leaves buf short: the sender's next segment, if small, waits for
+// that ACK (Nagle), and Tor writes an answer that spans cells in several
+// writes.
+func readFullAcked(c net.Conn, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := c.Read(buf[n:])
+		n += m
+		if n == len(buf) {
+			return n, nil
+		}
+		if err != nil {
+			if err == io.EOF && n > 0 {
+				err = io.ErrUnexpectedEOF
+			}
+			return n, err
+		}
+		if m > 0 {
+			quickACK(c)
+		}
+	}
+	return n, nil
 }

@@ -1,9 +1,12 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -120,7 +123,7 @@ func TestIsolation(t *testing.T) {
 			srv := dnscrypttest.NewServer(t, nil)
 			socks := socks5test.NewServer(t, socks5test.Config{AnyCredentials: true})
 			rp := startProxy(t, srv, Config{EphemeralKeys: tc.ephemeral,
-				SOCKS: &SOCKS{Addr: socks.Addr, User: "iso", Isolation: tc.iso, Epoch: epoch}})
+				SOCKS: &SOCKS{Addr: socks.Addr, Isolation: tc.iso, Epoch: epoch}})
 			for i := range 4 {
 				if i == 2 {
 					time.Sleep(epoch + 50*time.Millisecond)
@@ -140,15 +143,133 @@ func TestIsolation(t *testing.T) {
 					t.Fatal("one client key under two SOCKS identities: circuits linkable by key")
 				}
 				userOfKey[q.ClientPK] = u
-				if tc.iso != IsolationNone && !strings.HasPrefix(u, "iso") {
-					t.Fatalf("user %q lost the configured prefix", u)
-				}
 			}
 			if len(users) != tc.users || len(keys) != tc.keys {
 				t.Fatalf("%d users and %d keys, want %d and %d", len(users), len(keys), tc.users, tc.keys)
 			}
 			if tc.iso != IsolationNone && socks.Requests()[0].User == reqs[0].User {
 				t.Fatal("the certificate fetch shares the queries' SOCKS identity")
+			}
+		})
+	}
+}
+
+// logRecorder is a slog handler's output that tests can search.
+type logRecorder struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (l *logRecorder) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(b)
+}
+
+// count returns how many lines contain s.
+func (l *logRecorder) count(s string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Count(l.buf.String(), s)
+}
+
+// TestSOCKSAuthentication: the default options (isolation by epoch) work
+// with every kind of SOCKS server. The greeting offers "no authentication"
+// and username/password; Tor (any credentials) picks the latter and sees
+// made-up credentials; a server without authentication picks the former
+// and a warning says once that circuits cannot be isolated; configured
+// credentials are an account, sent as they are, with the same warning
+// when isolation was asked for.
+func TestSOCKSAuthentication(t *testing.T) {
+	const noIsolation = "no isolation by credentials"
+	for _, tc := range []struct {
+		name    string
+		server  socks5test.Config
+		unix    bool
+		socks   SOCKS
+		methods []byte
+		user    string // "" with no authentication; "*" made up
+		warn    string // the warning's reason, or "" for none
+	}{
+		{"Tor", socks5test.Config{AnyCredentials: true}, false, SOCKS{Isolation: IsolationEpoch}, []byte{0, 2}, "*", ""},
+		{"Tor on a Unix socket", socks5test.Config{AnyCredentials: true}, true, SOCKS{Isolation: IsolationEpoch}, []byte{0, 2}, "*", ""},
+		{"no authentication", socks5test.Config{}, false, SOCKS{Isolation: IsolationEpoch}, []byte{0, 2}, "", "it takes no authentication"},
+		{"no authentication, query isolation", socks5test.Config{}, false, SOCKS{Isolation: IsolationQuery}, []byte{0, 2}, "",
+			"it takes no authentication"},
+		{"no authentication, no isolation", socks5test.Config{}, false, SOCKS{}, []byte{0}, "", ""},
+		{"account", socks5test.Config{User: "lab", Password: "pw"}, false, SOCKS{User: "lab", Password: "pw", Isolation: IsolationEpoch},
+			[]byte{0, 2}, "lab", "an account on it"},
+		{"account, no isolation", socks5test.Config{User: "lab", Password: "pw"}, false, SOCKS{User: "lab", Password: "pw"},
+			[]byte{0, 2}, "lab", ""},
+		{"account not required", socks5test.Config{}, false, SOCKS{User: "lab", Password: "pw", Isolation: IsolationEpoch},
+			[]byte{0, 2}, "", "an account on it"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := dnscrypttest.NewServer(t, nil)
+			listen := socks5test.NewServer
+			if tc.unix {
+				listen = socks5test.NewUnixServer
+			}
+			socks := listen(t, tc.server)
+			logs := &logRecorder{}
+			sc := tc.socks
+			sc.Addr = socks.Addr
+			rp := startProxy(t, srv, Config{SOCKS: &sc, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+			for range 3 {
+				if r, err := rp.ask(t, "udp", query("www.example", dns.TypeA)); err != nil || r.Rcode != dns.RcodeSuccess {
+					t.Fatalf("%v %v", r, err)
+				}
+			}
+			reqs := socks.Requests()
+			if len(reqs) != 4 {
+				t.Fatalf("%d SOCKS sessions, want 4 (the certificate and 3 queries)", len(reqs))
+			}
+			for _, rq := range reqs {
+				if rq.Err != nil || !bytes.Equal(rq.Methods, tc.methods) {
+					t.Fatalf("session %+v, want methods %x offered", rq, tc.methods)
+				}
+				if made := rq.User != "" && rq.User != tc.socks.User; tc.user == "*" && !made || tc.user != "*" && rq.User != tc.user {
+					t.Fatalf("SOCKS user %q, want %q", rq.User, tc.user)
+				}
+			}
+			if tc.user == "*" && reqs[1].User == reqs[0].User {
+				t.Fatal("the certificate fetch shares the queries' SOCKS identity")
+			}
+			warnings := logs.count("level=WARN msg=\"SOCKS proxy " + socks.Addr + ": " + noIsolation)
+			if tc.warn == "" && warnings != 0 || tc.warn != "" && (warnings != 1 || logs.count(tc.warn) != 1) {
+				t.Fatalf("%d warnings, want 1 saying %q:\n%s", warnings, tc.warn, logs.buf.String())
+			}
+		})
+	}
+}
+
+// TestSOCKSAuthenticationRefused: a server that wants an account gets no
+// made-up credentials past it, and the log says what to do.
+func TestSOCKSAuthenticationRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		socks SOCKS
+		want  string
+	}{
+		{"isolation", SOCKS{Isolation: IsolationEpoch}, "rejected the credentials made up for isolation: it wants an account (give USER:PASS in the proxy URL)"},
+		{"no isolation", SOCKS{}, "requires authentication (give USER:PASS in the proxy URL)"},
+		{"wrong password", SOCKS{User: "lab", Password: "wrong"}, "rejected the credentials"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := dnscrypttest.NewServer(t, nil)
+			socks := socks5test.NewServer(t, socks5test.Config{User: "lab", Password: "pw"})
+			tc.socks.Addr = socks.Addr
+			logs := &logRecorder{}
+			p, err := New(Config{ResolverAddr: srv.Addr, ProviderName: dnscrypttest.ProviderName,
+				ProviderKey: srv.ProviderKey, SOCKS: &tc.socks, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_, err = p.FetchCerts(ctx)
+			if err == nil || !strings.Contains(err.Error(), "socks5: proxy "+socks.Addr+" "+tc.want) {
+				t.Fatalf("got %v, want %q", err, tc.want)
 			}
 		})
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"sync"
 	"time"
@@ -208,7 +207,7 @@ func (p *Proxy) tcpExchange(ctx context.Context, id *identity, r *request, frame
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
 	var l [2]byte
-	if _, err := io.ReadFull(c, l[:]); err != nil {
+	if _, err := readFullAcked(c, l[:]); err != nil {
 		return p.ctxErr(ctx, fmt.Errorf("reading response length: %w", err))
 	}
 	n := int(binary.BigEndian.Uint16(l[:]))
@@ -216,7 +215,7 @@ func (p *Proxy) tcpExchange(ctx context.Context, id *identity, r *request, frame
 		r.resp = make([]byte, n)
 	}
 	r.resp = r.resp[:n]
-	if _, err := io.ReadFull(c, r.resp); err != nil {
+	if _, err := readFullAcked(c, r.resp); err != nil {
 		return p.ctxErr(ctx, fmt.Errorf("reading response: %w", err))
 	}
 	return nil

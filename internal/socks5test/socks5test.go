@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
@@ -41,6 +43,7 @@ var (
 
 // Request is what the server saw of one SOCKS session.
 type Request struct {
+	Methods        []byte // the authentication methods the greeting offered
 	User, Password string // empty without authentication (or before it)
 	Target         string // "host:port" as requested; empty before the CONNECT request
 	// Early is what the client sent after the CONNECT request and before
@@ -55,7 +58,9 @@ type Request struct {
 // client without authentication and connects anywhere on loopback.
 type Config struct {
 	// User and Password, if set, are required (method 0x02). With
-	// AnyCredentials, any username/password is accepted, as Tor does.
+	// AnyCredentials, any username/password is accepted, as Tor does, and
+	// method 0x02 is chosen over 0x00 when both are offered. Otherwise,
+	// as microsocks without a user, 0x00 is chosen.
 	User, Password string
 	AnyCredentials bool
 	// Hosts maps names to IP addresses for CONNECT by name; a name not in
@@ -72,7 +77,7 @@ type Config struct {
 
 // Server is a SOCKS5 server on 127.0.0.1.
 type Server struct {
-	Addr string // "127.0.0.1:port"
+	Addr string // "127.0.0.1:port", or a socket path (NewUnixServer)
 
 	ln net.Listener
 	mu sync.Mutex
@@ -89,6 +94,26 @@ func NewServer(tb testing.TB, c Config) *Server {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	return start(tb, ln, c)
+}
+
+// NewUnixServer starts a server on a Unix-domain socket in a temporary
+// directory (Tor's "SocksPort unix:PATH"); its Addr is the socket's path.
+func NewUnixServer(tb testing.TB, c Config) *Server {
+	tb.Helper()
+	dir, err := os.MkdirTemp("", "socks5test")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { os.RemoveAll(dir) })
+	ln, err := net.Listen("unix", filepath.Join(dir, "socks"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return start(tb, ln, c)
+}
+
+func start(tb testing.TB, ln net.Listener, c Config) *Server {
 	s := &Server{Addr: ln.Addr().String(), ln: ln, c: c, cs: map[net.Conn]bool{}}
 	s.wg.Add(1)
 	go s.serve()
@@ -253,6 +278,7 @@ func (s *Server) negotiate(c net.Conn, cfg *Config, req *Request) error {
 	if _, err := io.ReadFull(c, methods); err != nil {
 		return fmt.Errorf("%w: methods: %w", ErrProtocol, err)
 	}
+	req.Methods = methods
 	want := byte(0)
 	if cfg.User != "" || cfg.Password != "" || cfg.AnyCredentials {
 		want = 2

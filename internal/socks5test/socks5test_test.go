@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -190,6 +191,68 @@ func TestServerEarlyData(t *testing.T) {
 	}
 	if got := lastRequest(t, s, 1); got.Err != nil || !bytes.Equal(got.Early, early) || got.Target != target {
 		t.Errorf("got %+v, want Target %s and Early %q", got, target, early)
+	}
+}
+
+// TestServerMethodChoice: offered both "no authentication" and
+// username/password, the server picks as microsocks does without a user
+// (none), with one (username/password), and as Tor does (username/password
+// with AnyCredentials); the offer is recorded.
+func TestServerMethodChoice(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want byte
+	}{
+		{"no user", Config{}, 0},
+		{"user required", Config{User: "u", Password: "p"}, 2},
+		{"any credentials", Config{AnyCredentials: true}, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := NewServer(t, tc.cfg)
+			c, err := net.Dial("tcp", s.Addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			if _, err := c.Write([]byte{5, 2, 0, 2}); err != nil {
+				t.Fatal(err)
+			}
+			var got [2]byte
+			if _, err := io.ReadFull(c, got[:]); err != nil {
+				t.Fatal(err)
+			}
+			if got != [2]byte{5, tc.want} {
+				t.Fatalf("method choice %x, want 05%02x", got, tc.want)
+			}
+			c.Close()
+			if r := lastRequest(t, s, 1); !bytes.Equal(r.Methods, []byte{0, 2}) {
+				t.Errorf("recorded methods %x, want 0002", r.Methods)
+			}
+		})
+	}
+}
+
+// TestUnixServer: a server on a Unix-domain socket relays as the TCP one.
+func TestUnixServer(t *testing.T) {
+	target := echo(t)
+	s := NewUnixServer(t, Config{})
+	if !filepath.IsAbs(s.Addr) {
+		t.Fatalf("Addr %q is not a socket path", s.Addr)
+	}
+	d, err := proxy.SOCKS5("unix", s.Addr, nil, proxy.Direct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := d.Dial("tcp", target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	roundTrip(t, c)
+	if got := lastRequest(t, s, 1); got.Err != nil || got.Target != target {
+		t.Errorf("got %+v, want Target %s", got, target)
 	}
 }
 

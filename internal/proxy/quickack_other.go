@@ -1,0 +1,8 @@
+//go:build !linux
+
+package proxy
+
+import "net"
+
+// quickACK is Linux's TCP_QUICKACK; elsewhere it does nothing.
+func quickACK(net.Conn) {}
