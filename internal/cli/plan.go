@@ -7,6 +7,7 @@ import (
 
 	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/proxy"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/upstream"
 )
 
 // Plan is what the options mean: the proxy's configuration and what the
@@ -148,7 +149,8 @@ func (o *Options) Plan(env *Env) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg.ResolverAddr, cfg.ProviderName, cfg.ProviderKey = res.addr, res.provider, res.key
+	cfg.Resolvers = []upstream.Spec{{Kind: upstream.KindDNSCrypt, Name: res.name, Addr: res.addr,
+		ProviderName: res.provider, ProviderKey: res.key}}
 	p.Notes = append(p.Notes, res.notes...)
 
 	// Listening address (also checked in --test mode, as 1.x does).

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tor-dnscrypt/dnscrypt-proxy/certs"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/proxy"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/upstream"
 )
 
 const (
@@ -76,8 +77,8 @@ func hasNote(p *Plan, level slog.Level, msg string) bool {
 func TestPlanDefaults(t *testing.T) {
 	p := plan(t)
 	c := p.Proxy
-	if c.ResolverAddr != scalewayAddr || c.ProviderName != scalewayName || certs.Fingerprint(c.ProviderKey) != scalewayKey {
-		t.Errorf("default resolver: got %s %s %s", c.ResolverAddr, c.ProviderName, certs.Fingerprint(c.ProviderKey))
+	if c.Resolvers[0].Addr != scalewayAddr || c.Resolvers[0].ProviderName != scalewayName || certs.Fingerprint(c.Resolvers[0].ProviderKey) != scalewayKey {
+		t.Errorf("default resolver: got %s %s %s", c.Resolvers[0].Addr, c.Resolvers[0].ProviderName, certs.Fingerprint(c.Resolvers[0].ProviderKey))
 	}
 	if p.Listen != "127.0.0.1:53" {
 		t.Errorf("listen: got %s, want 127.0.0.1:53", p.Listen)
@@ -134,8 +135,8 @@ func TestPlanResolverSelection(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p := plan(t, tt.args...)
-			if p.Proxy.ResolverAddr != tt.addr || p.Proxy.ProviderName != tt.provider || len(p.Proxy.ProviderKey) != 32 {
-				t.Errorf("got %s %s %x, want %s %s", p.Proxy.ResolverAddr, p.Proxy.ProviderName, p.Proxy.ProviderKey, tt.addr, tt.provider)
+			if p.Proxy.Resolvers[0].Addr != tt.addr || p.Proxy.Resolvers[0].ProviderName != tt.provider || len(p.Proxy.Resolvers[0].ProviderKey) != 32 {
+				t.Errorf("got %s %s %x, want %s %s", p.Proxy.Resolvers[0].Addr, p.Proxy.Resolvers[0].ProviderName, p.Proxy.Resolvers[0].ProviderKey, tt.addr, tt.provider)
 			}
 			for _, n := range tt.notes {
 				if !hasNote(p, n.Level, n.Msg) {
@@ -328,16 +329,16 @@ func TestPlanTor(t *testing.T) {
 	}
 
 	p = plan(t, "--tor", "-r", "DNSCrypt.Example.onion", "-N", "2.dnscrypt-cert.x", "-k", scalewayKey)
-	if p.Proxy.ResolverAddr != "dnscrypt.example.onion:443" {
-		t.Errorf("host name through Tor: got %s", p.Proxy.ResolverAddr)
+	if p.Proxy.Resolvers[0].Addr != "dnscrypt.example.onion:443" {
+		t.Errorf("host name through Tor: got %s", p.Proxy.Resolvers[0].Addr)
 	}
 	p = plan(t, "--tor", "-r", "resolver.example:5353", "--stamp", scalewayStmp)
-	if p.Proxy.ResolverAddr != "resolver.example:5353" || p.Proxy.ProviderName != scalewayName {
-		t.Errorf("host name through Tor with a stamp: got %s %s", p.Proxy.ResolverAddr, p.Proxy.ProviderName)
+	if p.Proxy.Resolvers[0].Addr != "resolver.example:5353" || p.Proxy.Resolvers[0].ProviderName != scalewayName {
+		t.Errorf("host name through Tor with a stamp: got %s %s", p.Proxy.Resolvers[0].Addr, p.Proxy.Resolvers[0].ProviderName)
 	}
 	p = plan(t, "--tor", "-r", "192.0.2.1", "-N", "2.x", "-k", scalewayKey)
-	if p.Proxy.ResolverAddr != "192.0.2.1:443" {
-		t.Errorf("IP through Tor: got %s", p.Proxy.ResolverAddr)
+	if p.Proxy.Resolvers[0].Addr != "192.0.2.1:443" {
+		t.Errorf("IP through Tor: got %s", p.Proxy.Resolvers[0].Addr)
 	}
 }
 
@@ -353,7 +354,7 @@ func TestPlanFromConfigFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Proxy.ResolverAddr != "176.56.237.171:443" || !p.Proxy.TCPOnly || p.Listen != "127.0.0.2:53" ||
+	if p.Proxy.Resolvers[0].Addr != "176.56.237.171:443" || !p.Proxy.TCPOnly || p.Listen != "127.0.0.2:53" ||
 		p.Log.File != "/var/log/dnscrypt-proxy.log" || p.PidFile != "/var/run/dnscrypt-proxy.pid" || p.User.Name != "_dnscrypt-proxy" {
 		t.Errorf("got %+v", p)
 	}
@@ -452,19 +453,20 @@ func TestLookupUser(t *testing.T) {
 func TestInvalidConfig(t *testing.T) {
 	key := make([]byte, 32)
 	key[0] = 1
-	good := proxy.Config{ResolverAddr: "192.0.2.1:443", ProviderName: scalewayName, ProviderKey: key}
+	good := proxy.Config{Resolvers: []upstream.Spec{{Kind: upstream.KindDNSCrypt, Addr: "192.0.2.1:443",
+		ProviderName: scalewayName, ProviderKey: key}}}
 	if err := good.Validate(); err != nil {
 		t.Fatalf("Validate(%+v): %v", good, err)
 	}
 	bad := good
-	bad.ResolverAddr = ""
-	if got, want := invalidConfig(bad.Validate()), "Invalid configuration: no resolver address"; got != want {
+	bad.Resolvers = nil
+	if got, want := invalidConfig(bad.Validate()), "Invalid configuration: no resolver"; got != want {
 		t.Errorf("got %q, want %q", got, want)
 	}
 	// Every reason, on one line, without package prefixes.
-	got := invalidConfig(proxy.Config{MaxActiveRequests: -1}.Validate())
-	if !strings.HasPrefix(got, "Invalid configuration: no resolver address; ") ||
-		!strings.Contains(got, "; provider key must be 32 bytes, got 0; ") ||
+	got := invalidConfig(proxy.Config{MaxActiveRequests: -1, Resolvers: []upstream.Spec{{Kind: upstream.KindDNSCrypt,
+		Addr: "192.0.2.1:443", ProviderName: scalewayName}}}.Validate())
+	if !strings.HasPrefix(got, "Invalid configuration: resolver 192.0.2.1:443: provider key must be 32 bytes, got 0; ") ||
 		!strings.HasSuffix(got, "; max active requests -1 must be positive") ||
 		strings.ContainsAny(got, "\n") || strings.Contains(got, "proxy: ") || strings.Contains(got, "certs: ") {
 		t.Errorf("got %q", got)

@@ -31,6 +31,7 @@ var SystemResolversLists = []string{
 
 // resolver is the chosen resolver.
 type resolver struct {
+	name     string // the list's name, if from a list
 	addr     string // "ip:port", or "host:port" through a proxy
 	provider string
 	key      ed25519.PublicKey
@@ -186,6 +187,7 @@ func (r *resolver) fromList(o *Options, env *Env) error {
 
 func (r *resolver) fromRow(res stamps.Resolver) {
 	r.fromStamp(res.Stamp)
+	r.name = res.Name
 	if res.DNSSEC {
 		r.note(slog.LevelInfo, "+ DNS Security Extensions are supported")
 	} else {
@@ -319,7 +321,7 @@ func DefaultEnv() *Env {
 // sentinels it wraps ("stamps: invalid provider key: ...").
 func userText(err error) string {
 	s := err.Error()
-	for _, p := range []string{"stamps: ", "certs: ", "proxy: ", "cli: "} {
+	for _, p := range []string{"stamps: ", "certs: ", "proxy: ", "cli: ", "upstream: ", "egress: ", "names: "} {
 		s = strings.ReplaceAll(s, p, "")
 	}
 	return s

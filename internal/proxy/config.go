@@ -1,19 +1,18 @@
 package proxy
 
 import (
-	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"strconv"
 	"time"
 
-	"github.com/tor-dnscrypt/dnscrypt-proxy/certs"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/edns"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/egress"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/names"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/upstream"
 )
 
 // LevelNotice sits between Info and Warn, for the 1.x NOTICE lines
@@ -124,13 +123,10 @@ func (t Toggle) on(def bool) bool {
 // Config is the proxy's configuration. The zero value of each field is a
 // sensible default; New validates it and does no I/O.
 type Config struct {
-	// ResolverAddr is the DNSCrypt resolver's "ip:port". With SOCKS it may
-	// be "host:port": the name then goes to the proxy, never resolved here.
-	ResolverAddr string
-	// ProviderName is the certificate name, "2.dnscrypt-cert.example.com".
-	ProviderName string
-	// ProviderKey is the provider's Ed25519 public key (32 bytes).
-	ProviderKey ed25519.PublicKey
+	// Resolvers are the resolvers queries go to (one for now), each of any
+	// kind (see upstream.Spec). Through SOCKS an address may name its host:
+	// the name then goes to the proxy, never resolved here.
+	Resolvers []upstream.Spec
 
 	// ClientKey is the client key pair; nil makes a random one at start
 	// (1.x "Generating a new session key pair"). A configured key is used
@@ -202,20 +198,17 @@ func (cfg Config) Validate() error {
 // bad value.
 func (cfg Config) withDefaults() (Config, error) {
 	var errs []error
-	if cfg.ResolverAddr == "" {
-		errs = append(errs, errors.New("no resolver address"))
-	} else if _, _, err := net.SplitHostPort(cfg.ResolverAddr); err != nil {
-		errs = append(errs, fmt.Errorf("resolver address: %w", err))
-	} else if cfg.SOCKS == nil {
-		if _, err := netip.ParseAddrPort(cfg.ResolverAddr); err != nil {
-			errs = append(errs, fmt.Errorf("resolver address %q must be an IP address and port", cfg.ResolverAddr))
+	switch len(cfg.Resolvers) {
+	case 0:
+		errs = append(errs, errors.New("no resolver"))
+	case 1:
+	default:
+		errs = append(errs, fmt.Errorf("%d resolvers: only one is supported", len(cfg.Resolvers)))
+	}
+	for i := range cfg.Resolvers {
+		if err := cfg.Resolvers[i].Check(cfg.SOCKS != nil); err != nil {
+			errs = append(errs, fmt.Errorf("resolver %s: %w", cfg.Resolvers[i].String(), err))
 		}
-	}
-	if err := certs.CheckProviderName(cfg.ProviderName); err != nil {
-		errs = append(errs, err)
-	}
-	if len(cfg.ProviderKey) != ed25519.PublicKeySize {
-		errs = append(errs, fmt.Errorf("provider key must be %d bytes, got %d", ed25519.PublicKeySize, len(cfg.ProviderKey)))
 	}
 	if cfg.ClientKey != nil && cfg.EphemeralKeys {
 		errs = append(errs, errors.New("a client key and ephemeral keys exclude each other"))
@@ -242,7 +235,7 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if s := cfg.SOCKS; s != nil {
 		sc := *s
-		if isUnixSocket(sc.Addr) {
+		if egress.IsUnixSocket(sc.Addr) {
 			if len(sc.Addr) > maxUnixPath {
 				errs = append(errs, fmt.Errorf("SOCKS proxy socket path %q is longer than %d bytes", sc.Addr, maxUnixPath))
 			}
@@ -276,6 +269,10 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	return cfg, errors.Join(errs...)
 }
+
+// maxUnixPath is the longest Unix-domain socket path (Linux's sun_path,
+// less its terminating NUL).
+const maxUnixPath = 107
 
 // namesPolicy is the policy of locally answered names and filtered
 // answers.

@@ -14,6 +14,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt/dnscrypttest"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/upstream"
 )
 
 // TestEvictedRequestsGetServfail: with a silent resolver and a full set of
@@ -125,7 +126,7 @@ func TestUpstreamTCPBounded(t *testing.T) {
 	// The resolver notices a closed connection a little after the proxy
 	// opened the next one: its count may run ahead of the proxy's.
 	want := maxUpstreamTCP(400)
-	if peak := int(rp.p.upstreamTCP.peak.Load()); peak != want {
+	if peak := int(dnscryptOf(rp.p).TCPConns.Peak()); peak != want {
 		t.Fatalf("the proxy had %d TCP connections to the resolver at once, want %d (the bound)", peak, want)
 	}
 	if _, peak := srv.TCPConns(); peak < want || peak > 2*want {
@@ -257,7 +258,7 @@ func TestServfailBeforeFirstCertificate(t *testing.T) {
 	srv.SetFaults(dnscrypttest.Faults{RefuseCert: true})
 	ready := make(chan struct{})
 	var logBuf syncBuf
-	p, err := New(Config{ResolverAddr: srv.Addr, ProviderName: dnscrypttest.ProviderName, ProviderKey: srv.ProviderKey,
+	p, err := New(Config{Resolvers: []upstream.Spec{spec(srv)},
 		Logger: slog.New(slog.NewTextHandler(&logBuf, nil)), OnReady: func() { close(ready) }})
 	if err != nil {
 		t.Fatal(err)

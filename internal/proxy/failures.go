@@ -7,11 +7,12 @@ import (
 	"log/slog"
 	"os"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/tor-dnscrypt/dnscrypt-proxy/edns"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/egress"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/upstream"
 )
 
 // failureWindow is how long the log stays quiet about a kind of failure
@@ -64,11 +65,10 @@ func (k failureKind) String() string { return failureNames[k] }
 
 // Errors that name their kind.
 var (
-	errEvicted  = errors.New("too many active requests: dropped the oldest")
-	errShed     = errors.New("too many active requests: dropped the newest")
-	errStopping = errors.New("the proxy is stopping")
-	errOverload = errors.New("too many upstream connections: no slot within the deadline")
-	errCorrupt  = errors.New("corrupted reply from the resolver")
+	errEvicted      = errors.New("too many active requests: dropped the oldest")
+	errShed         = errors.New("too many active requests: dropped the newest")
+	errStopping     = errors.New("the proxy is stopping")
+	errTruncatedTCP = errors.New("the answer came over TCP with TC set")
 )
 
 // classify returns the kind of an upstream failure.
@@ -76,13 +76,13 @@ func classify(err error) failureKind {
 	switch {
 	case errors.Is(err, errEvicted), errors.Is(err, errShed):
 		return failEvicted
-	case errors.Is(err, errOverload):
+	case errors.Is(err, upstream.ErrOverload):
 		return failOverload
-	case errors.Is(err, errNoCert):
+	case errors.Is(err, upstream.ErrNoCert):
 		return failNoCert
-	case errors.Is(err, errSOCKS):
+	case errors.Is(err, egress.ErrSOCKS):
 		return failSOCKS
-	case errors.Is(err, errCorrupt):
+	case errors.Is(err, upstream.ErrCorrupt):
 		return failCorrupt
 	case errors.Is(err, edns.ErrMismatch):
 		return failMismatch
@@ -90,7 +90,7 @@ func classify(err error) failureKind {
 		return failRefused
 	case errors.Is(err, syscall.ENETUNREACH), errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.EADDRNOTAVAIL):
 		return failUnreachable
-	case errors.Is(err, errUDPTimeout), errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
+	case errors.Is(err, upstream.ErrUDPTimeout), errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
 		return failTimeout
 	}
 	return failOther
@@ -173,11 +173,8 @@ func (f *failureLog) write(k failureKind, err error, more int) {
 	f.log.Log(context.Background(), level, msg, "kind", k.String(), "err", err)
 }
 
-// gauge counts something in use, and the most that was in use at once.
-type gauge struct{ now, peak atomic.Int64 }
-
-func (g *gauge) add(d int64) {
-	n := g.now.Add(d)
-	for p := g.peak.Load(); n > p && !g.peak.CompareAndSwap(p, n); p = g.peak.Load() {
+func (p *Proxy) debug(msg string, args ...any) {
+	if p.log.Enabled(context.Background(), slog.LevelDebug) {
+		p.log.Debug(msg, args...)
 	}
 }

@@ -15,6 +15,8 @@ import (
 
 	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt/dnscrypttest"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/edns"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/egress"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/upstream"
 )
 
 func TestClassify(t *testing.T) {
@@ -24,15 +26,15 @@ func TestClassify(t *testing.T) {
 	}{
 		{fmt.Errorf("read tcp 127.0.0.1:4242->127.0.0.1:443: %w", os.ErrDeadlineExceeded), failTimeout},
 		{context.DeadlineExceeded, failTimeout},
-		{errUDPTimeout, failTimeout},
+		{upstream.ErrUDPTimeout, failTimeout},
 		{fmt.Errorf("dial: %w", syscall.ECONNREFUSED), failRefused},
 		{fmt.Errorf("dial: %w", syscall.ENETUNREACH), failUnreachable},
-		{&socksError{code: 5, target: "x:443"}, failSOCKS},
-		{fmt.Errorf("%w: bad tag", errCorrupt), failCorrupt},
+		{fmt.Errorf("%w: CONNECT x:443 refused: connection refused (0x05)", egress.ErrSOCKS), failSOCKS},
+		{fmt.Errorf("%w: bad tag", upstream.ErrCorrupt), failCorrupt},
 		{errMismatch(edns.ErrMismatch), failMismatch},
-		{errNoCert, failNoCert},
+		{upstream.ErrNoCert, failNoCert},
 		{errEvicted, failEvicted},
-		{errOverload, failOverload},
+		{upstream.ErrOverload, failOverload},
 		{errors.New("something else"), failOther},
 	} {
 		if got := classify(tc.err); got != tc.want {

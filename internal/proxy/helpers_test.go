@@ -12,6 +12,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt/dnscrypttest"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/upstream"
 )
 
 // testLogger writes the proxy's log to the test log.
@@ -38,11 +39,9 @@ type running struct {
 // it answers. The proxy stops when the test ends.
 func startProxy(tb testing.TB, srv *dnscrypttest.Server, cfg Config) *running {
 	tb.Helper()
-	if cfg.ResolverAddr == "" {
-		cfg.ResolverAddr = srv.Addr
+	if len(cfg.Resolvers) == 0 {
+		cfg.Resolvers = []upstream.Spec{spec(srv)}
 	}
-	cfg.ProviderName = dnscrypttest.ProviderName
-	cfg.ProviderKey = srv.ProviderKey
 	if cfg.Logger == nil {
 		cfg.Logger = testLogger(tb)
 	}
@@ -66,7 +65,7 @@ func startProxy(tb testing.TB, srv *dnscrypttest.Server, cfg Config) *running {
 		tb.Fatal("proxy not ready after 10 s")
 	}
 	// Through SOCKS the proxy answers (SERVFAIL) before its certificate.
-	for deadline := time.Now().Add(10 * time.Second); p.refresher.Current() == nil; {
+	for deadline := time.Now().Add(10 * time.Second); dnscryptOf(p).Cert() == nil; {
 		if time.Now().After(deadline) {
 			cancel()
 			tb.Fatal("no certificate after 10 s")
@@ -131,3 +130,12 @@ func (r *running) ask(tb testing.TB, network string, m *dns.Msg) (*dns.Msg, erro
 func testLoggerTo(tb testing.TB, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.MultiWriter(tlogWriter{tb}, w), &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
+
+// spec is the upstream.Spec of an in-process DNSCrypt resolver.
+func spec(srv *dnscrypttest.Server) upstream.Spec {
+	return upstream.Spec{Kind: upstream.KindDNSCrypt, Addr: srv.Addr, ProviderName: dnscrypttest.ProviderName,
+		ProviderKey: srv.ProviderKey}
+}
+
+// dnscryptOf returns the DNSCrypt upstream of p.
+func dnscryptOf(p *Proxy) *upstream.DNSCrypt { return p.up.(*upstream.DNSCrypt) }

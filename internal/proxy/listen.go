@@ -13,6 +13,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/tor-dnscrypt/dnscrypt-proxy/edns"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/upstream"
 )
 
 // acceptPause follows an accept error (1.x: 1 s).
@@ -53,7 +54,7 @@ func (p *Proxy) serveUDP(ctx context.Context, pc net.PacketConn) {
 			continue
 		}
 		r.pc, r.uc, r.client, r.addr = pc, uc, from, addr
-		p.startUDP(r)
+		p.start(r)
 	}
 }
 
@@ -78,7 +79,7 @@ func (p *Proxy) intake(dst, pkt []byte, client netip.Addr, tcp bool) (out []byte
 		out, _ := edns.ErrorReply(dst, pkt, p.cookies, client, time.Now())
 		return out, nil
 	}
-	r = getRequest()
+	r = p.getRequest()
 	if err := p.prepare(r, pkt, tcp); err != nil {
 		putRequest(r)
 		out, ok := edns.ErrorReply(dst, pkt, p.cookies, client, time.Now())
@@ -107,7 +108,7 @@ func (p *Proxy) prepare(r *request, pkt []byte, tcpClient bool) error {
 	if err != nil {
 		return err
 	}
-	if rewrite && !tcpClient && (p.cfg.SOCKS != nil || p.cfg.TCPOnly) && meta.Limit > size {
+	if rewrite && !tcpClient && p.up.Stream() && meta.Limit > size {
 		if q, meta, err = edns.PrepareQuery(r.q[:0], pkt, uint16(meta.Limit)); err != nil {
 			return err
 		}
@@ -127,15 +128,22 @@ func writeUDP(pc net.PacketConn, uc *net.UDPConn, b []byte, to netip.AddrPort, a
 	pc.WriteTo(b, addr)
 }
 
-// handleUDP resolves r on the goroutine path.
-func (p *Proxy) handleUDP(r *request) { p.complete(r, p.resolve(r)) }
+// start admits r and hands it to the upstream, or completes it at once
+// (shed: SERVFAIL; stopping: nothing). r may be recycled when it returns.
+func (p *Proxy) start(r *request) {
+	if err := p.admit(r); err != nil {
+		p.complete(r, nil, err)
+		return
+	}
+	p.exchange(r)
+}
 
 // reply turns the outcome of resolving r into what the client gets: the
 // answer, or SERVFAIL when the upstream failed or r was evicted. ok is
 // false when the client gets nothing: the proxy is stopping.
-func (p *Proxy) reply(r *request, err error) (out []byte, ok bool) {
+func (p *Proxy) reply(r *request, answer []byte, err error) (out []byte, ok bool) {
 	if err == nil {
-		if out, err = p.answer(r.out[:0], r.ans, r); err == nil {
+		if out, err = p.answer(r.out[:0], answer, r); err == nil {
 			r.out = out
 			return out, true
 		}
@@ -156,7 +164,7 @@ func (p *Proxy) reply(r *request, err error) (out []byte, ok bool) {
 func (p *Proxy) answer(dst, ans []byte, r *request) ([]byte, error) {
 	filtered, rm, err := p.names.Filter(ans[:0], ans)
 	if err != nil {
-		return dst, fmt.Errorf("%w: %w", errCorrupt, err)
+		return dst, fmt.Errorf("%w: %w", upstream.ErrCorrupt, err)
 	}
 	if rm.Name != "" {
 		p.failLog.report(time.Now(), noteFiltered, fmt.Errorf("%s: %v", rm.Name, rm))
@@ -189,11 +197,10 @@ func (p *Proxy) upstreamFailed(err error) {
 	p.failLog.report(time.Now(), classify(err), err)
 }
 
-// servfail builds a SERVFAIL answer to r's query, in r.out (r.ans is the
-// scratch space).
+// servfail builds a SERVFAIL answer to r's query, in r.out.
 func (p *Proxy) servfail(r *request) ([]byte, bool) {
-	r.ans = edns.RcodeReply(r.ans[:0], r.q, dns.RcodeServerFailure)
-	out, err := edns.PrepareAnswer(r.out[:0], r.ans, r.meta)
+	r.scratch = edns.RcodeReply(r.scratch[:0], r.q, dns.RcodeServerFailure)
+	out, err := edns.PrepareAnswer(r.out[:0], r.scratch, r.meta)
 	if err != nil {
 		return nil, false
 	}
@@ -284,23 +291,13 @@ func (p *Proxy) serveConn(ctx context.Context, cc *clientConn) {
 		r.conn = cc
 		cc.inflight.Add(1)
 		if err := p.admit(r); err != nil {
-			p.complete(r, err) // shed: SERVFAIL; stopping: nothing
-			p.conns.idle(cc, time.Now())
-			cc.inflight.Done()
+			p.complete(r, nil, err) // shed: SERVFAIL; stopping: nothing
 			if errors.Is(err, errStopping) {
 				break
 			}
 			continue
 		}
-		p.withContext(r)
-		go p.handleTCP(r)
+		p.exchange(r)
 	}
 	cc.inflight.Wait()
-}
-
-func (p *Proxy) handleTCP(r *request) {
-	cc := r.conn
-	defer cc.inflight.Done()
-	defer func() { p.conns.idle(cc, time.Now()) }()
-	p.complete(r, p.resolve(r))
 }

@@ -7,64 +7,48 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/miekg/dns"
-
 	"github.com/tor-dnscrypt/dnscrypt-proxy/certs"
-	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/edns"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/egress"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/names"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/upstream"
 )
 
-// certFetchTimeout bounds one certificate fetch attempt.
-const certFetchTimeout = 10 * time.Second
-
-// readyGrace is how long Serve waits for the first certificate before it
-// reports itself ready anyway (see Serve).
+// readyGrace is how long Serve waits for the upstream to be ready (its
+// first certificate) before it reports itself ready anyway (see Serve).
 const readyGrace = 3 * time.Second
 
-// Proxy forwards plain DNS queries to a DNSCrypt resolver. Make one with
-// New; it serves one Serve call at a time.
+// housekeepingInterval is how often the log windows of failures are looked
+// at (see failureLog.flush).
+const housekeepingInterval = time.Second
+
+// Proxy answers plain DNS queries with the answers of an upstream
+// resolver. Make one with New; it serves one Serve call.
 type Proxy struct {
 	cfg Config
 	log *slog.Logger
 
-	ids       *identities
-	refresher *certs.Refresher
-	socks     *socksDialer // nil: direct
-	direct    net.Dialer
-	udpWait   time.Duration
+	ids     *identities
+	dialer  egress.Dialer
+	up      upstream.Upstream
+	names   *names.Policy
+	cookies *edns.Cookies
+	udpWait time.Duration
+	failLog failureLog
 
-	// tcpSlots bounds the TCP connections open to the resolver at once;
-	// upstreamTCP counts them.
-	tcpSlots    chan struct{}
-	upstreamTCP gauge
-	names       *names.Policy
-	cookies     *edns.Cookies
-	failLog     failureLog
+	// Per Serve.
+	active activeSet
+	wg     sync.WaitGroup
+	conns  connSet
 
-	// Per Serve. udp is the upstream UDP mux, nil with SOCKS or TCPOnly,
-	// and until the sockets could be made (see mux).
-	udp      atomic.Pointer[udpMux]
-	wantUDP  bool
-	muxMu    sync.Mutex
-	muxTried time.Time
-	muxDone  bool // Serve is ending: make no more
-	active   activeSet
-	wg       sync.WaitGroup
-
-	firstCert chan struct{} // closed when the first certificate is in
-	udpPad    atomic.Int32
-	failures  atomic.Int32
 	evictions atomic.Int64 // stale requests dropped for newer ones
 	sheds     atomic.Int64 // new requests refused, the set full of fresh ones
 	rtt       atomic.Int64 // moving average of answered requests' times, ns
-	conns     connSet
-	serving   atomic.Bool
+	served    atomic.Bool
 }
 
 // New validates cfg and returns a Proxy. It does no I/O.
@@ -73,12 +57,6 @@ func New(cfg Config) (*Proxy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
-	kp := cfg.ClientKey
-	if kp == nil {
-		if kp, err = dnscrypt.GenerateKeyPair(rand.Reader); err != nil {
-			return nil, fmt.Errorf("proxy: generating the client key pair: %w", err)
-		}
-	}
 	policy, err := cfg.namesPolicy()
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
@@ -86,116 +64,84 @@ func New(cfg Config) (*Proxy, error) {
 	var secret [16]byte
 	rand.Read(secret[:])
 	p := &Proxy{
-		names:    policy,
-		cookies:  edns.NewCookies(secret),
-		cfg:      cfg,
-		log:      cfg.Logger,
-		ids:      newIdentities(&cfg, kp),
-		udpWait:  max(500*time.Millisecond, cfg.Timeout/4),
-		tcpSlots: make(chan struct{}, maxUpstreamTCP(cfg.MaxActiveRequests)),
-		failLog:  failureLog{log: cfg.Logger, window: failureWindow},
-		wantUDP:  cfg.SOCKS == nil && !cfg.TCPOnly,
+		cfg:     cfg,
+		log:     cfg.Logger,
+		ids:     newIdentities(&cfg),
+		names:   policy,
+		cookies: edns.NewCookies(secret),
+		udpWait: max(500*time.Millisecond, cfg.Timeout/4),
+		failLog: failureLog{log: cfg.Logger, window: failureWindow},
+		dialer:  egress.Direct(),
 	}
 	if s := cfg.SOCKS; s != nil {
-		p.socks = newSOCKSDialer(s, cfg.Logger)
+		p.dialer = egress.SOCKS5(egress.SOCKSConfig{Addr: s.Addr, OptimisticData: s.OptimisticData,
+			Isolation: s.Isolation != IsolationNone, Account: s.User != "" || s.Password != "", Logger: cfg.Logger})
+	}
+	p.up, err = upstream.New(cfg.Resolvers[0], upstream.Options{
+		Dialer:           p.dialer,
+		Timeout:          cfg.Timeout,
+		MaxConns:         maxUpstreamTCP(cfg.MaxActiveRequests),
+		EDNSPayloadSize:  cfg.EDNSPayloadSize,
+		TCPOnly:          cfg.TCPOnly,
+		CertRefresh:      cfg.CertRefresh,
+		IgnoreTimestamps: cfg.IgnoreTimestamps,
+		CertCredentials:  p.ids.certCredentials,
+		Now:              cfg.Now,
+		Logger:           cfg.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
 	}
 	p.conns.max = max(cfg.MaxActiveRequests, 16)
-	p.udpPad.Store(initialUDPPad)
-	p.firstCert = make(chan struct{})
-	var once sync.Once
-	p.refresher = &certs.Refresher{
-		Fetch:    p.fetchCerts,
-		Now:      cfg.Now,
-		Interval: cfg.CertRefresh,
-		Jitter:   cfg.CertRefresh / 36, // 100 s per hour, as 1.x
-		Logger:   cfg.Logger,
-		OnChange: func(*certs.Cert) {
-			once.Do(func() { close(p.firstCert) })
-			// The network works: make the UDP sockets at the next query.
-			p.muxMu.Lock()
-			p.muxTried = time.Time{}
-			p.muxMu.Unlock()
-		},
-	}
 	return p, nil
 }
+
+// maxUpstreamTCP is how many TCP connections to the resolver may be open
+// at once for a request cap of n: a small fixed share of it.
+func maxUpstreamTCP(n int) int { return max(4, min(64, n/8)) }
 
 // Config returns the configuration with defaults filled in.
 func (p *Proxy) Config() Config { return p.cfg }
 
-// FetchCerts makes one attempt at fetching and verifying the resolver's
-// certificates over the configured transport (UDP then TCP; TCP only with
-// TCPOnly; through SOCKS with SOCKS), and returns the valid ones, best
-// first. With no valid certificate the error wraps certs.ErrNoValidCert;
-// other errors are transport failures. It is what --test uses.
+// FetchCerts makes one attempt at fetching and verifying the DNSCrypt
+// resolver's certificates over the configured route (UDP then TCP; TCP
+// only with TCPOnly; through SOCKS with SOCKS), and returns the valid ones,
+// best first. With no valid certificate the error wraps
+// certs.ErrNoValidCert; other errors are transport failures. It is what
+// --test uses.
 func (p *Proxy) FetchCerts(ctx context.Context) ([]*certs.Cert, error) {
-	return p.fetchCerts(ctx)
-}
-
-func (p *Proxy) fetchCerts(ctx context.Context) ([]*certs.Cert, error) {
-	ctx, cancel := context.WithTimeout(ctx, certFetchTimeout)
-	defer cancel()
-	return certs.Fetch(ctx, p.certExchanger(), p.cfg.ResolverAddr, p.cfg.ProviderName,
-		p.cfg.ProviderKey, p.cfg.Now(), p.cfg.IgnoreTimestamps)
-}
-
-// certExchanger is the transport of certificate queries: through SOCKS
-// over TCP (never anything else), TCP only, or UDP with TCP on truncation
-// and timeout.
-func (p *Proxy) certExchanger() certs.Exchanger {
-	if p.socks != nil {
-		user, pass := p.ids.certCredentials()
-		return &certs.DialExchanger{Dialer: socksContextDialer{p.socks, user, pass}, Timeout: certFetchTimeout}
+	dc, ok := p.up.(*upstream.DNSCrypt)
+	if !ok {
+		return nil, fmt.Errorf("proxy: %s is not a DNSCrypt resolver: it has no certificates", p.up)
 	}
-	tcp := &dns.Client{Net: "tcp", Timeout: certFetchTimeout / 2}
-	if p.cfg.TCPOnly {
-		return tcp
-	}
-	return &certs.UDPWithTCPFallback{UDP: &dns.Client{Net: "udp", Timeout: 2 * time.Second}, TCP: tcp}
+	return dc.FetchCerts(ctx)
 }
 
-// socksContextDialer adapts socksDialer to proxy.ContextDialer for the
-// certificate exchanges: the connection starts empty, so there is no data
-// to send optimistically and the CONNECT reply is awaited.
-type socksContextDialer struct {
-	d          *socksDialer
-	user, pass string
-}
-
-func (s socksContextDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
-	if network != "tcp" {
-		return nil, fmt.Errorf("%w: only TCP goes through SOCKS, not %s", errSOCKS, network)
-	}
-	return s.d.dial(ctx, addr, s.user, s.pass, nil)
-}
-
-// RefreshCerts asks for an early certificate check (SIGUSR1), without
-// waiting for it. The certificate in use stays until a better one is found.
-func (p *Proxy) RefreshCerts() {
-	p.log.Info("Refetching server certificates")
-	p.refresher.Trigger()
-}
+// RefreshCerts asks for an early check of the certificates (SIGUSR1),
+// without waiting for it. The certificate in use stays until a better one
+// is found.
+func (p *Proxy) RefreshCerts() { p.up.Refresh() }
 
 // Serve answers queries arriving on pc (UDP) and ln (TCP) until ctx is
 // done; either may be nil. It closes pc and ln, and returns nil after a
 // shutdown through ctx, once every goroutine it started has ended.
 //
-// It answers at once, directly as through SOCKS: SERVFAIL while it has no
-// valid certificate (the network or Tor may not be up yet at boot, the
-// resolver may be down, the certificate in use may have expired), so that
-// clients hear why rather than time out; each such query hurries the next
+// It answers at once, directly as through SOCKS: SERVFAIL while the
+// upstream cannot carry queries (a DNSCrypt resolver's certificate not
+// fetched yet: the network or Tor may not be up yet at boot, the resolver
+// may be down, the certificate in use may have expired), so that clients
+// hear why rather than time out; each such query hurries the next
 // certificate attempt.
 //
 // Config.OnReady is called, and "Proxying from ..." logged, once the
-// first certificate is in, or readyGrace after the listeners started
-// answering without one (a resolver or a network that is down at boot must
-// not hold up a boot script, a --daemonize parent or systemd): the log line
-// then says that clients get SERVFAIL until the certificate arrives.
+// upstream is ready, or readyGrace after the listeners started answering
+// without it (a resolver or a network that is down at boot must not hold
+// up a boot script, a --daemonize parent or systemd): the log line then
+// says that clients get SERVFAIL until the certificate arrives.
 func (p *Proxy) Serve(ctx context.Context, pc net.PacketConn, ln net.Listener) error {
-	if !p.serving.CompareAndSwap(false, true) {
+	if !p.served.CompareAndSwap(false, true) {
 		return errors.New("proxy: Serve called twice")
 	}
-	defer p.serving.Store(false)
 	p.active = activeSet{max: p.cfg.MaxActiveRequests}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -208,15 +154,9 @@ func (p *Proxy) Serve(ctx context.Context, pc net.PacketConn, ln net.Listener) e
 		}
 	}
 
-	p.muxMu.Lock()
-	p.muxDone, p.muxTried = false, time.Time{}
-	p.muxMu.Unlock()
-	p.mux()
-	defer p.closeMux()
-
 	var background sync.WaitGroup
-	background.Go(func() { p.refresher.Run(ctx) })
-	background.Go(func() { p.sweep(ctx) })
+	background.Go(func() { p.up.Run(ctx) })
+	background.Go(func() { p.housekeeping(ctx) })
 
 	if pc != nil {
 		p.wg.Add(1)
@@ -227,15 +167,17 @@ func (p *Proxy) Serve(ctx context.Context, pc net.PacketConn, ln net.Listener) e
 		go p.serveTCP(ctx, ln)
 	}
 	grace := time.NewTimer(readyGrace)
+	ready := true
 	select {
-	case <-p.firstCert:
+	case <-p.up.Ready():
 	case <-grace.C:
+		ready = false
 	case <-ctx.Done():
 	}
 	grace.Stop()
 	if ctx.Err() == nil {
 		msg := fmt.Sprintf("Proxying from %s to %s", listenAddr(pc, ln), p.upstreamName())
-		if p.refresher.Current() == nil {
+		if !ready {
 			msg += " (SERVFAIL until the resolver's certificate arrives)"
 		}
 		p.log.Log(ctx, LevelNotice, msg)
@@ -250,6 +192,7 @@ func (p *Proxy) Serve(ctx context.Context, pc net.PacketConn, ln net.Listener) e
 	p.closeActive()
 	p.wg.Wait()
 	background.Wait()
+	p.up.Close()
 	if pc != nil {
 		p.log.Info("UDP listener shut down")
 	}
@@ -259,46 +202,26 @@ func (p *Proxy) Serve(ctx context.Context, pc net.PacketConn, ln net.Listener) e
 	return nil
 }
 
-// mux returns the upstream UDP mux, making its sockets if there are none
-// yet (connecting them fails without a route, at boot before the network
-// is up), at most once per second. It returns nil through SOCKS, with
-// TCPOnly, and while the sockets cannot be made: the request then goes
-// over TCP, or gets SERVFAIL.
-func (p *Proxy) mux() *udpMux {
-	if m := p.udp.Load(); m != nil || !p.wantUDP {
-		return m
-	}
-	p.muxMu.Lock()
-	defer p.muxMu.Unlock()
-	if m := p.udp.Load(); m != nil || p.muxDone || time.Since(p.muxTried) < time.Second {
-		return m
-	}
-	p.muxTried = time.Now()
-	m, err := newUDPMux(p.cfg.ResolverAddr, min(runtime.GOMAXPROCS(0), 4), p.deliverUDP, p.udpFailed)
-	if err != nil {
-		p.upstreamFailed(fmt.Errorf("opening the upstream UDP sockets: %w", err))
-		return nil
-	}
-	p.udp.Store(m)
-	return m
-}
-
-// closeMux closes the upstream UDP mux at the end of Serve.
-func (p *Proxy) closeMux() {
-	p.muxMu.Lock()
-	p.muxDone = true
-	m := p.udp.Swap(nil)
-	p.muxMu.Unlock()
-	if m != nil {
-		m.close()
+// housekeeping writes the failure counts of the log windows that ended,
+// until ctx is done.
+func (p *Proxy) housekeeping(ctx context.Context) {
+	t := time.NewTicker(housekeepingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			p.failLog.flush(now)
+		}
 	}
 }
 
 func (p *Proxy) upstreamName() string {
-	if s := p.cfg.SOCKS; s != nil {
-		return p.cfg.ResolverAddr + " through SOCKS5 proxy " + s.Addr
+	if p.dialer.Proxied() {
+		return p.up.String() + " " + p.dialer.String()
 	}
-	return p.cfg.ResolverAddr
+	return p.up.String()
 }
 
 func listenAddr(pc net.PacketConn, ln net.Listener) string {

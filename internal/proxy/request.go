@@ -1,61 +1,46 @@
 package proxy
 
 import (
-	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt"
+	"github.com/miekg/dns"
+
 	"github.com/tor-dnscrypt/dnscrypt-proxy/edns"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/upstream"
 )
 
 // request is one client query in flight. Requests and their buffers are
 // recycled through a pool, so the steady state allocates little.
 //
-// A UDP query on the fast path (see fastpath.go) has no goroutine of its
-// own while it waits for the resolver: it sits in the UDP mux's pending
-// map in state stateWaiting, and whoever moves it to stateOwned with a
-// compare-and-swap - the upstream reader with the answer, the sweeper at
-// its deadline, or eviction and shutdown - finishes it. Every such claim
-// happens under the mux lock while the request is still pending, so a
-// recycled request can never be claimed for its previous life.
+// A request is admitted to the active set, then handed to the upstream as
+// an upstream.Query (up); the upstream calls its Receive exactly once, and
+// Receive completes it: the answer or SERVFAIL to the client, out of the
+// active set, back to the pool. Eviction and shutdown cancel up (outside
+// the active set's lock): the upstream then calls Receive soon, with
+// context.Canceled, and the client gets SERVFAIL (evicted) or nothing
+// (shutdown).
 type request struct {
-	state   atomic.Int32
+	p *Proxy
+	// refs: the request's own life, and whoever took it out of the active
+	// set to cancel it; it goes back to the pool at zero.
+	refs    atomic.Int32
 	dropped atomic.Bool // evicted, or the proxy is stopping
 	evicted atomic.Bool // dropped to admit a newer request: SERVFAIL
 
-	// deadline ends the whole request; ctx carries it on the goroutine
-	// path (TCP, SOCKS, fallbacks). ctx is not derived from the serving
-	// context: shutdown and eviction go through the active set, which sets
-	// dropped and cancels, so no request registers with a shared parent.
 	born     time.Time
 	deadline time.Time
-	ctx      context.Context
-	cancel   context.CancelFunc
 
 	meta edns.Query
-	// Buffers, reused: the prepared query, the sealed UDP packet, the
-	// sealed TCP packet with its length prefix (its own buffer: a fast-path
-	// claimant may retry over TCP while the sender still writes pkt), the
-	// encrypted response, the decrypted answer and what the client gets.
-	q, pkt, tpkt, resp, ans, out []byte
-
-	// The UDP query in flight: its identity and key (a TCP retry uses
-	// them too) and its nonce open the answer; udpDeadline ends the UDP
-	// attempt; padded is the padded length it was sent with.
-	id          *identity
-	key         *dnscrypt.SharedKey
-	nonce       [dnscrypt.HalfNonceSize]byte
-	padded      int
-	udpDeadline time.Time
-	// noQueue: a TCP retry after the UDP attempt was lost; it takes an
-	// upstream TCP slot only if one is free (under overload, a backlog of
-	// such retries would hold up the TCP clients).
-	noQueue bool
-	sock    int // the mux socket it was sent on
+	// Buffers, reused: the prepared query, what the client gets, and
+	// scratch space for a SERVFAIL.
+	q, out, scratch []byte
+	// up is the attempt at the upstream.
+	up upstream.Query
 
 	// UDP clients: where to answer.
 	pc     net.PacketConn
@@ -70,40 +55,41 @@ type request struct {
 	active     bool
 }
 
-// Request states.
-const (
-	stateOwned   = iota // a goroutine works on it (the zero value)
-	stateWaiting        // on the fast path, waiting for the resolver
-)
-
 var requestPool = sync.Pool{New: func() any {
 	return &request{
-		q:    make([]byte, 0, 1024),
-		pkt:  make([]byte, 0, 2048),
-		tpkt: make([]byte, 0, 2048),
-		resp: make([]byte, 0, 2048),
-		ans:  make([]byte, 0, 2048),
-		out:  make([]byte, 0, 2048),
+		q:       make([]byte, 0, 1024),
+		out:     make([]byte, 0, 2048),
+		scratch: make([]byte, 0, 512),
 	}
 }}
 
 // maxPooledBuf keeps the pool from holding on to the rare huge buffers.
 const maxPooledBuf = 8192
 
-func getRequest() *request { return requestPool.Get().(*request) }
+func (p *Proxy) getRequest() *request {
+	r := requestPool.Get().(*request)
+	r.p = p
+	r.up.Done = r
+	r.refs.Store(1)
+	return r
+}
+
+// release drops a reference to r; the last one recycles it.
+func (r *request) release() {
+	if r.refs.Add(-1) == 0 {
+		putRequest(r)
+	}
+}
 
 func putRequest(r *request) {
-	if r.cancel != nil {
-		r.cancel()
-	}
-	r.ctx, r.cancel, r.conn, r.id, r.key = nil, nil, nil, nil, nil
+	r.up.Reset()
+	r.up.Msg, r.up.Identity = nil, nil
+	r.p, r.conn = nil, nil
 	r.pc, r.uc, r.addr, r.client = nil, nil, nil, netip.AddrPort{}
-	r.state.Store(stateOwned)
 	r.dropped.Store(false)
 	r.evicted.Store(false)
-	r.noQueue = false
 	r.meta = edns.Query{}
-	for _, b := range []*[]byte{&r.q, &r.pkt, &r.tpkt, &r.resp, &r.ans, &r.out} {
+	for _, b := range []*[]byte{&r.q, &r.out, &r.scratch} {
 		if cap(*b) > maxPooledBuf {
 			*b = make([]byte, 0, 2048)
 		}
@@ -119,6 +105,32 @@ func (r *request) writeUDP(b []byte) { writeUDP(r.pc, r.uc, b, r.client, r.addr)
 // stopping. An evicted request is dropped too, but its client gets
 // SERVFAIL.
 func (r *request) silenced() bool { return r.dropped.Load() && !r.evicted.Load() }
+
+// Receive implements upstream.Receiver: the upstream's outcome completes r.
+func (r *request) Receive(q *upstream.Query, answer []byte, err error) {
+	p := r.p
+	if err == nil {
+		p.observeRTT(time.Since(r.born))
+		if q.OverTCP && truncated(answer) {
+			p.failLog.report(time.Now(), noteTruncatedTCP, fmt.Errorf("%w; the query advertised %s", errTruncatedTCP, ednsSizeOf(q.Msg)))
+		}
+	}
+	p.complete(r, answer, err)
+}
+
+func truncated(msg []byte) bool { return len(msg) > 2 && msg[2]&0x02 != 0 }
+
+// ednsSizeOf describes the EDNS payload size of the query q, for the log.
+func ednsSizeOf(q []byte) string {
+	m := new(dns.Msg)
+	if m.Unpack(q) != nil {
+		return "an unknown EDNS size"
+	}
+	if opt := m.IsEdns0(); opt != nil {
+		return fmt.Sprintf("EDNS size %d", opt.UDPSize())
+	}
+	return "no EDNS (512 bytes)"
+}
 
 // activeSet tracks requests in flight and caps their number. When the set
 // is full, a new request evicts the oldest if that one is stale (older than
@@ -171,7 +183,7 @@ func (p *Proxy) admit(r *request) error {
 	p.wg.Add(1)
 	s := &p.active
 	s.mu.Lock()
-	var claimed *request
+	var evicted *request
 	if s.closed {
 		r.dropped.Store(true)
 		s.mu.Unlock()
@@ -200,9 +212,8 @@ func (p *Proxy) admit(r *request) error {
 		}
 		s.unlink(old)
 		old.evicted.Store(true)
-		if p.drop(old) {
-			claimed = old
-		}
+		p.drop(old)
+		evicted = old
 		p.evictions.Add(1)
 	}
 	{
@@ -216,55 +227,71 @@ func (p *Proxy) admit(r *request) error {
 		s.n++
 	}
 	s.mu.Unlock()
-	if claimed != nil {
-		p.complete(claimed, errEvicted)
+	if evicted != nil {
+		evicted.up.Cancel()
+		evicted.release()
 	}
 	return nil
 }
 
-// complete ends r with the outcome err of resolving it (nil: the answer is
-// in r.ans): the client gets the answer, or SERVFAIL, or nothing while the
-// proxy stops (see reply).
-func (p *Proxy) complete(r *request, err error) {
-	if out, ok := p.reply(r, err); ok {
+// complete ends r with the upstream's answer, or the error err: the
+// client gets the answer, or SERVFAIL, or nothing while the proxy stops
+// (see reply).
+func (p *Proxy) complete(r *request, answer []byte, err error) {
+	if out, ok := p.reply(r, answer, err); ok {
 		r.respond(out)
+	}
+	if cc := r.conn; cc != nil {
+		p.conns.idle(cc, time.Now())
+		cc.inflight.Done()
 	}
 	p.finish(r)
 }
 
-// drop marks r dropped and cancels its work; called under the active
-// set's lock, while r is still the request it was. It reports whether it
-// claimed a waiting fast-path request, which the caller must then finish.
-func (p *Proxy) drop(r *request) bool {
-	r.dropped.Store(true)
-	if r.cancel != nil {
-		r.cancel()
+// exchange hands the admitted request r to the upstream, with the
+// identity of its query. r may be complete (and recycled) when it returns.
+func (p *Proxy) exchange(r *request) {
+	id, err := p.ids.get()
+	if err != nil {
+		p.complete(r, nil, err)
+		return
 	}
-	m := p.udp.Load()
-	return m != nil && m.claim(r)
+	q := &r.up
+	q.Msg, q.Limit, q.TCP, q.Deadline, q.Identity = r.q, r.meta.Limit, r.conn != nil, r.deadline, id
+	p.up.Exchange(q)
+}
+
+// drop marks r dropped and takes a reference to it; called under the
+// active set's lock, while r is still the request it was. The caller then
+// cancels r.up outside the lock (the upstream may complete r at once), and
+// releases r.
+func (p *Proxy) drop(r *request) {
+	r.dropped.Store(true)
+	r.refs.Add(1)
 }
 
 // closeActive drops every request in the set, and every one admitted
-// later; it finishes the waiting fast-path requests it claims.
+// later, and cancels their attempts upstream.
 func (p *Proxy) closeActive() {
 	s := &p.active
 	s.mu.Lock()
 	s.closed = true
-	var claimed []*request
+	var dropped []*request
 	for s.head != nil {
 		r := s.head
 		s.unlink(r)
-		if p.drop(r) {
-			claimed = append(claimed, r)
-		}
+		p.drop(r)
+		dropped = append(dropped, r)
 	}
 	s.mu.Unlock()
-	for _, r := range claimed {
-		p.finish(r)
+	for _, r := range dropped {
+		r.up.Cancel()
+		r.release()
 	}
 }
 
-// finish ends r: out of the active set, back to the pool.
+// finish ends r: out of the active set, back to the pool (once nobody
+// holds it to cancel it).
 func (p *Proxy) finish(r *request) {
 	s := &p.active
 	s.mu.Lock()
@@ -272,8 +299,8 @@ func (p *Proxy) finish(r *request) {
 		s.unlink(r)
 	}
 	s.mu.Unlock()
-	putRequest(r)
 	p.wg.Done()
+	r.release()
 }
 
 func (s *activeSet) unlink(r *request) {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt/dnscrypttest"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/upstream"
 )
 
 func TestLargeAnswers(t *testing.T) {
@@ -334,7 +335,7 @@ func TestRotation(t *testing.T) {
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
-		if c := rp.p.refresher.Current(); c != nil && c.Serial == 2 {
+		if c := dnscryptOf(rp.p).Cert(); c != nil && c.Serial == 2 {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -342,7 +343,7 @@ func TestRotation(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	close(stop)
 	wg.Wait()
-	if c := rp.p.refresher.Current(); c.Serial != 2 {
+	if c := dnscryptOf(rp.p).Cert(); c.Serial != 2 {
 		t.Fatalf("serial %d in use, want 2", c.Serial)
 	}
 	if failed.Load() != 0 {
@@ -427,8 +428,7 @@ func TestMalformedQueriesDropped(t *testing.T) {
 func TestNoCertificateYet(t *testing.T) {
 	srv := dnscrypttest.NewServer(t, nil)
 	srv.SetFaults(dnscrypttest.Faults{NoCertUDP: true, NoCertTCP: true})
-	p, err := New(Config{ResolverAddr: srv.Addr, ProviderName: dnscrypttest.ProviderName,
-		ProviderKey: srv.ProviderKey, Logger: testLogger(t)})
+	p, err := New(Config{Resolvers: []upstream.Spec{spec(srv)}, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt/dnscrypttest"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/socks5test"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/upstream"
 )
 
 // TestSOCKSEverythingThrough: with a SOCKS proxy, certificates and queries
@@ -23,7 +24,7 @@ func TestSOCKSEverythingThrough(t *testing.T) {
 	srv.SetFaults(dnscrypttest.Faults{NoCertUDP: true})
 	socks := socks5test.NewServer(t, socks5test.Config{User: "u", Password: "p"})
 	rp := startProxy(t, srv, Config{SOCKS: &SOCKS{Addr: socks.Addr, User: "u", Password: "p"}})
-	if rp.p.udp.Load() != nil {
+	if dnscryptOf(rp.p).UDPSockets() {
 		t.Fatal("an upstream UDP socket exists in SOCKS mode")
 	}
 	for _, network := range []string{"udp", "tcp"} {
@@ -61,7 +62,9 @@ func TestSOCKSHostName(t *testing.T) {
 	srv := dnscrypttest.NewServer(t, nil)
 	_, port, _ := net.SplitHostPort(srv.Addr)
 	socks := socks5test.NewServer(t, socks5test.Config{Hosts: map[string]string{"resolver.invalid": "127.0.0.1"}})
-	rp := startProxy(t, srv, Config{ResolverAddr: "resolver.invalid:" + port, SOCKS: &SOCKS{Addr: socks.Addr}})
+	byName := spec(srv)
+	byName.Addr = "resolver.invalid:" + port
+	rp := startProxy(t, srv, Config{Resolvers: []upstream.Spec{byName}, SOCKS: &SOCKS{Addr: socks.Addr}})
 	if r, err := rp.ask(t, "udp", query("www.example", dns.TypeA)); err != nil || r.Rcode != dns.RcodeSuccess {
 		t.Fatalf("%v %v", r, err)
 	}
@@ -72,11 +75,14 @@ func TestSOCKSHostName(t *testing.T) {
 	}
 	// A provider name no certificate query could carry is a configuration
 	// error, not a fetch that fails forever.
-	if _, err := New(Config{ResolverAddr: srv.Addr, ProviderName: "2.dnscrypt-cert..example", ProviderKey: srv.ProviderKey}); err == nil {
+	badName := spec(srv)
+	badName.ProviderName = "2.dnscrypt-cert..example"
+	if _, err := New(Config{Resolvers: []upstream.Spec{badName}}); err == nil {
 		t.Fatal("New accepted a provider name with an empty label")
 	}
 	// Without SOCKS a name is refused: it would need a local lookup.
-	if _, err := New(Config{ResolverAddr: "resolver.invalid:443", ProviderName: "2.dnscrypt-cert.x", ProviderKey: srv.ProviderKey}); err == nil {
+	byName.Addr = "resolver.invalid:443"
+	if _, err := New(Config{Resolvers: []upstream.Spec{byName}}); err == nil {
 		t.Fatal("New accepted a host name without SOCKS")
 	}
 }
@@ -260,8 +266,7 @@ func TestSOCKSAuthenticationRefused(t *testing.T) {
 			socks := socks5test.NewServer(t, socks5test.Config{User: "lab", Password: "pw"})
 			tc.socks.Addr = socks.Addr
 			logs := &logRecorder{}
-			p, err := New(Config{ResolverAddr: srv.Addr, ProviderName: dnscrypttest.ProviderName,
-				ProviderKey: srv.ProviderKey, SOCKS: &tc.socks, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+			p, err := New(Config{Resolvers: []upstream.Spec{spec(srv)}, SOCKS: &tc.socks, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -321,8 +326,7 @@ func TestSOCKSBeforeCertificate(t *testing.T) {
 	srv := dnscrypttest.NewServer(t, nil)
 	socks := socks5test.NewServer(t, socks5test.Config{Refuse: 1}) // "Tor" not ready
 	ready := make(chan struct{})
-	p, err := New(Config{ResolverAddr: srv.Addr, ProviderName: dnscrypttest.ProviderName,
-		ProviderKey: srv.ProviderKey, Logger: testLogger(t), Timeout: time.Second,
+	p, err := New(Config{Resolvers: []upstream.Spec{spec(srv)}, Logger: testLogger(t), Timeout: time.Second,
 		SOCKS: &SOCKS{Addr: socks.Addr}, OnReady: func() { close(ready) }})
 	if err != nil {
 		t.Fatal(err)

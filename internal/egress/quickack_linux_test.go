@@ -1,4 +1,4 @@
-package proxy
+package egress
 
 import (
 	"context"
@@ -84,10 +84,10 @@ func TestOptimisticReplyAcked(t *testing.T) {
 		<-dialed
 		done <- p.ackedSoon()
 	}()
-	d := &socksDialer{network: "tcp", proxyAddr: addr, optimistic: true}
+	d := SOCKS5(SOCKSConfig{Addr: addr, OptimisticData: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, err := d.dial(ctx, "127.0.0.1:53", "", "", []byte("ping"))
+	c, err := d.DialTCP(ctx, "127.0.0.1:53", Credentials{}, []byte("ping"))
 	close(dialed)
 	if err != nil {
 		t.Fatal(err)
@@ -148,7 +148,7 @@ func TestPartialAnswerAcked(t *testing.T) {
 	msg, sent := make([]byte, 600), make([]byte, 600)
 	got := make(chan error, 1)
 	go func() {
-		_, err := readFullAcked(sc, msg)
+		_, err := io.ReadFull(ackConn{sc}, msg)
 		got <- err
 	}()
 	p.c.Write(sent[:100])
