@@ -144,7 +144,7 @@ var options = []option{
 		help: "provider public key, 64 hex digits (e.g. E801:B84E:...:324D)",
 		set:  func(o *Options, v string) error { o.ProviderKey = v; return nil }},
 	{long: "resolver-address", short: 'r', arg: "IP[:PORT]",
-		help: "resolver address (port 443 by default); overrides the list's; with --proxy/--tor also HOST[:PORT]",
+		help: "resolver address (port 443 by default); overrides the list's; with --proxy/--tor also HOST[:PORT]. Other kinds of resolvers: tcp://IP[:PORT] (plain DNS over TCP), tls://IP[:PORT] (DNS-over-TLS), https://IP[:PORT][/PATH] (DNS-over-HTTPS); a host name instead of IP through --proxy/--tor",
 		set:  func(o *Options, v string) error { o.ResolverAddress = v; return nil }},
 	{long: "syslog", short: 'S',
 		help: "log to syslog (daemon facility)",
@@ -179,7 +179,7 @@ var options = []option{
 
 	// New in this proxy.
 	{long: "stamp", noAbbrev: true, arg: "SDNS",
-		help: "resolver as a DNSCrypt stamp, sdns://...",
+		help: "resolver as a DNS stamp, sdns://...: DNSCrypt, plain DNS (asked over TCP), DNS-over-TLS or DNS-over-HTTPS",
 		set:  func(o *Options, v string) error { o.Stamp = v; return nil }},
 	{long: "proxy", noAbbrev: true, arg: "URL",
 		help: "send everything through this SOCKS5 proxy: socks5://[USER:PASS@]IP:PORT or socks5:///SOCKET/PATH; USER:PASS is an account, sent as given (no circuit isolation then)",

@@ -149,8 +149,12 @@ func (o *Options) Plan(env *Env) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg.Resolvers = []upstream.Spec{{Kind: upstream.KindDNSCrypt, Name: res.name, Addr: res.addr,
-		ProviderName: res.provider, ProviderKey: res.key}}
+	if res.spec != nil {
+		cfg.Resolvers = []upstream.Spec{*res.spec}
+	} else {
+		cfg.Resolvers = []upstream.Spec{{Kind: upstream.KindDNSCrypt, Name: res.name, Addr: res.addr,
+			ProviderName: res.provider, ProviderKey: res.key}}
+	}
 	p.Notes = append(p.Notes, res.notes...)
 
 	// Listening address (also checked in --test mode, as 1.x does).

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -148,7 +149,8 @@ func TestPlanResolverSelection(t *testing.T) {
 }
 
 func TestPlanErrors(t *testing.T) {
-	doh := dnsstamps.ServerStamp{Proto: dnsstamps.StampProtoTypeDoH, ServerAddrStr: "192.0.2.1:443", ProviderName: "doh.example", Path: "/dns-query"}
+	doq := dnsstamps.ServerStamp{Proto: dnsstamps.StampProtoTypeDoQ, ServerAddrStr: "192.0.2.1:853", ProviderName: "doq.example"}
+	onion := dnsstamps.ServerStamp{Proto: dnsstamps.StampProtoTypeDoH, ProviderName: "resolver.onion", Path: "/dns-query"}
 	key := []string{"-N", "2.dnscrypt-cert.x", "-k", scalewayKey}
 	tests := []struct {
 		name string
@@ -175,7 +177,16 @@ func TestPlanErrors(t *testing.T) {
 		{"-R unusable row", []string{"-R", "Broken", "-L", "/mem/badrow.csv"}, 1, "Resolver [Broken] in the [/mem/badrow.csv] list cannot be used: line 2: resolver \"broken\": invalid provider key: 2 bytes, want 32"},
 		{"-R random without candidates", []string{"-R", "random", "-L", csvPath + "x"}, 1, "Unable to read"},
 		{"--stamp bad", []string{"--stamp=sdns://AAAA"}, 1, "Invalid stamp: [sdns://AAAA]"},
-		{"--stamp DoH", []string{"--stamp=" + doh.String()}, 1, "Unsupported stamp: this is a DoH stamp; only DNSCrypt stamps are supported for now"},
+		{"--stamp DoQ", []string{"--stamp=" + doq.String()}, 1, "Unsupported stamp: [" + doq.String() + "]: QUIC stamps are not supported"},
+		{"--stamp by name without a proxy", []string{"--stamp=" + onion.String()}, 1,
+			"Unsupported resolver: resolver.onion: address \"resolver.onion:443\" must be an IP address and port"},
+		{"URL by name without a proxy", []string{"--resolver-address=tls://dns.example"}, 1,
+			"(a host name works only through --proxy or --tor, which resolve it: never a local lookup)"},
+		{"URL with a provider name", []string{"--resolver-address=tls://192.0.2.1", "--provider-name=2.dnscrypt-cert.x"}, 1,
+			"names a resolver by itself: drop --resolver-name, --provider-name and --provider-key"},
+		{"stamp and a resolver address", []string{"--stamp=" + onion.String(), "--resolver-address=192.0.2.1"}, 1,
+			"--stamp gives the address of a https resolver: drop --resolver-address"},
+		{"bad URL", []string{"--resolver-address=tls://bad host"}, 1, "Invalid resolver address: [tls://bad host]"},
 		{"--stamp and -R", []string{"--stamp=" + scalewayStmp, "-R", "x"}, 1, "--stamp and --resolver-name exclude each other"},
 		{"--stamp and -k", []string{"--stamp=" + scalewayStmp, "-k", scalewayKey}, 1, "--stamp already gives the provider name and key"},
 		{"-a bad", []string{"-a", "localhost"}, 1, "Unsupported local address: localhost"},
@@ -503,6 +514,37 @@ func TestPlanReadsSystemListsWhenReached(t *testing.T) {
 		}
 		if !slices.Equal(opened, tt.opened) {
 			t.Errorf("%q: opened %q, want %q", tt.args, opened, tt.opened)
+		}
+	}
+}
+
+// TestPlanOtherResolvers: plain, DoT and DoH resolvers from stamps and URL
+// forms, IP addresses directly, host names through a proxy only.
+func TestPlanOtherResolvers(t *testing.T) {
+	dot := dnsstamps.ServerStamp{Proto: dnsstamps.StampProtoTypeTLS, ServerAddrStr: "192.0.2.1", ProviderName: "dns.example:8853"}
+	plain := dnsstamps.ServerStamp{Proto: dnsstamps.StampProtoTypePlain, ServerAddrStr: "192.0.2.2"}
+	for _, tc := range []struct {
+		args []string
+		want upstream.Spec
+	}{
+		{[]string{"--stamp=" + dot.String()}, upstream.Spec{Kind: upstream.KindTLS, Name: "dns.example:8853",
+			Addr: "192.0.2.1:8853", ServerName: "dns.example"}},
+		{[]string{"--stamp=" + plain.String()}, upstream.Spec{Kind: upstream.KindTCP, Addr: "192.0.2.2:53"}},
+		{[]string{"--resolver-address=tcp://192.0.2.3"}, upstream.Spec{Kind: upstream.KindTCP, Name: "tcp://192.0.2.3",
+			Addr: "192.0.2.3:53"}},
+		{[]string{"--tor", "--resolver-address=https://abc.onion/dns-query"}, upstream.Spec{Kind: upstream.KindHTTPS,
+			Name: "https://abc.onion/dns-query", Addr: "abc.onion:443", ServerName: "abc.onion", Path: "/dns-query"}},
+	} {
+		o, err := ParseArgs(tc.args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := o.Plan(testEnv())
+		if err != nil {
+			t.Fatalf("%q: %v", tc.args, err)
+		}
+		if len(p.Proxy.Resolvers) != 1 || !reflect.DeepEqual(p.Proxy.Resolvers[0], tc.want) {
+			t.Errorf("%q: %+v, want %+v", tc.args, p.Proxy.Resolvers, tc.want)
 		}
 	}
 }

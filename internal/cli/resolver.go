@@ -13,6 +13,7 @@ import (
 	"github.com/jedisct1/go-dnsstamps"
 
 	"github.com/tor-dnscrypt/dnscrypt-proxy/certs"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/upstream"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/stamps"
 )
 
@@ -31,6 +32,10 @@ var SystemResolversLists = []string{
 
 // resolver is the chosen resolver.
 type resolver struct {
+	// spec is a resolver of another kind than DNSCrypt (a plain, DoT or
+	// DoH stamp, a tcp://, tls:// or https:// address); the other fields
+	// are then unused.
+	spec     *upstream.Spec
 	name     string // the list's name, if from a list
 	addr     string // "ip:port", or "host:port" through a proxy
 	provider string
@@ -65,9 +70,23 @@ func chooseResolver(o *Options, env *Env, viaProxy bool) (*resolver, error) {
 			return nil, valueErrorf("Invalid stamp: [%s]: %s", o.Stamp, userText(err))
 		}
 		if st.Proto != dnsstamps.StampProtoTypeDNSCrypt {
-			return nil, valueErrorf("Unsupported stamp: this is a %s stamp; only DNSCrypt stamps are supported for now", st.Proto.String())
+			spec, err := upstream.FromStamp(st)
+			if err != nil {
+				return nil, valueErrorf("Unsupported stamp: [%s]: %s", o.Stamp, userText(err))
+			}
+			return r.other(spec, o, viaProxy, "--stamp")
 		}
 		r.fromStamp(st)
+	case upstream.IsURL(o.ResolverAddress):
+		spec, err := upstream.ParseURL(o.ResolverAddress)
+		if err != nil {
+			return nil, valueErrorf("Invalid resolver address: [%s]: %s", o.ResolverAddress, userText(err))
+		}
+		if o.ResolverName != "" || o.ProviderName != "" || o.ProviderKey != "" {
+			return nil, setupErrorf("--resolver-address=%s names a resolver by itself: drop --resolver-name, --provider-name and --provider-key",
+				o.ResolverAddress)
+		}
+		return r.other(spec, o, viaProxy, "--resolver-address")
 	case o.ResolverName != "":
 		if err := r.fromList(o, env); err != nil {
 			return nil, err
@@ -124,6 +143,26 @@ func chooseResolver(o *Options, env *Env, viaProxy bool) (*resolver, error) {
 	if err := checkProviderName(r.provider); err != nil {
 		return nil, err
 	}
+	return r, nil
+}
+
+// other takes spec, a resolver of another kind than DNSCrypt, named by the
+// option opt, after checking that the other options agree with it.
+func (r *resolver) other(spec upstream.Spec, o *Options, viaProxy bool, opt string) (*resolver, error) {
+	if opt != "--resolver-address" && o.ResolverAddress != "" {
+		return nil, setupErrorf("%s gives the address of a %v resolver: drop --resolver-address", opt, spec.Kind)
+	}
+	if o.ResolverPort != 0 {
+		return nil, setupErrorf("--resolver-port applies to DNSCrypt resolvers: give the port in %s", opt)
+	}
+	if err := spec.Check(viaProxy); err != nil {
+		hint := ""
+		if !viaProxy {
+			hint = " (a host name works only through --proxy or --tor, which resolve it: never a local lookup)"
+		}
+		return nil, setupErrorf("Unsupported resolver: %s: %s%s", spec.String(), userText(err), hint)
+	}
+	r.spec = &spec
 	return r, nil
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/tor-dnscrypt/dnscrypt-proxy/certs"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/proxy"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/upstream"
 )
 
 // testAttempts is how many certificate fetches --test makes, as in 1.x.
@@ -23,6 +24,10 @@ func testBackoff(n int) time.Duration { return time.Second + time.Duration(n-1)*
 func testCerts(ctx context.Context, plan *Plan, log *slog.Logger) int {
 	cfg := plan.Proxy
 	cfg.Logger = log
+	if r := cfg.Resolvers[0]; r.Kind != upstream.KindDNSCrypt {
+		logf(log, slog.LevelError, "--test checks a DNSCrypt resolver's certificate: %s is a %v resolver", r.String(), r.Kind)
+		return ExitFailure
+	}
 	p, err := proxy.New(cfg)
 	if err != nil {
 		logf(log, slog.LevelError, "%s", invalidConfig(err))
