@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/jedisct1/go-dnsstamps"
 )
@@ -31,7 +33,14 @@ type Resolver struct {
 	// "Provider name" and "Provider public key", with the DNSSEC and no-log
 	// properties set from the columns above. A 1.x list has no column for
 	// the no-filter property, so it is never set.
-	Stamp dnsstamps.ServerStamp
+	//
+	// A row without a provider name and key may give instead, in an extra
+	// "DNS stamp" column, a stamp of another protocol (DNS-over-TLS,
+	// DNS-over-HTTPS, plain DNS): Stamp is then that stamp, and Address the
+	// row's "Resolver address", if any: where to connect, "host:port" (an
+	// onion service, say, whose name only a proxy may resolve).
+	Stamp   dnsstamps.ServerStamp
+	Address string
 }
 
 // Limits on a resolvers list.
@@ -59,6 +68,7 @@ const (
 	colAddress     = "Resolver address"
 	colProvider    = "Provider name"
 	colKey         = "Provider public key"
+	colStamp       = "DNS stamp" // not in 1.x lists
 )
 
 // ParseCSV reads a resolvers list in the format of dnscrypt-resolvers.csv
@@ -132,6 +142,7 @@ func ParseCSV(r io.Reader) ([]Resolver, error) {
 		iName, iAddress, iProvider, iKey   = index(colName), index(colAddress), index(colProvider), index(colKey)
 		iFullName, iDescription, iLocation = index(colFullName), index(colDescription), index(colLocation)
 		iURL, iDNSSEC, iNoLogs, iNamecoin  = index(colURL), index(colDNSSEC), index(colNoLogs), index(colNamecoin)
+		iStamp                             = index(colStamp)
 	)
 	for _, c := range []struct {
 		i    int
@@ -186,7 +197,11 @@ func ParseCSV(r io.Reader) ([]Resolver, error) {
 				Err: fmt.Errorf("%w: %d columns, limit %d", ErrInvalidList, len(row), MaxColumns)})
 			continue
 		}
-		if err := res.buildStamp(field(iAddress), field(iProvider), field(iKey)); err != nil {
+		build := res.buildStamp
+		if field(iProvider) == "" && field(iKey) == "" && field(iStamp) != "" {
+			build = func(addr, _, _ string) error { return res.otherStamp(addr, field(iStamp)) }
+		}
+		if err := build(field(iAddress), field(iProvider), field(iKey)); err != nil {
 			bad(&RowError{Line: line, Name: res.Name, Err: err})
 			continue
 		}
@@ -222,6 +237,74 @@ func (res *Resolver) buildStamp(addr, provider, key string) error {
 	}
 	res.Stamp, err = NewDNSCrypt(addr, provider, pk, props)
 	return err
+}
+
+// otherStamp takes the row's stamp, of another protocol than DNSCrypt (whose
+// rows give the provider's name and key), and its address, if any.
+func (res *Resolver) otherStamp(addr, stamp string) error {
+	st, err := Parse(stamp)
+	if err != nil {
+		return err
+	}
+	if st.Proto == dnsstamps.StampProtoTypeDNSCrypt {
+		return fmt.Errorf("%w: %s", ErrMissingField, colProvider)
+	}
+	if res.Name == "" {
+		return fmt.Errorf("%w: %s", ErrMissingField, colName)
+	}
+	if addr != "" {
+		if !validHostPort(addr) {
+			return fmt.Errorf("%w: %q is not host:port", ErrInvalidAddress, addr)
+		}
+		res.Address = addr
+	}
+	if res.DNSSEC {
+		st.Props |= dnsstamps.ServerInformalPropertyDNSSEC
+	}
+	if res.NoLogs {
+		st.Props |= dnsstamps.ServerInformalPropertyNoLog
+	}
+	res.Stamp = st
+	return nil
+}
+
+// validHostPort reports whether s is "host:port" with an IP address or a
+// host name (letters, digits, '-' and '_' in labels of 1 to 63 bytes) and a
+// port in 1..65535.
+func validHostPort(s string) bool {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return false
+	}
+	if n, err := parsePort(port); err != nil || n == 0 {
+		return false
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return true
+	}
+	return ValidHostName(host)
+}
+
+// ValidHostName reports whether h is a host name: letters, digits, '-' and
+// '_' in dot-separated labels of 1 to 63 bytes that do not start or end
+// with '-', 253 bytes at most, an optional final dot (.onion names are).
+func ValidHostName(h string) bool {
+	h = strings.TrimSuffix(h, ".")
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for label := range strings.SplitSeq(h, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // Lookup returns the first resolver named name, comparing names without

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/jedisct1/go-dnsstamps"
@@ -30,7 +31,12 @@ func TestDefaultList(t *testing.T) {
 		names[res.Name] = true
 		st := res.Stamp
 		if st.Proto != dnsstamps.StampProtoTypeDNSCrypt {
-			t.Errorf("%s: protocol %v, want DNSCrypt", res.Name, st.Proto)
+			// The onion services: DoH and DoT by name, through Tor.
+			if st.Proto != dnsstamps.StampProtoTypeDoH && st.Proto != dnsstamps.StampProtoTypeTLS ||
+				st.ServerAddrStr != "" || !strings.HasSuffix(res.Address, ".onion:443") && !strings.HasSuffix(res.Address, ".onion:853") {
+				t.Errorf("%s: %v stamp %+v at %q, want DoH or DoT of an onion service", res.Name, st.Proto, st, res.Address)
+			}
+			continue
 		}
 		if len(st.ServerPk) != ed25519.PublicKeySize {
 			t.Errorf("%s: key of %d bytes, want 32", res.Name, len(st.ServerPk))
@@ -110,7 +116,9 @@ func TestDefaultListMatchesPublishedStamps(t *testing.T) {
 		if published.Props != want {
 			t.Errorf("%s: published properties %x, want %x", res.Name, published.Props, want)
 		}
-		published.Props &^= dnsstamps.ServerInformalPropertyNoFilter // no 1.x column for it
+		if published.Proto == dnsstamps.StampProtoTypeDNSCrypt {
+			published.Props &^= dnsstamps.ServerInformalPropertyNoFilter // no 1.x column for it
+		}
 		if !reflect.DeepEqual(res.Stamp, published) {
 			t.Errorf("%s: columns give %+v, published stamp is %+v", res.Name, res.Stamp, published)
 		}

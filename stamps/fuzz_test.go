@@ -137,8 +137,15 @@ func checkResolver(t *testing.T, res Resolver) {
 		t.Fatalf("resolver without a name: %+v", res)
 	}
 	st := res.Stamp
-	if st.Proto != dnsstamps.StampProtoTypeDNSCrypt || len(st.ServerPk) != ed25519.PublicKeySize {
-		t.Fatalf("%q: unusable stamp %+v", res.Name, st)
+	switch st.Proto {
+	case dnsstamps.StampProtoTypeDNSCrypt:
+		if len(st.ServerPk) != ed25519.PublicKeySize || res.Address != "" {
+			t.Fatalf("%q: unusable stamp %+v", res.Name, st)
+		}
+	default:
+		if res.Address != "" && !validHostPort(res.Address) {
+			t.Fatalf("%q: address %q is not host:port", res.Name, res.Address)
+		}
 	}
 	back, err := Parse(Format(st))
 	if err != nil || !reflect.DeepEqual(back, st) {
@@ -165,11 +172,16 @@ func writeCSV(list []Resolver) string {
 		return yn(yes)
 	}
 	var b strings.Builder
-	b.WriteString("Resolver address,Name,Provider name,Provider public key,DNSSEC validation,No logs,Namecoin,Full name,Description,Location,URL\n")
+	b.WriteString("Resolver address,Name,Provider name,Provider public key,DNSSEC validation,No logs,Namecoin,Full name,Description,Location,URL,DNS stamp\n")
 	for _, r := range list {
+		addr, provider, key, stamp := q(r.Stamp.ServerAddrStr), q(r.Stamp.ProviderName), certs.Fingerprint(r.Stamp.ServerPk), ""
+		if r.Stamp.Proto != dnsstamps.StampProtoTypeDNSCrypt {
+			addr, provider, key, stamp = q(r.Address), "", "", q(Format(r.Stamp))
+		}
 		b.WriteString(strings.Join([]string{
-			q(r.Stamp.ServerAddrStr), q(r.Name), q(r.Stamp.ProviderName), certs.Fingerprint(r.Stamp.ServerPk),
+			addr, q(r.Name), provider, key,
 			ynu(r.DNSSEC, r.dnssecNotNo), ynu(r.NoLogs, r.noLogsNotNo), yn(r.Namecoin), q(r.FullName), q(r.Description), q(r.Location), q(r.URL),
+			stamp,
 		}, ","))
 		b.WriteString("\n")
 	}

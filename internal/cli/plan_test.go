@@ -548,3 +548,28 @@ func TestPlanOtherResolvers(t *testing.T) {
 		}
 	}
 }
+
+// TestPlanOnionFromList: the built-in list's Cloudflare onion services, by
+// name through Tor only.
+func TestPlanOnionFromList(t *testing.T) {
+	for name, want := range map[string]upstream.Spec{
+		"cloudflare-onion-doh": {Kind: upstream.KindHTTPS, Name: "cloudflare-onion-doh",
+			Addr:       "dns4torpnlfs2ifuz2s2yf3fc7rdmsbhm6rw75euj35pac6ap25zgqad.onion:443",
+			ServerName: "tor.cloudflare-dns.com", Path: "/dns-query"},
+		"cloudflare-onion-dot": {Kind: upstream.KindTLS, Name: "cloudflare-onion-dot",
+			Addr:       "dns4torpnlfs2ifuz2s2yf3fc7rdmsbhm6rw75euj35pac6ap25zgqad.onion:853",
+			ServerName: "tor.cloudflare-dns.com"},
+	} {
+		p := plan(t, "--tor", "-R", name)
+		if len(p.Proxy.Resolvers) != 1 || !reflect.DeepEqual(p.Proxy.Resolvers[0], want) {
+			t.Errorf("-R %s: %+v, want %+v", name, p.Proxy.Resolvers, want)
+		}
+		o, err := ParseArgs([]string{"-R", name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := o.Plan(testEnv()); err == nil || !strings.Contains(err.Error(), "works only through --proxy or --tor") {
+			t.Errorf("-R %s without a proxy: %v, want a refusal", name, err)
+		}
+	}
+}

@@ -36,7 +36,8 @@ type resolver struct {
 	// DoH stamp, a tcp://, tls:// or https:// address); the other fields
 	// are then unused.
 	spec     *upstream.Spec
-	name     string // the list's name, if from a list
+	row      *stamps.Resolver // a list's row of another kind, before it becomes spec
+	name     string           // the list's name, if from a list
 	addr     string // "ip:port", or "host:port" through a proxy
 	provider string
 	key      ed25519.PublicKey
@@ -90,6 +91,17 @@ func chooseResolver(o *Options, env *Env, viaProxy bool) (*resolver, error) {
 	case o.ResolverName != "":
 		if err := r.fromList(o, env); err != nil {
 			return nil, err
+		}
+		if row := r.row; row != nil {
+			spec, err := upstream.FromStamp(row.Stamp)
+			if err != nil {
+				return nil, setupErrorf("Resolver [%s] cannot be used: %s", row.Name, userText(err))
+			}
+			spec.Name = row.Name
+			if row.Address != "" {
+				spec.Addr = row.Address
+			}
+			return r.other(spec, o, viaProxy, "--resolver-name")
 		}
 		if o.ProviderName != "" || o.ProviderKey != "" {
 			r.note(slog.LevelWarn, "--provider-name and --provider-key are ignored: the resolvers list gives them for [%s]", o.ResolverName)
@@ -225,7 +237,11 @@ func (r *resolver) fromList(o *Options, env *Env) error {
 }
 
 func (r *resolver) fromRow(res stamps.Resolver) {
-	r.fromStamp(res.Stamp)
+	if res.Stamp.Proto == dnsstamps.StampProtoTypeDNSCrypt {
+		r.fromStamp(res.Stamp)
+	} else {
+		r.row = &res
+	}
 	r.name = res.Name
 	if res.DNSSEC {
 		r.note(slog.LevelInfo, "+ DNS Security Extensions are supported")

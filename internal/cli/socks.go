@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/tor-dnscrypt/dnscrypt-proxy/stamps"
 )
 
 // Tor's defaults.
@@ -127,23 +129,11 @@ func normalizeHostPort(s string, defaultPort int) (string, error) {
 	return net.JoinHostPort(strings.ToLower(strings.TrimSuffix(host, ".")), port), nil
 }
 
-// checkHostName accepts letters, digits, '-' and '_' in dot-separated
-// labels of 1 to 63 bytes, 253 bytes at most (".onion" names included).
+// checkHostName accepts a host name (see stamps.ValidHostName), ".onion"
+// names included.
 func checkHostName(host string) error {
-	h := strings.TrimSuffix(host, ".")
-	if h == "" || len(h) > maxHostNameLength {
+	if !stamps.ValidHostName(host) {
 		return fmt.Errorf("%q is not a host name", host)
-	}
-	for label := range strings.SplitSeq(h, ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return fmt.Errorf("%q is not a host name", host)
-		}
-		for i := 0; i < len(label); i++ {
-			c := label[i]
-			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-				return fmt.Errorf("%q is not a host name", host)
-			}
-		}
 	}
 	return nil
 }

@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"github.com/jedisct1/go-dnsstamps"
+
+	"github.com/tor-dnscrypt/dnscrypt-proxy/stamps"
 )
 
 // Default ports of the upstream kinds.
@@ -164,27 +166,8 @@ func splitHost(hp string) (host string, port int, err error) {
 		}
 		return a.String(), port, nil
 	}
-	if !validHostName(host) {
+	if !stamps.ValidHostName(host) {
 		return "", 0, fmt.Errorf("%q is neither an IP address nor a host name", host)
 	}
 	return strings.ToLower(strings.TrimSuffix(host, ".")), port, nil
-}
-
-func validHostName(h string) bool {
-	h = strings.TrimSuffix(h, ".")
-	if h == "" || len(h) > 253 {
-		return false
-	}
-	for label := range strings.SplitSeq(h, ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
-		for i := 0; i < len(label); i++ {
-			c := label[i]
-			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-				return false
-			}
-		}
-	}
-	return true
 }
