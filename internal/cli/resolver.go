@@ -38,7 +38,7 @@ type resolver struct {
 	spec     *upstream.Spec
 	row      *stamps.Resolver // a list's row of another kind, before it becomes spec
 	name     string           // the list's name, if from a list
-	addr     string // "ip:port", or "host:port" through a proxy
+	addr     string           // "ip:port", or "host:port" through a proxy
 	provider string
 	key      ed25519.PublicKey
 	notes    []Note
