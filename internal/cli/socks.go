@@ -16,7 +16,6 @@ const (
 	torSOCKSAddr      = "127.0.0.1:9050"
 	defaultSOCKSPort  = 1080
 	maxSOCKSCredLen   = 255 // RFC 1929
-	maxHostNameLength = 253
 	maxUnixPathLen    = 107 // Linux's sun_path, less its NUL
 )
 
