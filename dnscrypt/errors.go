@@ -26,4 +26,7 @@ var (
 	ErrAuth = errors.New("dnscrypt: authentication failed")
 	// ErrPadding reports decrypted data without well-formed padding.
 	ErrPadding = errors.New("dnscrypt: bad padding")
+	// ErrProviderName reports a provider name that cannot be asked for in
+	// a certificate query; see [CheckProviderName].
+	ErrProviderName = errors.New("dnscrypt: bad provider name")
 )
