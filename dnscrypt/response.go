@@ -25,7 +25,7 @@ func OpenResponse(dst, resp []byte, k *SharedKey, nonce *[HalfNonceSize]byte) ([
 	if len(resp) > MaxDNSSize {
 		return dst, ErrLong
 	}
-	if [ResolverMagicLen]byte(resp) != ResolverMagic {
+	if string(resp[:ResolverMagicLen]) != ResolverMagic {
 		return dst, ErrMagic
 	}
 	if [HalfNonceSize]byte(resp[respNonceOffset:]) != *nonce {
@@ -74,6 +74,6 @@ func sealResponse(out []byte, k *SharedKey, clientNonce, resolverNonce *[HalfNon
 	copy(full[HalfNonceSize:], resolverNonce[:])
 	sbox.Seal(k.cipher(), out[ResponseOverhead-sbox.Headroom:], &full, &k.key)
 	// The header goes in after sealing: Seal used its tail as scratch.
-	copy(out, ResolverMagic[:])
+	copy(out, ResolverMagic)
 	copy(out[respNonceOffset:], full[:])
 }
