@@ -21,9 +21,6 @@ var (
 	ErrNotYetValid = errors.New("certs: not yet valid")
 	// ErrUnsupported: the es-version is not one [dnscrypt.Construction.Supported] knows.
 	ErrUnsupported = errors.New("certs: unsupported es-version")
-	// ErrProviderName: the provider name cannot be asked for; see
-	// [CheckProviderName].
-	ErrProviderName = errors.New("certs: bad provider name")
 	// ErrProviderKey: the provider public key is not 32 bytes long.
 	ErrProviderKey = errors.New("certs: provider key must be 32 bytes")
 

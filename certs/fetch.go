@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt"
 	"golang.org/x/net/proxy"
 )
 
@@ -37,14 +38,17 @@ const certQueryUDPSize = 1252
 // owned by another name are ignored. Each TXT record is one certificate,
 // its character-strings concatenated from the raw record data.
 //
-// Errors: ex's error (wrapped) when the exchange fails, [ErrBadResponse] for
-// an unusable answer, and an error wrapping [ErrNoValidCert] when the
-// answer holds no valid certificate.
+// Nothing is sent for a provider key that is not 32 bytes ([ErrProviderKey])
+// or a provider name [dnscrypt.CheckProviderName] refuses (its error,
+// wrapping [dnscrypt.ErrProviderName]). Other errors: ex's error (wrapped)
+// when the exchange fails, [ErrBadResponse] for an unusable answer, and an
+// error wrapping [ErrNoValidCert] when the answer holds no valid
+// certificate.
 func Fetch(ctx context.Context, ex Exchanger, addr, provider string, pk ed25519.PublicKey, now time.Time, ignoreNotBefore bool) ([]*Cert, error) {
 	if len(pk) != ed25519.PublicKeySize {
 		return nil, ErrProviderKey
 	}
-	if err := CheckProviderName(provider); err != nil {
+	if err := dnscrypt.CheckProviderName(provider); err != nil {
 		return nil, err
 	}
 	name := dns.Fqdn(provider)
@@ -72,31 +76,6 @@ func Fetch(ctx context.Context, ex Exchanger, addr, provider string, pk ed25519.
 	}
 	return cs, nil
 }
-
-// CheckProviderName reports whether name can be asked for in a certificate
-// query: a domain name (labels of 1 to 63 bytes, at most 255 in all, a final
-// dot optional), not the root, in printable ASCII without spaces, and
-// without the backslash that miekg/dns reads as an escape. It is the one
-// rule for provider names: stamps, the command line and the proxy's
-// configuration check names with it, so a bad name fails at once rather
-// than at every certificate fetch. Errors wrap [ErrProviderName].
-func CheckProviderName(name string) error {
-	fqdn := dns.Fqdn(name)
-	if name == "" || fqdn == "." {
-		return fmt.Errorf("%w: empty", ErrProviderName)
-	}
-	if i := strings.IndexFunc(name, badNameRune); i >= 0 {
-		return fmt.Errorf("%w: %q: space, control, non-ASCII or backslash character at offset %d", ErrProviderName, name, i)
-	}
-	if _, ok := dns.IsDomainName(fqdn); !ok {
-		return fmt.Errorf("%w: %q is not a domain name (empty label, or a label over 63 bytes, or over 255 in all)", ErrProviderName, name)
-	}
-	return nil
-}
-
-// badNameRune reports runes that have no place in a provider name: control
-// characters, space, non-ASCII, and the backslash.
-func badNameRune(r rune) bool { return r <= ' ' || r >= 0x7f || r == '\\' }
 
 // txtRecords checks that r answers q and returns the data of every TXT/IN
 // record owned by q's name, each record's character-strings concatenated.

@@ -30,12 +30,12 @@ func (c Construction) String() string {
 
 // Sizes of the protocol's fixed fields, in bytes.
 const (
-	KeySize          = 32 // X25519 public and secret keys, shared keys
-	ClientMagicSize  = 8  // prefix of every query, taken from the certificate
-	ResolverMagicLen = 8  // prefix of every response
-	NonceSize        = 24 // full AEAD nonce of a response
-	HalfNonceSize    = 12 // the client's half, also the whole query nonce prefix
-	TagSize          = 16 // Poly1305 tag, placed before the ciphertext
+	KeySize          = 32                 // X25519 public and secret keys, shared keys
+	ClientMagicSize  = 8                  // prefix of every query, taken from the certificate
+	ResolverMagicLen = len(ResolverMagic) // 8, prefix of every response
+	NonceSize        = 24                 // full AEAD nonce of a response
+	HalfNonceSize    = 12                 // the client's half, also the whole query nonce prefix
+	TagSize          = 16                 // Poly1305 tag, placed before the ciphertext
 
 	// QueryOverhead is client magic, client public key, client nonce and tag.
 	QueryOverhead = ClientMagicSize + KeySize + HalfNonceSize + TagSize // 68
@@ -57,5 +57,7 @@ const (
 	MaxPadding = 256
 )
 
-// ResolverMagic starts every response.
-var ResolverMagic = [ResolverMagicLen]byte{'r', '6', 'f', 'n', 'v', 'W', 'j', '8'}
+// ResolverMagic starts every response. It is a constant, like the
+// certificate magic certs.Magic: the protocol fixes it, no importer may
+// change it.
+const ResolverMagic = "r6fnvWj8"

@@ -423,5 +423,15 @@ func TestNoAllocs(t *testing.T) {
 		if allocs != 0 {
 			t.Errorf("%v: %v allocations per seal+open, want 0", c, allocs)
 		}
+		inPlace := make([]byte, len(msg), 1024)
+		allocs = testing.AllocsPerRun(100, func() {
+			copy(inPlace, msg)
+			if _, err := SealQuery(inPlace[:0], inPlace[:len(msg)], client, nonce, 256); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if allocs != 0 {
+			t.Errorf("%v: %v allocations per seal in place, want 0", c, allocs)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 // Package dnscrypt implements the wire format of the DNSCrypt v2 protocol:
 // key agreement for both encryption systems, sealing and opening of queries
-// and responses, and the ISO/IEC 7816-4 padding they carry.
+// and responses, the ISO/IEC 7816-4 padding they carry, and the rule for
+// provider names, the name of the certificate query ([CheckProviderName]).
 //
 // It does no I/O and never logs. Nonces and padded lengths are parameters,
 // never generated inside, so every function is deterministic and testable

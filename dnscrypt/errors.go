@@ -26,4 +26,13 @@ var (
 	ErrAuth = errors.New("dnscrypt: authentication failed")
 	// ErrPadding reports decrypted data without well-formed padding.
 	ErrPadding = errors.New("dnscrypt: bad padding")
+	// ErrOverlap reports a dst whose spare capacity, where the result
+	// goes, shares memory with the input in a way the function does not
+	// support (each function's doc says which). It is a caller's bug,
+	// reported before anything is written; x/crypto's secretbox panics
+	// instead.
+	ErrOverlap = errors.New("dnscrypt: invalid buffer overlap")
+	// ErrProviderName reports a provider name that cannot be asked for in
+	// a certificate query; see [CheckProviderName].
+	ErrProviderName = errors.New("dnscrypt: bad provider name")
 )

@@ -96,7 +96,7 @@ const (
 // is skipped and reported as a [*RowError]; the errors of all such rows are
 // joined with errors.Join (at most 100, then a count) and returned along
 // with the good rows, in file order. The caller decides whether a partly
-// bad list is acceptable.
+// bad list is acceptable. Provider names are kept as written: see [Parse].
 //
 // Errors that make the list unusable wrap [ErrInvalidList] and come with a
 // nil slice. The input is limited to [MaxListSize] bytes.

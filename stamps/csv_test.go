@@ -173,7 +173,7 @@ func TestParseCSVRowErrors(t *testing.T) {
 		"no-address,,,,,,,yes,yes,no,,2.dnscrypt-cert.example.com," + orgFRKey + ",\n" + // line 5
 		"short-key,,,,,,,yes,yes,no,192.0.2.1,2.dnscrypt-cert.example.com," + orgFRKey[:74] + ",\n" + // line 6
 		"host-address,,,,,,,yes,yes,no,resolver.example.com,2.dnscrypt-cert.example.com," + orgFRKey + ",\n" + // line 7
-		"bad-name,,,,,,,yes,yes,no,192.0.2.1,2.dnscrypt cert," + orgFRKey + ",\n" + // line 8
+		"long-name,,,,,,,yes,yes,no,192.0.2.1," + strings.Repeat("n", 256) + "," + orgFRKey + ",\n" + // line 8
 		"truncated,,,,,,,yes\n" + // line 9: too few columns for the key
 		"wide" + strings.Repeat(",", MaxColumns) + "\n" + // line 10: 51 columns
 		"ok-2,,,,,,,no,no,no," + good + // line 11
@@ -203,7 +203,7 @@ func TestParseCSVRowErrors(t *testing.T) {
 		{5, "no-address", ErrMissingField, "Resolver address"},
 		{6, "short-key", ErrInvalidProviderKey, "30 bytes, want 32"},
 		{7, "host-address", ErrInvalidAddress, "not an IP address"},
-		{8, "bad-name", ErrInvalidProviderName, "space, control"},
+		{8, "long-name", ErrInvalidProviderName, "256 bytes long, a stamp holds at most 255"},
 		{9, "truncated", ErrMissingField, "Provider name"},
 		{10, "wide", ErrInvalidList, "51 columns, limit 50"},
 		{12, "", ErrInvalidList, "line 12: stamps: invalid resolvers list: unterminated quoted field"},

@@ -17,8 +17,10 @@ var (
 	// ErrInvalidAddress reports a resolver address that is not an IP
 	// literal with an optional port.
 	ErrInvalidAddress = errors.New("stamps: invalid address")
-	// ErrInvalidProviderName reports an empty provider name, or one that
-	// holds spaces or control characters or is longer than 255 bytes.
+	// ErrInvalidProviderName reports an empty provider name, or one longer
+	// than the 255 bytes a stamp can hold. Whether a name can be asked for
+	// is the DNSCrypt protocol's rule, dnscrypt.CheckProviderName, which
+	// the runtime applies.
 	ErrInvalidProviderName = errors.New("stamps: invalid provider name")
 	// ErrInvalidList reports a resolvers list that cannot be used at all
 	// (no header, a required column missing, too large), or a row that is

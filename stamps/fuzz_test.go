@@ -68,7 +68,7 @@ func checkStampRoundTrip(t *testing.T, s string) {
 	}
 	switch st.Proto {
 	case dnsstamps.StampProtoTypeDNSCrypt:
-		if len(st.ServerPk) != ed25519.PublicKeySize || checkProviderName(st.ProviderName) != nil {
+		if len(st.ServerPk) != ed25519.PublicKeySize || st.ProviderName == "" {
 			t.Fatalf("Parse(%q): accepted %+v", s, st)
 		}
 		fallthrough

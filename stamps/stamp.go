@@ -11,7 +11,6 @@ import (
 	"strings"
 
 	"github.com/jedisct1/go-dnsstamps"
-	"github.com/tor-dnscrypt/dnscrypt-proxy/certs"
 )
 
 // MaxStampLen is the longest stamp string [Parse] accepts. Real stamps are
@@ -26,7 +25,10 @@ const MaxStampLen = 8192
 //     canonical form ("[2001:db8::1]:443"), the protocol's default port
 //     filled in;
 //   - DNSCrypt (0x01): the provider public key is 32 bytes and the provider
-//     name is valid (see [ErrInvalidProviderName]);
+//     name is not empty. What a provider name may hold is the DNSCrypt
+//     protocol's rule, dnscrypt.CheckProviderName, which the runtime
+//     applies to every resolver it is given; this package does not judge
+//     names (it may not import dnscrypt), it keeps them verbatim;
 //   - plain DNS (0x00), DNSCrypt and DNSCrypt relays (0x81): the address is
 //     present;
 //   - DoH (0x02), DoT (0x03) and DoQ (0x04): the host name is not empty.
@@ -154,11 +156,19 @@ func canonicalAddr(addr string) (string, error) {
 	return ap.String(), nil
 }
 
-// checkProviderName applies the certificate query's rule,
-// [certs.CheckProviderName].
+// maxField is the longest field a stamp can hold: its length is one byte.
+const maxField = 0xff
+
+// checkProviderName checks what a stamp itself requires of a DNSCrypt
+// provider name: that there is one, and that it fits the stamp's length
+// byte. Whether the name can be asked for is the protocol's rule,
+// dnscrypt.CheckProviderName (see [Parse]).
 func checkProviderName(name string) error {
-	if err := certs.CheckProviderName(name); err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalidProviderName, err)
+	if name == "" {
+		return fmt.Errorf("%w: empty", ErrInvalidProviderName)
+	}
+	if len(name) > maxField {
+		return fmt.Errorf("%w: %d bytes long, a stamp holds at most %d", ErrInvalidProviderName, len(name), maxField)
 	}
 	return nil
 }
@@ -176,7 +186,7 @@ func Format(st dnsstamps.ServerStamp) string {
 }
 
 func encodable(st *dnsstamps.ServerStamp) bool {
-	lp := func(n int) bool { return n <= 0xff }
+	lp := func(n int) bool { return n <= maxField }
 	vlp := func(items []string) bool {
 		for _, it := range items {
 			if len(it) > 0x7f {
@@ -216,7 +226,8 @@ func encodable(st *dnsstamps.ServerStamp) bool {
 // NewDNSCrypt builds a DNSCrypt stamp from the values dnscrypt-proxy 1.x
 // takes on its command line or from its resolvers list: an address as
 // given to -r (see [NormalizeAddr]; the default port is 443), the provider
-// name of -N and the provider key of -k (see [ParseProviderKey]).
+// name of -N (kept verbatim, see [Parse]) and the provider key of -k (see
+// [ParseProviderKey]).
 //
 // Errors wrap [ErrInvalidAddress], [ErrInvalidProviderName] or
 // [ErrInvalidProviderKey].

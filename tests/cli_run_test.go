@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/tor-dnscrypt/dnscrypt-proxy/certs"
-	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt/dnscrypttest"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/dnscrypttest"
 )
 
 // TestCLISighupReopensLog: logrotate moves the log away and sends SIGHUP;

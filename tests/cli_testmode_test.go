@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/tor-dnscrypt/dnscrypt-proxy/certs"
-	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt/dnscrypttest"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/dnscrypttest"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/socks5test"
 )
 

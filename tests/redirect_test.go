@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt/dnscrypttest"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/dnscrypttest"
 )
 
 // TestPerUserRedirect: in a network namespace of its own, iptables sends

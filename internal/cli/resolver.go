@@ -12,7 +12,7 @@ import (
 
 	"github.com/jedisct1/go-dnsstamps"
 
-	"github.com/tor-dnscrypt/dnscrypt-proxy/certs"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/upstream"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/stamps"
 )
@@ -350,7 +350,7 @@ func checkProviderName(name string) error {
 	if !strings.HasPrefix(name, "2.") {
 		return setupErrorf("Unsupported server protocol version (the provider name must start with \"2.\": [%s])", name)
 	}
-	if err := certs.CheckProviderName(name); err != nil {
+	if err := dnscrypt.CheckProviderName(name); err != nil {
 		return valueErrorf("Invalid provider name: [%s]", name)
 	}
 	return nil

@@ -12,7 +12,7 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt/dnscrypttest"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/dnscrypttest"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/socks5test"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/upstream"
 )

@@ -9,7 +9,7 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/tor-dnscrypt/dnscrypt-proxy/certs"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/egress"
 )
 
@@ -157,7 +157,7 @@ func (s *Spec) Check(proxied bool) error {
 	}
 	switch s.Kind {
 	case KindDNSCrypt:
-		if err := certs.CheckProviderName(s.ProviderName); err != nil {
+		if err := dnscrypt.CheckProviderName(s.ProviderName); err != nil {
 			return err
 		}
 		if len(s.ProviderKey) != ed25519.PublicKeySize {

@@ -21,7 +21,7 @@ import (
 	"golang.org/x/net/proxy"
 
 	"github.com/tor-dnscrypt/dnscrypt-proxy/certs"
-	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt/dnscrypttest"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/dnscrypttest"
 )
 
 // query sends one question to addr over network ("udp" or "tcp").

@@ -14,7 +14,7 @@ import (
 	"syscall"
 
 	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt"
-	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt/dnscrypttest"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/dnscrypttest"
 )
 
 func main() {
