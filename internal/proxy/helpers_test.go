@@ -64,13 +64,12 @@ func startProxy(tb testing.TB, srv *dnscrypttest.Server, cfg Config) *running {
 		cancel()
 		tb.Fatal("proxy not ready after 10 s")
 	}
-	// Through SOCKS the proxy answers (SERVFAIL) before its certificate.
-	for deadline := time.Now().Add(10 * time.Second); dnscryptOf(p).Cert() == nil; {
-		if time.Now().After(deadline) {
-			cancel()
-			tb.Fatal("no certificate after 10 s")
-		}
-		time.Sleep(5 * time.Millisecond)
+	// The proxy may answer (SERVFAIL) before its certificate: wait for it.
+	select {
+	case <-p.up.Ready():
+	case <-time.After(10 * time.Second):
+		cancel()
+		tb.Fatal("no certificate after 10 s")
 	}
 	var stopped bool
 	var serveErr error
