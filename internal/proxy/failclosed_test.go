@@ -47,7 +47,7 @@ func TestEvictedRequestsGetServfail(t *testing.T) {
 				t.Helper()
 				sent := time.Now()
 				res := <-results
-				if res.id != id || res.err != nil || res.r.Rcode != dns.RcodeServerFailure || time.Since(sent) > 500*time.Millisecond {
+				if res.id != id || res.err != nil || res.r.Rcode != dns.RcodeServerFailure || time.Since(sent) > slack {
 					t.Fatalf("%s: got query %d: %v, %v %v after the new query; want query %d SERVFAIL at once",
 						why, res.id, res.r, res.err, time.Since(sent), id)
 				}
@@ -88,7 +88,7 @@ func waitFor(t testing.TB, cond func() bool) {
 // socket go to TCP at once instead of waiting out the UDP timeout.
 func TestRefusedUDPPortFailsFast(t *testing.T) {
 	srv := dnscrypttest.NewServer(t, nil)
-	rp := startProxy(t, srv, Config{Timeout: 8 * time.Second}) // UDP wait: 2 s
+	rp := startProxy(t, srv, Config{Timeout: 40 * time.Second}) // UDP wait: 10 s
 	if r, err := rp.ask(t, "udp", query("www.example", dns.TypeA)); err != nil || r.Rcode != dns.RcodeSuccess {
 		t.Fatalf("before: %v %v", r, err)
 	}
@@ -100,8 +100,8 @@ func TestRefusedUDPPortFailsFast(t *testing.T) {
 		if err != nil || r.Rcode != dns.RcodeSuccess {
 			t.Fatalf("query %d: %v %v", i, r, err)
 		}
-		if took > time.Second {
-			t.Fatalf("query %d answered over TCP after %v: the refused UDP port was waited out", i, took)
+		if took > 5*time.Second {
+			t.Fatalf("query %d answered over TCP after %v: the refused UDP port was waited out (10 s)", i, took)
 		}
 	}
 }
@@ -232,7 +232,7 @@ func TestExpiredCertificateNotUsed(t *testing.T) {
 		if err != nil || r.Rcode != dns.RcodeServerFailure {
 			t.Fatalf("%s after expiry: %v %v; want SERVFAIL", network, r, err)
 		}
-		if took := time.Since(start); took > time.Second {
+		if took := time.Since(start); took > slack {
 			t.Fatalf("%s: SERVFAIL after %v, want at once", network, took)
 		}
 	}
@@ -287,7 +287,7 @@ func TestServfailBeforeFirstCertificate(t *testing.T) {
 		if err != nil || r.Rcode != dns.RcodeServerFailure {
 			t.Fatalf("%s without a certificate: %v %v; want SERVFAIL", network, r, err)
 		}
-		if took := time.Since(start); took > time.Second {
+		if took := time.Since(start); took > slack {
 			t.Fatalf("%s: SERVFAIL after %v", network, took)
 		}
 	}
