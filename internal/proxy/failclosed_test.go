@@ -123,14 +123,16 @@ func TestUpstreamTCPBounded(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	// The resolver notices a closed connection a little after the proxy
-	// opened the next one: its count may run ahead of the proxy's.
+	// The proxy's own count, checked against the resolver's: it saw at
+	// least as many at once (it notices a closed connection a little
+	// after the proxy opened the next one, so its count runs ahead under
+	// load; no upper bound from it).
 	want := maxUpstreamTCP(400)
 	if peak := int(dnscryptOf(rp.p).TCPConns.Peak()); peak != want {
 		t.Fatalf("the proxy had %d TCP connections to the resolver at once, want %d (the bound)", peak, want)
 	}
-	if _, peak := srv.TCPConns(); peak < want || peak > 2*want {
-		t.Fatalf("the resolver saw %d TCP connections at once; the proxy's bound is %d", peak, want)
+	if _, peak := srv.TCPConns(); peak < want {
+		t.Fatalf("the resolver saw %d TCP connections at once, fewer than the proxy counted (%d)", peak, want)
 	}
 }
 

@@ -128,6 +128,7 @@ func (c *call) hedge() {
 	}
 	a := c.startLocked(m, s.freshIdentity(c.outer.Identity), now)
 	c.mu.Unlock()
+	s.log.Debug("Hedging", "first", first.Name, "hedge", m.Name)
 	m.Upstream.Exchange(&a.q)
 }
 
@@ -187,9 +188,11 @@ func (a *attempt) Receive(q *upstream.Query, answer []byte, err error) {
 	c.lastErr, c.last = err, m
 	if next := c.failoverLocked(now, err); next != nil {
 		c.mu.Unlock()
+		s.log.Debug("Failing over", "from", m.Name, "to", next.m.Name, "err", err)
 		next.m.Upstream.Exchange(&next.q)
 		return
 	}
+	s.log.Debug("Attempt failed", "resolver", m.Name, "err", err, "others_in_flight", len(c.inflight))
 	if len(c.inflight) > 0 { // a hedge may still answer
 		c.mu.Unlock()
 		return

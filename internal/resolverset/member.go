@@ -28,6 +28,7 @@ const rttWindow = 64
 type member struct {
 	Member
 	index int
+	ready atomic.Bool // its upstream is ready (see Set.Run)
 
 	queries, failures atomic.Int64
 

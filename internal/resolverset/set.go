@@ -198,7 +198,8 @@ func (s *Set) String() string {
 	return fmt.Sprintf("%d resolvers (%s)", len(s.members), strings.Join(names, ", "))
 }
 
-// Ready is closed once any member is ready.
+// Ready is closed once every member is ready (the proxy does not wait
+// for it forever: see proxy.Serve).
 func (s *Set) Ready() <-chan struct{} { return s.ready }
 
 // Stream reports whether every member is reached over a byte stream.
@@ -236,17 +237,28 @@ func (s *Set) Close() error {
 // the benched members, until ctx is done.
 func (s *Set) Run(ctx context.Context) {
 	var wg sync.WaitGroup
-	var once sync.Once
+	var waiting sync.WaitGroup
 	for _, m := range s.members {
 		wg.Go(func() { m.Upstream.Run(ctx) })
+		waiting.Add(1)
 		wg.Go(func() {
 			select {
 			case <-m.Upstream.Ready():
-				once.Do(func() { close(s.ready) })
+				m.ready.Store(true)
+				waiting.Done()
 			case <-ctx.Done():
 			}
 		})
 	}
+	wg.Go(func() {
+		done := make(chan struct{})
+		go func() { waiting.Wait(); close(done) }()
+		select {
+		case <-done:
+			close(s.ready)
+		case <-ctx.Done():
+		}
+	})
 	wg.Go(func() { s.prober(ctx) })
 	wg.Wait()
 }
@@ -263,11 +275,12 @@ func (s *Set) Status() []Status {
 	return st
 }
 
-// healthy returns the members in the selection, or all of them when every
-// one is benched (a client must be tried on something).
+// healthy returns the members in the selection (ready: a DNSCrypt one has
+// its first certificate; and not benched), or all of them when none is (a
+// client must be tried on something).
 func (s *Set) healthy(out []*member) []*member {
 	for _, m := range s.members {
-		if m.up() {
+		if m.ready.Load() && m.up() {
 			out = append(out, m)
 		}
 	}
