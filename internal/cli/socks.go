@@ -13,10 +13,10 @@ import (
 
 // Tor's defaults.
 const (
-	torSOCKSAddr      = "127.0.0.1:9050"
-	defaultSOCKSPort  = 1080
-	maxSOCKSCredLen   = 255 // RFC 1929
-	maxUnixPathLen    = 107 // Linux's sun_path, less its NUL
+	torSOCKSAddr     = "127.0.0.1:9050"
+	defaultSOCKSPort = 1080
+	maxSOCKSCredLen  = 255 // RFC 1929
+	maxUnixPathLen   = 107 // Linux's sun_path, less its NUL
 )
 
 // socksURL is a parsed --proxy value.

@@ -100,6 +100,38 @@ type SOCKS struct {
 	OptimisticData bool
 }
 
+// maxResolvers bounds Config.Resolvers.
+const maxResolvers = 64
+
+// Selection is how a query's first resolver is chosen among several.
+type Selection int
+
+const (
+	SelectAuto    Selection = iota // Rotate through SOCKS, Fastest directly
+	SelectRotate                   // a resolver per isolation epoch (or query)
+	SelectFastest                  // the fastest healthy ones, with exploration
+)
+
+func (s Selection) String() string {
+	switch s {
+	case SelectRotate:
+		return "rotate"
+	case SelectFastest:
+		return "fastest"
+	}
+	return "auto"
+}
+
+// ParseSelection parses "rotate" or "fastest".
+func ParseSelection(s string) (Selection, error) {
+	for _, x := range []Selection{SelectRotate, SelectFastest} {
+		if s == x.String() {
+			return x, nil
+		}
+	}
+	return 0, fmt.Errorf("unknown selection %q (want rotate or fastest)", s)
+}
+
 // Toggle is a setting whose default depends on the mode.
 type Toggle int8
 
@@ -123,10 +155,24 @@ func (t Toggle) on(def bool) bool {
 // Config is the proxy's configuration. The zero value of each field is a
 // sensible default; New validates it and does no I/O.
 type Config struct {
-	// Resolvers are the resolvers queries go to (one for now), each of any
-	// kind (see upstream.Spec). Through SOCKS an address may name its host:
-	// the name then goes to the proxy, never resolved here.
+	// Resolvers are the resolvers queries go to, each of any kind (see
+	// upstream.Spec). Through SOCKS an address may name its host: the name
+	// then goes to the proxy, never resolved here. With several, queries
+	// are spread, fail over and are hedged (see package resolverset); with
+	// one, it gets every query, as in dnscrypt-proxy 1.x.
 	Resolvers []upstream.Spec
+	// Operators, parallel to Resolvers, say who runs each (rotation
+	// prefers another operator than the last epoch's); missing or empty
+	// ones are derived from the resolver (see resolverset.Operator).
+	Operators []string
+	// Selection picks each query's first resolver among several: Rotate
+	// (per isolation epoch) through SOCKS, Fastest directly by default.
+	Selection Selection
+	// Hedge sends a late query once more: Auto, the zero value, hedges
+	// with several resolvers only. HedgeOther hedges to another resolver
+	// rather than to the same one over another circuit: Auto means
+	// directly only (through Tor, a second resolver would see the query).
+	Hedge, HedgeOther Toggle
 
 	// ClientKey is the client key pair; nil makes a random one at start
 	// (1.x "Generating a new session key pair"). A configured key is used
@@ -198,12 +244,14 @@ func (cfg Config) Validate() error {
 // bad value.
 func (cfg Config) withDefaults() (Config, error) {
 	var errs []error
-	switch len(cfg.Resolvers) {
-	case 0:
+	switch n := len(cfg.Resolvers); {
+	case n == 0:
 		errs = append(errs, errors.New("no resolver"))
-	case 1:
-	default:
-		errs = append(errs, fmt.Errorf("%d resolvers: only one is supported", len(cfg.Resolvers)))
+	case n > maxResolvers:
+		errs = append(errs, fmt.Errorf("%d resolvers, at most %d", n, maxResolvers))
+	}
+	if len(cfg.Operators) > len(cfg.Resolvers) {
+		errs = append(errs, fmt.Errorf("%d operators for %d resolvers", len(cfg.Operators), len(cfg.Resolvers)))
 	}
 	for i := range cfg.Resolvers {
 		if err := cfg.Resolvers[i].Check(cfg.SOCKS != nil); err != nil {

@@ -47,7 +47,7 @@ func TestEvictedRequestsGetServfail(t *testing.T) {
 				t.Helper()
 				sent := time.Now()
 				res := <-results
-				if res.id != id || res.err != nil || res.r.Rcode != dns.RcodeServerFailure || time.Since(sent) > 500*time.Millisecond {
+				if res.id != id || res.err != nil || res.r.Rcode != dns.RcodeServerFailure || time.Since(sent) > slack {
 					t.Fatalf("%s: got query %d: %v, %v %v after the new query; want query %d SERVFAIL at once",
 						why, res.id, res.r, res.err, time.Since(sent), id)
 				}
@@ -88,7 +88,7 @@ func waitFor(t testing.TB, cond func() bool) {
 // socket go to TCP at once instead of waiting out the UDP timeout.
 func TestRefusedUDPPortFailsFast(t *testing.T) {
 	srv := dnscrypttest.NewServer(t, nil)
-	rp := startProxy(t, srv, Config{Timeout: 8 * time.Second}) // UDP wait: 2 s
+	rp := startProxy(t, srv, Config{Timeout: 40 * time.Second}) // UDP wait: 10 s
 	if r, err := rp.ask(t, "udp", query("www.example", dns.TypeA)); err != nil || r.Rcode != dns.RcodeSuccess {
 		t.Fatalf("before: %v %v", r, err)
 	}
@@ -100,8 +100,8 @@ func TestRefusedUDPPortFailsFast(t *testing.T) {
 		if err != nil || r.Rcode != dns.RcodeSuccess {
 			t.Fatalf("query %d: %v %v", i, r, err)
 		}
-		if took > time.Second {
-			t.Fatalf("query %d answered over TCP after %v: the refused UDP port was waited out", i, took)
+		if took > 5*time.Second {
+			t.Fatalf("query %d answered over TCP after %v: the refused UDP port was waited out (10 s)", i, took)
 		}
 	}
 }
@@ -123,14 +123,16 @@ func TestUpstreamTCPBounded(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	// The resolver notices a closed connection a little after the proxy
-	// opened the next one: its count may run ahead of the proxy's.
+	// The proxy's own count, checked against the resolver's: it saw at
+	// least as many at once (it notices a closed connection a little
+	// after the proxy opened the next one, so its count runs ahead under
+	// load; no upper bound from it).
 	want := maxUpstreamTCP(400)
 	if peak := int(dnscryptOf(rp.p).TCPConns.Peak()); peak != want {
 		t.Fatalf("the proxy had %d TCP connections to the resolver at once, want %d (the bound)", peak, want)
 	}
-	if _, peak := srv.TCPConns(); peak < want || peak > 2*want {
-		t.Fatalf("the resolver saw %d TCP connections at once; the proxy's bound is %d", peak, want)
+	if _, peak := srv.TCPConns(); peak < want {
+		t.Fatalf("the resolver saw %d TCP connections at once, fewer than the proxy counted (%d)", peak, want)
 	}
 }
 
@@ -232,7 +234,7 @@ func TestExpiredCertificateNotUsed(t *testing.T) {
 		if err != nil || r.Rcode != dns.RcodeServerFailure {
 			t.Fatalf("%s after expiry: %v %v; want SERVFAIL", network, r, err)
 		}
-		if took := time.Since(start); took > time.Second {
+		if took := time.Since(start); took > slack {
 			t.Fatalf("%s: SERVFAIL after %v, want at once", network, took)
 		}
 	}
@@ -287,7 +289,7 @@ func TestServfailBeforeFirstCertificate(t *testing.T) {
 		if err != nil || r.Rcode != dns.RcodeServerFailure {
 			t.Fatalf("%s without a certificate: %v %v; want SERVFAIL", network, r, err)
 		}
-		if took := time.Since(start); took > time.Second {
+		if took := time.Since(start); took > slack {
 			t.Fatalf("%s: SERVFAIL after %v", network, took)
 		}
 	}

@@ -15,6 +15,13 @@ import (
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/upstream"
 )
 
+// slack bounds how late, past a deadline or "at once", an answer may come
+// and still count: scheduling delays on a loaded 2-core machine (the CI
+// runs every package at once). These tests check that answers come before
+// the client's own timeout (5 s), not how fast: speed is measured by the
+// benchmarks and load scripts.
+const slack = 2 * time.Second
+
 // testLogger writes the proxy's log to the test log.
 func testLogger(tb testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(tlogWriter{tb}, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -64,13 +71,12 @@ func startProxy(tb testing.TB, srv *dnscrypttest.Server, cfg Config) *running {
 		cancel()
 		tb.Fatal("proxy not ready after 10 s")
 	}
-	// Through SOCKS the proxy answers (SERVFAIL) before its certificate.
-	for deadline := time.Now().Add(10 * time.Second); dnscryptOf(p).Cert() == nil; {
-		if time.Now().After(deadline) {
-			cancel()
-			tb.Fatal("no certificate after 10 s")
-		}
-		time.Sleep(5 * time.Millisecond)
+	// The proxy may answer (SERVFAIL) before its certificate: wait for it.
+	select {
+	case <-p.up.Ready():
+	case <-time.After(10 * time.Second):
+		cancel()
+		tb.Fatal("no certificate after 10 s")
 	}
 	var stopped bool
 	var serveErr error

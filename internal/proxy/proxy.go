@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"github.com/tor-dnscrypt/dnscrypt-proxy/edns"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/egress"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/names"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/resolverset"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/upstream"
 )
 
@@ -35,6 +37,7 @@ type Proxy struct {
 	ids     *identities
 	dialer  egress.Dialer
 	up      upstream.Upstream
+	set     *resolverset.Set // up, when it is a set
 	names   *names.Policy
 	cookies *edns.Cookies
 	udpWait time.Duration
@@ -77,7 +80,18 @@ func New(cfg Config) (*Proxy, error) {
 		p.dialer = egress.SOCKS5(egress.SOCKSConfig{Addr: s.Addr, OptimisticData: s.OptimisticData,
 			Isolation: s.Isolation != IsolationNone, Account: s.User != "" || s.Password != "", Logger: cfg.Logger})
 	}
-	p.up, err = upstream.New(cfg.Resolvers[0], upstream.Options{
+	if p.up, err = p.upstreams(); err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	p.conns.max = max(cfg.MaxActiveRequests, 16)
+	return p, nil
+}
+
+// upstreams makes the upstream of each resolver; several make a
+// resolverset.Set, and so does one with hedging asked for.
+func (p *Proxy) upstreams() (upstream.Upstream, error) {
+	cfg := &p.cfg
+	opts := upstream.Options{
 		Dialer:           p.dialer,
 		Timeout:          cfg.Timeout,
 		MaxConns:         maxUpstreamTCP(cfg.MaxActiveRequests),
@@ -88,12 +102,70 @@ func New(cfg Config) (*Proxy, error) {
 		CertCredentials:  p.ids.certCredentials,
 		Now:              cfg.Now,
 		Logger:           cfg.Logger,
+	}
+	var members []resolverset.Member
+	for i, spec := range cfg.Resolvers {
+		up, err := upstream.New(spec, opts)
+		if err != nil {
+			return nil, err
+		}
+		op := ""
+		if i < len(cfg.Operators) {
+			op = cfg.Operators[i]
+		}
+		if op == "" {
+			op = resolverset.Operator("", cmp.Or(spec.ProviderName, spec.ServerName), spec.Addr)
+		}
+		members = append(members, resolverset.Member{Upstream: up, Name: spec.String(), Operator: op})
+	}
+	proxied := cfg.SOCKS != nil
+	hedge := cfg.Hedge.on(len(members) > 1)
+	if len(members) == 1 && !hedge {
+		return members[0].Upstream, nil
+	}
+	sel := resolverset.Fastest
+	if cfg.Selection == SelectRotate || cfg.Selection == SelectAuto && proxied {
+		sel = resolverset.Rotate
+	}
+	var fresh func() *upstream.Identity
+	if proxied {
+		fresh = p.ids.fresh
+	}
+	set, err := resolverset.New(members, resolverset.Options{
+		Selection:     sel,
+		Hedge:         hedge,
+		HedgeOther:    cfg.HedgeOther.on(!proxied),
+		Timeout:       cfg.Timeout,
+		FreshIdentity: fresh,
+		Now:           cfg.Now,
+		Logger:        cfg.Logger,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("proxy: %w", err)
+		return nil, err
 	}
-	p.conns.max = max(cfg.MaxActiveRequests, 16)
-	return p, nil
+	p.set = set
+	return set, nil
+}
+
+// Status logs one line per resolver of a set (SIGUSR1): its state,
+// queries, failures and median answer time. With one resolver it logs
+// nothing.
+func (p *Proxy) Status() {
+	if p.set == nil {
+		return
+	}
+	p.log.Info(fmt.Sprintf("Resolvers: %d (%s selection)", len(p.cfg.Resolvers), p.set.Selection()))
+	for _, st := range p.set.Status() {
+		rtt := "-"
+		if st.MedianRTT > 0 {
+			rtt = st.MedianRTT.Round(100 * time.Microsecond).String()
+		}
+		args := []any{"state", st.State, "queries", st.Queries, "failures", st.Failures, "median_rtt", rtt, "operator", st.Operator}
+		if st.LastError != nil {
+			args = append(args, "last_error", st.LastError)
+		}
+		p.log.Info("Resolver "+st.Name, args...)
+	}
 }
 
 // maxUpstreamTCP is how many TCP connections to the resolver may be open

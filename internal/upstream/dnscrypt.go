@@ -241,9 +241,12 @@ func (u *DNSCrypt) udpMux() *udpMux {
 // can never be claimed for its previous life.
 type attempt struct {
 	state atomic.Int32
-	u     *DNSCrypt
-	q     *Query
-	key   *dnscrypt.SharedKey
+	// refs: the attempt's life (until finish), and a sender still using
+	// its packet (see sendUDP); it goes back to the pool at zero.
+	refs atomic.Int32
+	u    *DNSCrypt
+	q    *Query
+	key  *dnscrypt.SharedKey
 
 	// The UDP query in flight: its nonce opens the answer; udpDeadline
 	// ends the UDP attempt; padded is the padded length it was sent with;
@@ -293,11 +296,19 @@ func putAttempt(a *attempt) {
 	attemptPool.Put(a)
 }
 
-// finish gives a's outcome to its query and recycles a. answer may be a's
-// own buffer: it is valid during Receive only.
+// finish gives a's outcome to its query and recycles a (once its sender,
+// if any, is done with it). answer may be a's own buffer: it is valid
+// during Receive only.
 func (a *attempt) finish(answer []byte, err error) {
 	a.q.Finish(answer, err)
-	putAttempt(a)
+	a.release()
+}
+
+// release drops a reference to a; the last one recycles it.
+func (a *attempt) release() {
+	if a.refs.Add(-1) == 0 {
+		putAttempt(a)
+	}
 }
 
 // Claim implements Canceller: a query waiting for its UDP answer is
@@ -325,6 +336,7 @@ func (u *DNSCrypt) Exchange(q *Query) {
 		return
 	}
 	a := attemptPool.Get().(*attempt)
+	a.refs.Store(1)
 	a.u, a.q, a.key = u, q, k
 	if !q.TCP {
 		if m := u.udpMux(); m != nil && u.sendUDP(m, a) {
@@ -349,6 +361,11 @@ func (u *DNSCrypt) sendUDP(m *udpMux, a *attempt) bool {
 		a.finish(nil, context.Canceled)
 		return true
 	}
+	// Once registered, a may be claimed and finished by another goroutine
+	// (an answer, an ICMP error, a cancel) while this one still writes its
+	// packet and looks at it: hold a reference until done.
+	a.refs.Add(1)
+	defer a.release()
 	switch err := m.send(a); {
 	case err == nil:
 		// Canceled while being sent: claim it back, unless the answer
