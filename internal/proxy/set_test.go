@@ -7,7 +7,7 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt/dnscrypttest"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/dnscrypttest"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/upstream"
 )
 
