@@ -237,15 +237,26 @@ func (p *Proxy) admit(r *request) error {
 // complete ends r with the upstream's answer, or the error err: the
 // client gets the answer, or SERVFAIL, or nothing while the proxy stops
 // (see reply).
+//
+// r leaves the active set before its client hears the answer: a client
+// that asks again at once finds r's slot free.
 func (p *Proxy) complete(r *request, answer []byte, err error) {
-	if out, ok := p.reply(r, answer, err); ok {
+	out, ok := p.reply(r, answer, err)
+	s := &p.active
+	s.mu.Lock()
+	if r.active {
+		s.unlink(r)
+	}
+	s.mu.Unlock()
+	if ok {
 		r.respond(out)
 	}
 	if cc := r.conn; cc != nil {
 		p.conns.idle(cc, time.Now())
 		cc.inflight.Done()
 	}
-	p.finish(r)
+	p.wg.Done()
+	r.release() // back to the pool, once nobody holds it to cancel it
 }
 
 // exchange hands the admitted request r to the upstream, with the
@@ -290,18 +301,6 @@ func (p *Proxy) closeActive() {
 	}
 }
 
-// finish ends r: out of the active set, back to the pool (once nobody
-// holds it to cancel it).
-func (p *Proxy) finish(r *request) {
-	s := &p.active
-	s.mu.Lock()
-	if r.active {
-		s.unlink(r)
-	}
-	s.mu.Unlock()
-	p.wg.Done()
-	r.release()
-}
 
 func (s *activeSet) unlink(r *request) {
 	if r.prev != nil {
