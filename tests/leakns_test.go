@@ -94,7 +94,7 @@ func newLeakNS(t *testing.T, cfg leakNSConfig) *leakNS {
 		l.DoorPort = freePort(t)
 	}
 	var rules strings.Builder
-	rules.WriteString("table inet leaktest {\n  counter leaks { }\n  chain out {\n    type filter hook output priority 0; policy accept;\n")
+	rules.WriteString("table inet leaktest {\n  counter leaks { }\n  counter door { }\n  chain out {\n    type filter hook output priority 0; policy accept;\n")
 	for _, p := range cfg.ClientPorts {
 		fmt.Fprintf(&rules, "    oifname \"lo\" ip daddr 127.0.0.1 meta l4proto { tcp, udp } th dport %d accept\n", p)
 		fmt.Fprintf(&rules, "    oifname \"lo\" ip saddr 127.0.0.1 meta l4proto { tcp, udp } th sport %d accept\n", p)
@@ -104,7 +104,7 @@ func newLeakNS(t *testing.T, cfg leakNSConfig) *leakNS {
 		fmt.Fprintf(&rules, "    oifname \"lo\" ip saddr 127.0.0.1 tcp sport %d accept\n", p)
 	}
 	fmt.Fprintf(&rules, `    oifname "lo" meta l4proto { icmp, ipv6-icmp } accept
-    ip daddr %s tcp dport %d accept
+    ip daddr %s tcp dport %d counter name "door" accept
     icmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert, mld-listener-report, mld2-listener-report } accept
     counter name "leaks" log prefix "LEAK " drop
   }
@@ -139,9 +139,14 @@ func (l *leakNS) Door() string { return fmt.Sprintf("%s:%d", l.HostIP, l.DoorPor
 var leakCountRE = regexp.MustCompile(`packets (\d+)`)
 
 // Leaks returns how many packets the counter has caught so far.
-func (l *leakNS) Leaks(t testing.TB) int {
+func (l *leakNS) Leaks(t testing.TB) int { return l.counter(t, "leaks") }
+
+// DoorPackets returns how many packets went out through the door so far.
+func (l *leakNS) DoorPackets(t testing.TB) int { return l.counter(t, "door") }
+
+func (l *leakNS) counter(t testing.TB, name string) int {
 	t.Helper()
-	out := run(t, "ip", "netns", "exec", l.Name, "nft", "list", "counter", "inet", "leaktest", "leaks")
+	out := run(t, "ip", "netns", "exec", l.Name, "nft", "list", "counter", "inet", "leaktest", name)
 	m := leakCountRE.FindStringSubmatch(out)
 	if m == nil {
 		t.Fatalf("no packet count in:\n%s", out)

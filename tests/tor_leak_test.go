@@ -55,6 +55,30 @@ func TestTorLeak(t *testing.T) {
 		}
 	}
 
+	// Names that never leave the machine: answered locally, and not one
+	// packet through the door, not even to Tor, while they are asked (once
+	// the traffic of the queries above has died down).
+	var quiet int
+	for deadline, last := time.Now().Add(30*time.Second), -1; ; time.Sleep(500 * time.Millisecond) {
+		if quiet = ns.DoorPackets(t); quiet == last {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the SOCKS door never went quiet")
+		}
+		last = quiet
+	}
+	for _, tc := range specialNameCases {
+		for _, transport := range []string{"+notcp", "+tcp"} {
+			if r := dig(append([]string{transport}, tc.args...)...); r.Status != tc.status {
+				t.Errorf("%q %s: %q, want %s\n%s", tc.args, transport, r.Status, tc.status, r.Out)
+			}
+		}
+	}
+	if n := ns.DoorPackets(t) - quiet; n != 0 {
+		t.Errorf("%d packets went to the SOCKS proxy while only special-use names were asked", n)
+	}
+
 	// A forced certificate refresh.
 	p.signal(syscall.SIGUSR1)
 	waitLog(t, p, "Keeping certificate", 30*time.Second)
