@@ -500,35 +500,60 @@ func (u *HTTPS) roundTrip(t *dohTransport, q *Query, b *dohBuf) ([]byte, error) 
 		return nil, u.failure(ctx, err)
 	}
 	defer resp.Body.Close()
+	now := time.Now()
+	b.answer, err = readAnswer(b.answer[:0], resp, b.query, now)
+	var se *HTTPStatusError
+	switch {
+	case err == nil:
+	case errors.As(err, &se):
+		if se.RetryAfter > 0 {
+			u.held(t, se, now)
+		}
+		return nil, fmt.Errorf("%s: %w", u.url.Host, err)
+	case errors.Is(err, ErrCorrupt):
+		return nil, err
+	default:
+		return nil, u.failure(ctx, err)
+	}
+	copy(b.answer, q.Msg[:2])
+	return b.answer, nil
+}
+
+// readAnswer appends to dst the DNS answer to query (as sent) that the
+// server's response resp carries, at now, and returns the extended
+// buffer. The response must have status 200, Content-Type
+// application/dns-message and at most 65535 bytes of body, a DNS message
+// answering query (checkAnswer); the answer loses its Padding options
+// (unpadAnswer). The error is an *HTTPStatusError for another status (with
+// the Retry-After of a 429 or 503), wraps ErrCorrupt for a bad answer, or
+// is the error of reading the body.
+func readAnswer(dst []byte, resp *http.Response, query []byte, now time.Time) ([]byte, error) {
 	if resp.StatusCode != http.StatusOK {
 		e := &HTTPStatusError{Code: resp.StatusCode}
 		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
-			now := time.Now()
-			if e.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), now); e.RetryAfter > 0 {
-				u.held(t, e, now)
-			}
+			e.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), now)
 		}
-		return nil, fmt.Errorf("%s: %w", u.url.Host, e)
+		return dst, e
 	}
 	if ct := resp.Header.Get("Content-Type"); !isDNSMessage(ct) {
-		return nil, fmt.Errorf("%w: content type %q, not %s", ErrCorrupt, ct, dohMediaType)
+		return dst, fmt.Errorf("%w: content type %q, not %s", ErrCorrupt, ct, dohMediaType)
 	}
 	if resp.ContentLength > maxMsgLen {
-		return nil, fmt.Errorf("%w: %d bytes, more than 65535", ErrCorrupt, resp.ContentLength)
+		return dst, fmt.Errorf("%w: %d bytes, more than 65535", ErrCorrupt, resp.ContentLength)
 	}
-	if b.answer, err = readAtMost(b.answer[:0], resp.Body, maxMsgLen+1); err != nil {
-		return nil, u.failure(ctx, fmt.Errorf("reading the answer: %w", err))
-	}
-	if len(b.answer) > maxMsgLen {
-		return nil, fmt.Errorf("%w: more than 65535 bytes", ErrCorrupt)
-	}
-	l, err := checkAnswer(b.answer, b.query)
+	start := len(dst)
+	dst, err := readAtMost(dst, resp.Body, start+maxMsgLen+1)
 	if err != nil {
-		return nil, err
+		return dst[:start], fmt.Errorf("reading the answer: %w", err)
 	}
-	ans := unpadAnswer(b.answer, l)
-	copy(ans, q.Msg[:2])
-	return ans, nil
+	if len(dst)-start > maxMsgLen {
+		return dst[:start], fmt.Errorf("%w: more than 65535 bytes", ErrCorrupt)
+	}
+	l, err := checkAnswer(dst[start:], query)
+	if err != nil {
+		return dst[:start], err
+	}
+	return dst[:start+len(unpadAnswer(dst[start:], l))], nil
 }
 
 // failure is the error of a failed exchange: the end of the query (its
@@ -543,7 +568,7 @@ func (u *HTTPS) failure(ctx context.Context, err error) error {
 	return fmt.Errorf("%s: %w", u.url.Host, err)
 }
 
-// readAtMost appends to dst what r holds, up to max bytes.
+// readAtMost appends to dst what r holds, until dst is max bytes long.
 func readAtMost(dst []byte, r io.Reader, max int) ([]byte, error) {
 	for len(dst) < max {
 		if len(dst) == cap(dst) {

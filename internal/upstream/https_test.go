@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -857,5 +858,96 @@ func TestNewHTTPS(t *testing.T) {
 	}
 	if _, err := New(Spec{Kind: KindHTTPS, Addr: "dns.example:443", ServerName: "dns.example"}, Options{Dialer: d}); !errors.Is(err, ErrSpec) {
 		t.Errorf("a host name directly: got %v, want ErrSpec", err)
+	}
+}
+
+// FuzzReadAnswer: whatever the server's response (status, headers, body),
+// readAnswer returns a checked, unpadded answer, or an error the frontend
+// classifies.
+func FuzzReadAnswer(f *testing.F) {
+	q := queryMsg("www.example.org", dns.TypeA, true)
+	qb := padQuery(nil, pack(f, q), queryPadBlock)
+	good := pack(f, bigAnswer(q, 2, 100))
+	f.Add(200, "application/dns-message", "", int64(-1), good)
+	f.Add(200, "application/dns-message", "", int64(len(good)), good)
+	f.Add(200, "application/dns-message; x=y", "", int64(70000), good)
+	f.Add(200, "text/html", "", int64(-1), []byte("<html>"))
+	f.Add(429, "text/plain", "30", int64(-1), []byte("slow down"))
+	f.Add(503, "", "Wed, 21 Oct 2015 07:28:00 GMT", int64(0), []byte(nil))
+	f.Add(200, "application/dns-message", "", int64(-1), make([]byte, 70000))
+	now := time.Date(2015, 10, 21, 7, 27, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, status int, ct, ra string, length int64, body []byte) {
+		resp := &http.Response{StatusCode: status, ContentLength: length, Body: io.NopCloser(bytes.NewReader(body)),
+			Header: http.Header{"Content-Type": {ct}, "Retry-After": {ra}}}
+		out, err := readAnswer([]byte("dst"), resp, qb, now)
+		if string(out[:3]) != "dst" {
+			t.Fatalf("dst lost: %q", out)
+		}
+		out = out[3:]
+		var se *HTTPStatusError
+		switch {
+		case err == nil:
+			if status != 200 || !isDNSMessage(ct) || len(out) > maxMsgLen || len(out) > len(body) {
+				t.Fatalf("accepted status %d, %q, %d bytes", status, ct, len(out))
+			}
+			l, err := checkAnswer(out, qb)
+			if err != nil {
+				t.Fatalf("accepted an answer checkAnswer refuses: %v", err)
+			}
+			if opt := out[max(l.last, 0)+newOPTLen:]; l.lastType == typeOPT && hasOption(opt, optPadding) && wellFramed(opt) {
+				t.Fatal("Padding left in the answer")
+			}
+		case errors.As(err, &se):
+			if status == 200 || se.Code != status || se.RetryAfter < 0 || se.RetryAfter > maxRetryAfter {
+				t.Fatalf("status %d: %+v", status, se)
+			}
+		case !errors.Is(err, ErrCorrupt) || len(out) != 0:
+			t.Fatalf("status %d: error %v, %d bytes", status, err, len(out))
+		}
+	})
+}
+
+// TestHTTPSPinnedCA: with a CA's pin, a server whose certificate that CA
+// issued for the name is trusted; one that presents its own certificate
+// beside a copy of the CA's is not.
+func TestHTTPSPinnedCA(t *testing.T) {
+	day := time.Now().Add(-time.Hour)
+	ca := makeCert(t, "Pinned CA", nil, day, nil)
+	leaf := makeCert(t, "dns.example", []string{"dns.example"}, day, &ca)
+	rogueCA := makeCert(t, "Rogue CA", nil, day, nil)
+	rogue := makeCert(t, "dns.example", []string{"dns.example"}, day, &rogueCA)
+	for _, tc := range []struct {
+		name  string
+		chain []testCert
+		ok    bool
+	}{
+		{"issued by the CA", []testCert{leaf, ca}, true},
+		{"a copy of the CA beside another certificate", []testCert{rogue, ca}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &dohServer{}
+			s.Server = httptest.NewUnstartedServer(s)
+			s.EnableHTTP2 = true
+			s.Config.ErrorLog = log.New(io.Discard, "", 0)
+			cert := tls.Certificate{PrivateKey: tc.chain[0].key}
+			for _, c := range tc.chain {
+				cert.Certificate = append(cert.Certificate, c.cert.Raw)
+			}
+			s.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+			s.StartTLS()
+			defer s.Close()
+			up, err := New(Spec{Kind: KindHTTPS, Addr: s.Listener.Addr().String(), ServerName: "dns.example",
+				Pins: [][32]byte{ca.pin()}}, Options{Dialer: egress.Direct(), Timeout: 5 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer up.Close()
+			o := ask(t, up, "x.example", nil)
+			if tc.ok {
+				checkA(t, o, "x.example")
+			} else if !errors.Is(o.err, ErrCertificate) {
+				t.Errorf("got %v, want ErrCertificate", o.err)
+			}
+		})
 	}
 }
