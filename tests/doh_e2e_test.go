@@ -462,3 +462,49 @@ func TestDoHOnion(t *testing.T) {
 		})
 	}
 }
+
+// TestDoHTorEpochs: a new isolation epoch moves the queries to a new
+// connection, on a Tor stream with new credentials and a new circuit; the
+// old epoch's connection closes.
+func TestDoHTorEpochs(t *testing.T) {
+	lab := sharedLab(t)
+	tor := sharedTor(t)
+	s := dohServers(lab)[1]
+	streams := watchStreams(t, tor)
+	before := connsTo(t, s.addr)
+	cfg := torCfg(tor, s.spec(t, ""))
+	cfg.SOCKS.Epoch = 2 * time.Second
+	p := startInProcess(t, cfg)
+	waitDoHAnswer(t, p.Addr, 60*time.Second)
+	first := newConns(before, connsTo(t, s.addr))
+	if len(first) != 1 {
+		t.Fatalf("%d new connections, want 1: %+v", len(first), first)
+	}
+	// Ask until the next epoch's connection replaced the first.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		waitDoHAnswer(t, p.Addr, 30*time.Second)
+		now := newConns(before, connsTo(t, s.addr))
+		if len(now) == 1 && now[0].local != first[0].local {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("connections %+v 30 s later, want one other than %+v", now, first[0])
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	users, circuits := map[string]bool{}, map[string]bool{}
+	for _, e := range streams.all() {
+		if e.SOCKSUser != "" && e.Status == "SUCCEEDED" {
+			users[e.SOCKSUser], circuits[e.CircuitID] = true, true
+		}
+	}
+	// Two epochs at least (a third may have begun meanwhile), each on a
+	// circuit of its own.
+	if len(users) < 2 || len(circuits) != len(users) {
+		t.Errorf("streams of %d SOCKS users on %d circuits, want 2 or more, one circuit each", len(users), len(circuits))
+	}
+	if n := p.failures(); n != 0 {
+		t.Errorf("%d failed queries", n)
+	}
+}

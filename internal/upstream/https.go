@@ -477,6 +477,8 @@ func (u *HTTPS) roundTrip(t *dohTransport, q *Query, b *dohBuf) ([]byte, error) 
 				return nil, ErrOverload
 			}
 			return nil, ctx.Err()
+		case <-u.ctx.Done():
+			return nil, ErrClosed
 		}
 	}
 	defer func() { <-t.slots }()

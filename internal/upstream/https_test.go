@@ -951,3 +951,73 @@ func TestHTTPSPinnedCA(t *testing.T) {
 		})
 	}
 }
+
+// TestHTTPSQueryIsolation: with a new identity per query (per-query
+// isolation), each query has its own connection, closed once it is
+// answered and a newer identity exists: nothing piles up. Beyond
+// Options.MaxConns identities in flight at once, a query fails at once
+// (ErrOverload).
+func TestHTTPSQueryIsolation(t *testing.T) {
+	s := newDoHServer(t, true)
+	up, err := New(Spec{Kind: KindHTTPS, Addr: s.Listener.Addr().String(), ServerName: "doh.test",
+		Pins: [][32]byte{s.Pin}}, Options{Dialer: egress.Direct(), Timeout: 5 * time.Second, MaxConns: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
+	h := up.(*HTTPS)
+	born := time.Now()
+	fresh := func(i int) *Identity {
+		return NewIdentity(egress.Credentials{User: fmt.Sprint("q", i), Pass: "x"}, nil, born.Add(time.Duration(i)*time.Millisecond))
+	}
+	for i := range 20 {
+		checkA(t, ask(t, up, fmt.Sprintf("i%d.example", i), fresh(i)), fmt.Sprintf("i%d.example", i))
+	}
+	waitFor(t, "the older connections closed", func() bool { return h.Conns.Now() == 1 && s.closed.Load() == 19 })
+	if n := s.conns.Load(); n != 20 {
+		t.Errorf("the server accepted %d connections, want 20", n)
+	}
+	h.mu.Lock()
+	kept := len(h.transports)
+	h.mu.Unlock()
+	if kept != 1 {
+		t.Errorf("%d transports kept, want 1", kept)
+	}
+
+	release := make(chan struct{})
+	s.setHandler(func(w http.ResponseWriter, r *http.Request, q *dns.Msg) bool {
+		if strings.HasPrefix(q.Question[0].Name, "held") {
+			<-release
+		}
+		return false
+	})
+	var rs []recorder
+	for i := range 3 {
+		q, r := newQuery(t, fmt.Sprintf("held%d.example", i), dns.TypeA, 0xBEEF, fresh(100+i), 5*time.Second)
+		up.Exchange(q)
+		rs = append(rs, r)
+	}
+	waitFor(t, "three queries at the server", func() bool { return s.active.Now() == 3 })
+	if o := ask(t, up, "over.example", fresh(200)); !errors.Is(o.err, ErrOverload) {
+		t.Errorf("a fourth identity in flight: got %v, want ErrOverload", o.err)
+	}
+	close(release)
+	for i, r := range rs {
+		checkA(t, r.wait(t), fmt.Sprintf("held%d.example", i))
+	}
+	checkA(t, ask(t, up, "after.example", fresh(300)), "after.example")
+}
+
+// TestHTTPSRefresh: Refresh closes the idle connection; the next query
+// connects again (and checks the certificate again).
+func TestHTTPSRefresh(t *testing.T) {
+	s := newDoHServer(t, true)
+	up := s.upstream(t, nil, 5*time.Second)
+	checkA(t, ask(t, up, "one.example", nil), "one.example")
+	up.Refresh()
+	waitFor(t, "the idle connection closed", func() bool { return up.Conns.Now() == 0 })
+	checkA(t, ask(t, up, "two.example", nil), "two.example")
+	if n := s.conns.Load(); n != 2 {
+		t.Errorf("the server accepted %d connections, want 2", n)
+	}
+}
