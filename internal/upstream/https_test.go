@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -1020,4 +1021,35 @@ func TestHTTPSRefresh(t *testing.T) {
 	if n := s.conns.Load(); n != 2 {
 		t.Errorf("the server accepted %d connections, want 2", n)
 	}
+}
+
+// TestHTTPSNoGoroutineLeak: once the upstream and the server are closed,
+// no goroutine of theirs is left (queries answered, canceled and in
+// flight at Close included).
+func TestHTTPSNoGoroutineLeak(t *testing.T) {
+	base := runtime.NumGoroutine()
+	func() {
+		s := newDoHServer(t, true)
+		defer s.Close()
+		up := s.upstream(t, nil, 5*time.Second)
+		for i := range 5 {
+			checkA(t, ask(t, up, fmt.Sprintf("g%d.example", i), NewIdentity(egress.Credentials{User: fmt.Sprint(i)}, nil, time.Now())), fmt.Sprintf("g%d.example", i))
+		}
+		s.setHandler(func(w http.ResponseWriter, r *http.Request, q *dns.Msg) bool {
+			<-r.Context().Done()
+			return true
+		})
+		q, r := newQuery(t, "canceled.example", dns.TypeA, 1, nil, 5*time.Second)
+		up.Exchange(q)
+		waitFor(t, "the query at the server", func() bool { return s.active.Now() == 1 })
+		q.Cancel()
+		r.wait(t)
+		q, r = newQuery(t, "closed.example", dns.TypeA, 1, nil, 5*time.Second)
+		up.Exchange(q)
+		waitFor(t, "the query at the server", func() bool { return s.active.Now() == 1 })
+		up.Close()
+		r.wait(t)
+		s.CloseClientConnections()
+	}()
+	waitFor(t, "the goroutines gone", func() bool { return runtime.NumGoroutine() <= base })
 }
