@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/egress"
@@ -81,12 +82,14 @@ const (
 // Each identity (its SOCKS credentials, hence its Tor circuit) has its own
 // net/http Transport holding one connection, on which queries go as
 // concurrent HTTP/2 streams, at most dohMaxStreams at once (more wait for
-// one to end). A server that allows fewer streams at once gets more
-// connections under such a load (net/http opens them). An identity's transport closes once a newer
-// identity has appeared (the next isolation epoch, or the next query with
-// per-query isolation) and its last query has ended; an idle connection
-// closes after dohIdleTimeout. At most Options.MaxConns transports exist
-// at once.
+// one to end); a server that allows fewer streams at once gets more
+// connections under such a load (net/http opens them), and one without
+// HTTP/2 gets one query at a time over HTTP/1.1. An identity's transport
+// closes once a newer identity has appeared (the next isolation epoch, or
+// the next query with per-query isolation) and its last query has ended;
+// an idle connection closes after dohIdleTimeout, a silent one after an
+// unanswered HTTP/2 ping. At most Options.MaxConns transports exist at
+// once (ErrOverload beyond).
 //
 // Queries go with ID 0 (RFC 8484 section 4.1, for caches) and an EDNS
 // Padding option to a multiple of 128 bytes (RFC 8467); the answer gets
@@ -116,7 +119,7 @@ type HTTPS struct {
 	// Conns counts the connections open to the server (now and the most
 	// at once); Dials counts the connections made.
 	Conns Gauge
-	Dials Gauge
+	Dials atomic.Int64
 }
 
 var _ Upstream = (*HTTPS)(nil)
@@ -288,6 +291,9 @@ func (u *HTTPS) acquire(id *Identity, now time.Time) (*dohTransport, error) {
 			return nil, ErrOverload
 		}
 		t = u.newTransport(cred, born)
+		// An identity older than the newest, in flight when it came:
+		// its connection closes with its last query.
+		t.retired = born.Before(u.newest)
 		u.transports[cred] = t
 	}
 	if born.After(t.born) {

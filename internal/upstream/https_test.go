@@ -329,8 +329,8 @@ func TestHTTPSOneConnection(t *testing.T) {
 	if n := s.conns.Load(); n != 1 {
 		t.Errorf("the server accepted %d connections, want 1", n)
 	}
-	if up.Dials.Peak() != 1 || up.Conns.Peak() != 1 || up.Conns.Now() != 1 {
-		t.Errorf("dials %d, connections %d (at most %d), want 1", up.Dials.Peak(), up.Conns.Now(), up.Conns.Peak())
+	if up.Dials.Load() != 1 || up.Conns.Peak() != 1 || up.Conns.Now() != 1 {
+		t.Errorf("dials %d, connections %d (at most %d), want 1", up.Dials.Load(), up.Conns.Now(), up.Conns.Peak())
 	}
 	if got := len(s.requests()); got != 20+parallel {
 		t.Errorf("the server saw %d requests, want %d", got, 20+parallel)
@@ -398,6 +398,12 @@ func TestHTTPSIdentities(t *testing.T) {
 	if n := s.conns.Load(); n != 3 {
 		t.Errorf("the server accepted %d connections, want 3 (a's retired one is not kept)", n)
 	}
+	waitFor(t, "a's second connection closed", func() bool { return up.Conns.Now() == 1 && s.closed.Load() == 2 })
+	// An identity older than b that comes late (a query of the previous
+	// epoch): its connection does not stay either.
+	c := NewIdentity(egress.Credentials{User: "c", Pass: "x"}, nil, t0.Add(-time.Second))
+	checkA(t, ask(t, up, "c.example", c), "c.example")
+	waitFor(t, "c's connection closed", func() bool { return up.Conns.Now() == 1 && s.closed.Load() == 3 })
 }
 
 // waitFor polls cond until it holds, failing the test after 10 s.
@@ -819,9 +825,16 @@ func TestHTTPSThroughSOCKS(t *testing.T) {
 		t.Fatalf("SOCKS sessions %+v, want one CONNECT to resolver.invalid:%s as epoch-1", reqs, port)
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if want := "dns.example:" + port + "/resolve?x=1"; len(paths) != 5 || paths[0] != want {
 		t.Errorf("requests for %q, want %q", paths, want)
+	}
+	s.mu.Unlock()
+
+	// The proxy refuses: the error says it was SOCKS.
+	proxy.Set(socks5test.Config{Refuse: 0x05})
+	b := NewIdentity(egress.Credentials{User: "epoch-2", Pass: "p"}, nil, a.Born.Add(time.Second))
+	if o := ask(t, up, "refused.example", b); !errors.Is(o.err, egress.ErrSOCKS) {
+		t.Errorf("through a refusing proxy: got %v, want egress.ErrSOCKS", o.err)
 	}
 }
 
