@@ -88,7 +88,10 @@ const (
 // closes once a newer identity has appeared (the next isolation epoch, or
 // the next query with per-query isolation) and its last query has ended;
 // an idle connection closes after dohIdleTimeout, a silent one after an
-// unanswered HTTP/2 ping. At most Options.MaxConns transports exist at
+// unanswered HTTP/2 ping (by the middle of a query's deadline). A query
+// whose connection fails under it, or cannot be made, is asked once more
+// on a new one (DNS queries are idempotent), unless the server's
+// certificate was refused. At most Options.MaxConns transports exist at
 // once (ErrOverload beyond).
 //
 // Queries go with ID 0 (RFC 8484 section 4.1, for caches) and an EDNS
@@ -344,7 +347,10 @@ func (u *HTTPS) held(t *dohTransport, e *HTTPStatusError, now time.Time) {
 func (u *HTTPS) newTransport(cred egress.Credentials, born time.Time) *dohTransport {
 	t := &dohTransport{u: u, cred: cred, born: born, conns: make(map[*trackedConn]struct{}),
 		slots: make(chan struct{}, dohMaxStreams)}
-	half := u.opts.Timeout / 2
+	// A quarter of the query timeout without a frame, then a quarter for
+	// the ping's answer: a connection gone silent under a query is closed
+	// by the middle of its deadline, leaving time to ask again.
+	quarter := u.opts.Timeout / 4
 	t.rt = &http.Transport{
 		DialTLSContext: t.dialTLS,
 		DialContext: func(context.Context, string, string) (net.Conn, error) {
@@ -359,8 +365,8 @@ func (u *HTTPS) newTransport(cred egress.Credentials, born time.Time) *dohTransp
 		HTTP2: &http.HTTP2Config{
 			// A connection that goes silent is pinged, and closed if the
 			// ping goes unanswered: the next query reconnects.
-			SendPingTimeout: half,
-			PingTimeout:     half,
+			SendPingTimeout: quarter,
+			PingTimeout:     quarter,
 		},
 	}
 	return t
@@ -488,22 +494,13 @@ func (u *HTTPS) roundTrip(t *dohTransport, q *Query, b *dohBuf) ([]byte, error) 
 		}
 	}
 	defer func() { <-t.slots }()
-	body := bytes.NewReader(b.query)
-	req := (&http.Request{
-		Method:        http.MethodPost,
-		URL:           u.url,
-		Host:          u.url.Host,
-		Header:        u.header,
-		Body:          io.NopCloser(body),
-		ContentLength: int64(len(b.query)),
-		GetBody: func() (io.ReadCloser, error) {
-			return io.NopCloser(bytes.NewReader(b.query)), nil
-		},
-		Proto:      "HTTP/1.1",
-		ProtoMajor: 1,
-		ProtoMinor: 1,
-	}).WithContext(ctx)
-	resp, err := t.rt.RoundTrip(req)
+	resp, err := t.rt.RoundTrip(u.request(ctx, b.query))
+	if err != nil && ctx.Err() == nil && u.ctx.Err() == nil && !untrusted(err) {
+		// The connection failed under the query (closed, reset, gone
+		// silent), or could not be made: once more, on a new one.
+		u.log.Debug("Asking again on a new connection", "server", u.url.Host, "err", err)
+		resp, err = t.rt.RoundTrip(u.request(ctx, b.query))
+	}
 	if err != nil {
 		return nil, u.failure(ctx, err)
 	}
@@ -562,6 +559,31 @@ func readAnswer(dst []byte, resp *http.Response, query []byte, now time.Time) ([
 		return dst[:start], err
 	}
 	return dst[:start+len(unpadAnswer(dst[start:], l))], nil
+}
+
+// untrusted reports whether err is the refusal of the server's
+// certificate, which asking again would only repeat.
+func untrusted(err error) bool {
+	var ve *tls.CertificateVerificationError
+	return errors.Is(err, ErrCertificate) || errors.As(err, &ve)
+}
+
+// request is the POST of query, for ctx.
+func (u *HTTPS) request(ctx context.Context, query []byte) *http.Request {
+	return (&http.Request{
+		Method:        http.MethodPost,
+		URL:           u.url,
+		Host:          u.url.Host,
+		Header:        u.header,
+		Body:          io.NopCloser(bytes.NewReader(query)),
+		ContentLength: int64(len(query)),
+		GetBody: func() (io.ReadCloser, error) {
+			return io.NopCloser(bytes.NewReader(query)), nil
+		},
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+	}).WithContext(ctx)
 }
 
 // failure is the error of a failed exchange: the end of the query (its
