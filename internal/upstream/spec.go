@@ -141,6 +141,12 @@ func New(spec Spec, opts Options) (Upstream, error) {
 	switch spec.Kind {
 	case KindDNSCrypt:
 		return NewDNSCrypt(spec, opts)
+	case KindHTTPS:
+		u, err := NewHTTPS(spec, opts)
+		if err != nil {
+			return nil, err // not a nil *HTTPS in a non-nil Upstream
+		}
+		return u, nil
 	}
 	return nil, fmt.Errorf("%w %s: %v upstreams are not supported", ErrSpec, spec.String(), spec.Kind)
 }
