@@ -34,6 +34,8 @@ const (
 	failCorrupt                        // an answer that does not decrypt or verify
 	failMismatch                       // an answer to another question
 	failNoCert                         // no valid certificate
+	failCertificate                    // a TLS certificate refused (pins, name, dates)
+	failHTTPStatus                     // a DoH server answered with an HTTP error
 	failEvicted                        // dropped to admit a newer request
 	failOverload                       // no upstream connection slot in time
 	failOther
@@ -54,6 +56,8 @@ var failureNames = [numFailureKinds]string{
 	failCorrupt:      "corrupt",
 	failMismatch:     "mismatch",
 	failNoCert:       "no-certificate",
+	failCertificate:  "tls-certificate",
+	failHTTPStatus:   "http-status",
 	failEvicted:      "evicted",
 	failOverload:     "overload",
 	failOther:        "other",
@@ -80,6 +84,10 @@ func classify(err error) failureKind {
 		return failOverload
 	case errors.Is(err, upstream.ErrNoCert):
 		return failNoCert
+	case errors.Is(err, upstream.ErrCertificate):
+		return failCertificate
+	case errors.Is(err, upstream.ErrHTTPStatus):
+		return failHTTPStatus
 	case errors.Is(err, egress.ErrSOCKS):
 		return failSOCKS
 	case errors.Is(err, upstream.ErrCorrupt):

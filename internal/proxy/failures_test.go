@@ -33,6 +33,8 @@ func TestClassify(t *testing.T) {
 		{fmt.Errorf("%w: bad tag", upstream.ErrCorrupt), failCorrupt},
 		{errMismatch(edns.ErrMismatch), failMismatch},
 		{upstream.ErrNoCert, failNoCert},
+		{fmt.Errorf("tls: %w: no certificate of the chain (1) matches a pin", upstream.ErrCertificate), failCertificate},
+		{&upstream.HTTPStatusError{Code: 503}, failHTTPStatus},
 		{errEvicted, failEvicted},
 		{upstream.ErrOverload, failOverload},
 		{errors.New("something else"), failOther},

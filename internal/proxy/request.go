@@ -301,7 +301,6 @@ func (p *Proxy) closeActive() {
 	}
 }
 
-
 func (s *activeSet) unlink(r *request) {
 	if r.prev != nil {
 		r.prev.next = r.next
