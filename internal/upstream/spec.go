@@ -141,6 +141,8 @@ func New(spec Spec, opts Options) (Upstream, error) {
 	switch spec.Kind {
 	case KindDNSCrypt:
 		return NewDNSCrypt(spec, opts)
+	case KindTCP, KindTLS:
+		return NewStream(spec, opts)
 	}
 	return nil, fmt.Errorf("%w %s: %v upstreams are not supported", ErrSpec, spec.String(), spec.Kind)
 }

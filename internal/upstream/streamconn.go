@@ -1,0 +1,548 @@
+package upstream
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/tor-dnscrypt/dnscrypt-proxy/edns"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/egress"
+)
+
+// session is a Stream's state for one identity (one set of SOCKS
+// credentials): the queue of queries waiting to be sent, and the one
+// connection that carries them. Its writer goroutine runs while it has a
+// connection or a query waiting; it dials, and writes the queued queries
+// in batches.
+type session struct {
+	u    *Stream
+	cred egress.Credentials
+	wake chan struct{} // one token: something for the writer to look at
+
+	mu      sync.Mutex
+	queue   jobList
+	conn    *streamConn // nil: none (the writer dials at the next query)
+	running bool        // the writer goroutine runs
+	closed  bool        // the Stream was closed
+}
+
+// signal wakes the writer.
+func (s *session) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// writerAction is what the writer does next.
+type writerAction uint8
+
+const (
+	writerExit writerAction = iota
+	writerWait
+	writerDial
+	writerSend
+)
+
+// next decides the writer's next step; s.mu is held.
+func (s *session) next() writerAction {
+	c := s.conn
+	switch {
+	case s.closed || s.u.ctx.Err() != nil:
+		return writerExit
+	case c == nil && s.queue.empty():
+		return writerExit
+	case c == nil:
+		return writerDial
+	case !c.draining && c.nfree > 0 && !s.queue.empty():
+		return writerSend
+	}
+	return writerWait
+}
+
+// write is the session's writer goroutine: it dials when queries wait
+// and there is no connection, and sends the queued queries as slots free
+// up, until the session has neither.
+func (s *session) write() {
+	u := s.u
+	defer u.wg.Done()
+	var buf []byte
+	for {
+		s.mu.Lock()
+		switch s.next() {
+		case writerExit:
+			s.running = false
+			var jobs []*job // only once closed
+			for j := s.queue.popFront(); j != nil; j = s.queue.popFront() {
+				jobs = append(jobs, j)
+			}
+			s.mu.Unlock()
+			for _, j := range jobs {
+				j.finish(nil, ErrClosed)
+			}
+			return
+		case writerWait:
+			s.mu.Unlock()
+			select {
+			case <-s.wake:
+			case <-u.ctx.Done():
+			}
+		case writerDial:
+			c := newStreamConn(s)
+			s.conn = c
+			var payload []byte
+			if u.tls == nil {
+				// Plain TCP: the first queries go with the connection
+				// (optimistic data through a SOCKS proxy that takes it).
+				buf = c.assign(buf[:0], time.Now())
+				payload = buf
+			}
+			s.mu.Unlock()
+			s.dial(c, payload)
+		case writerSend:
+			c := s.conn
+			buf = c.assign(buf[:0], time.Now())
+			nc := c.nc
+			s.mu.Unlock()
+			if _, err := nc.Write(buf); err != nil {
+				c.abort() // the reader fails or retries what is in flight
+			}
+		}
+		if cap(buf) > 1<<16 {
+			buf = nil
+		}
+	}
+}
+
+// dial connects c (with the queries in its slots as the first payload),
+// and starts its reader; or fails c's queries and those waiting.
+func (s *session) dial(c *streamConn, payload []byte) {
+	u := s.u
+	ctx, cancel := context.WithTimeout(u.ctx, u.opts.Timeout)
+	nc, raw, err := u.connect(ctx, s.cred, payload)
+	cancel()
+	s.mu.Lock()
+	if err == nil && s.closed {
+		raw.Close()
+		u.releaseConn()
+		err = ErrClosed
+	}
+	if err != nil {
+		if s.closed || u.ctx.Err() != nil {
+			err = ErrClosed
+		}
+		s.conn = nil
+		failed := c.takeAll(nil)
+		for j := s.queue.popFront(); j != nil; j = s.queue.popFront() {
+			failed = append(failed, j)
+		}
+		s.mu.Unlock()
+		u.log.Debug("Unable to connect to the resolver", "resolver", u.String(), "err", err)
+		for _, j := range failed {
+			j.finish(nil, err)
+		}
+		return
+	}
+	c.nc, c.raw = nc, raw
+	c.lastActive = time.Now()
+	c.stop = context.AfterFunc(u.ctx, func() { raw.Close() })
+	u.wg.Add(1)
+	s.mu.Unlock()
+	go c.read()
+}
+
+// connect takes a connection slot and opens a connection with cred,
+// writing payload first, and makes the TLS handshake for DoT. nc is the
+// connection to use, raw the TCP connection under it.
+func (u *Stream) connect(ctx context.Context, cred egress.Credentials, payload []byte) (nc, raw net.Conn, err error) {
+	select {
+	case u.connSlots <- struct{}{}:
+	default:
+		select {
+		case u.connSlots <- struct{}{}:
+		case <-ctx.Done():
+			return nil, nil, u.errOverload
+		}
+	}
+	u.Conns.Add(1)
+	u.Dials.Add(1)
+	raw, err = u.opts.Dialer.DialTCP(ctx, u.spec.Addr, cred, payload)
+	if err != nil {
+		u.releaseConn()
+		return nil, nil, fmt.Errorf("connecting to %s: %w", u.spec.Addr, ctxErr(ctx, err))
+	}
+	nc = raw
+	if u.tls != nil {
+		tc := tls.Client(raw, u.tls)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			raw.Close()
+			u.releaseConn()
+			return nil, nil, fmt.Errorf("TLS handshake with %s: %w", u.spec.Addr, ctxErr(ctx, err))
+		}
+		nc = tc
+	}
+	raw.SetDeadline(time.Time{}) // the Dialer leaves ctx's deadline set
+	return nc, raw, nil
+}
+
+func (u *Stream) releaseConn() {
+	u.Conns.Add(-1)
+	<-u.connSlots
+}
+
+// tlsConfig is the TLS client configuration of spec: TLS 1.2 or later,
+// SNI the server name; the server authenticated by a pin if spec has any
+// (RFC 8310 style "SPKI" pins are not what DNS stamps carry: they carry
+// the SHA-256 of a certificate's TBS part, which may be any certificate
+// of the chain, and no CA is needed), else by the system's roots and the
+// name. Through a proxy, no session is ever resumed: a ticket would tie
+// the connections, hence the circuits, together.
+func tlsConfig(spec *Spec, proxied bool) *tls.Config {
+	name := spec.ServerName
+	if host, _, err := net.SplitHostPort(name); err == nil {
+		name = host // a stamp's host name may carry the port
+	}
+	conf := &tls.Config{ServerName: name, MinVersion: tls.VersionTLS12}
+	if proxied {
+		conf.SessionTicketsDisabled = true
+	} else {
+		conf.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+	}
+	if len(spec.Pins) > 0 {
+		pins := slices.Clone(spec.Pins)
+		conf.InsecureSkipVerify = true // the pins replace the roots and the name
+		conf.VerifyConnection = func(cs tls.ConnectionState) error {
+			for _, cert := range cs.PeerCertificates {
+				if slices.Contains(pins, sha256.Sum256(cert.RawTBSCertificate)) {
+					return nil
+				}
+			}
+			return ErrPin
+		}
+	}
+	return conf
+}
+
+// streamConn is one connection of a session, and its slots: the queries
+// in flight on it, each under a wire ID whose low slotBits bits are the
+// slot's index and whose high bits are the slot's generation, bumped at
+// each release (a late answer to a canceled or timed-out query does not
+// match the slot's next query). Its fields are guarded by s.mu but for the
+// reader's.
+type streamConn struct {
+	s   *session
+	nc   net.Conn // TLS or TCP; nil while dialing
+	raw  net.Conn // the TCP connection under nc
+	stop func() bool // unregisters the close at the Stream's Close
+
+	// draining: being closed (idle, or its identity is old); it takes no
+	// more queries.
+	draining   bool
+	slots      [MaxInFlight]slot
+	free       [MaxInFlight]uint8 // stack of the free slots' indexes
+	nfree      int
+	idle       time.Duration // idle timeout: ours, or the server's if shorter
+	lastRead   time.Time     // last answer (any frame) read
+	lastActive time.Time     // last write or read
+
+	// The reader's.
+	br   *bufio.Reader
+	rbuf []byte
+	lenb [2]byte
+}
+
+type slot struct {
+	j   *job
+	id  uint16 // j's wire ID
+	gen uint16 // generation of the slot's next use
+}
+
+func newStreamConn(s *session) *streamConn {
+	c := &streamConn{s: s, nfree: MaxInFlight, idle: s.u.idle}
+	for i := range MaxInFlight {
+		c.free[i] = uint8(MaxInFlight - 1 - i) // slot 0 first
+		c.slots[i].gen = uint16(rand.Uint32())
+	}
+	return c
+}
+
+// assign moves queued queries into free slots, appends them to buf, each
+// with its 2-byte length, its wire ID and its stream options, and returns
+// buf. s.mu is held.
+func (c *streamConn) assign(buf []byte, now time.Time) []byte {
+	s := c.s
+	for c.nfree > 0 {
+		j := s.queue.popFront()
+		if j == nil {
+			break
+		}
+		c.nfree--
+		i := c.free[c.nfree]
+		sl := &c.slots[i]
+		sl.j, sl.id = j, sl.gen<<slotBits|uint16(i)
+		j.where, j.c, j.slot, j.sent = jobInFlight, c, i, now
+		start := len(buf)
+		buf = append(buf, 0, 0)
+		buf, _ = edns.AppendStreamQuery(buf, j.q.Msg, s.u.query)
+		binary.BigEndian.PutUint16(buf[start:], uint16(len(buf)-start-2))
+		binary.BigEndian.PutUint16(buf[start+2:], sl.id)
+	}
+	c.lastActive = now
+	return buf
+}
+
+// release frees slot i. s.mu is held.
+func (c *streamConn) release(i uint8) {
+	sl := &c.slots[i]
+	sl.j = nil
+	sl.gen++
+	c.free[c.nfree] = i
+	c.nfree++
+}
+
+// takeAll empties c's slots, appends their jobs, now owned, to dst and
+// returns it. s.mu is held.
+func (c *streamConn) takeAll(dst []*job) []*job {
+	for i := range c.slots {
+		if j := c.slots[i].j; j != nil {
+			c.release(uint8(i))
+			j.where = jobOwned
+			dst = append(dst, j)
+		}
+	}
+	return dst
+}
+
+// close ends c gracefully: its reader wakes up, sees c draining, and
+// closes it (over TLS with a close_notify). s.mu is held or not; c is
+// marked draining.
+func (c *streamConn) close() { c.raw.SetReadDeadline(time.Unix(1, 0)) }
+
+// abort closes c's TCP connection at once.
+func (c *streamConn) abort() { c.raw.Close() }
+
+// read is c's reader goroutine: it finishes the queries answered, until
+// the connection ends.
+func (c *streamConn) read() {
+	defer c.s.u.wg.Done()
+	c.br = bufio.NewReaderSize(c.nc, 8192)
+	c.rbuf = make([]byte, 0, 4096)
+	for {
+		msg, err := c.readFrame()
+		if err != nil {
+			c.s.died(c, err)
+			return
+		}
+		c.deliver(msg)
+	}
+}
+
+// readFrame reads one length-prefixed DNS message (RFC 1035 section
+// 4.2.2) into c.rbuf. A message shorter than a DNS header breaks the
+// framing: ErrCorrupt.
+func (c *streamConn) readFrame() ([]byte, error) {
+	if _, err := io.ReadFull(c.br, c.lenb[:]); err != nil {
+		return nil, err
+	}
+	n := int(binary.BigEndian.Uint16(c.lenb[:]))
+	if n < 12 {
+		return nil, fmt.Errorf("%w: a %d-byte message", ErrCorrupt, n)
+	}
+	if cap(c.rbuf) < n {
+		c.rbuf = make([]byte, n)
+	}
+	b := c.rbuf[:n]
+	if _, err := io.ReadFull(c.br, b); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	return b, nil
+}
+
+// deliver hands the answer msg to the query in flight under its ID, if
+// any (else it is dropped: a late answer to a query that timed out or was
+// canceled), with the client's ID and without the stream options.
+func (c *streamConn) deliver(msg []byte) {
+	s := c.s
+	u := s.u
+	msg, keepalive, hasKeepalive := edns.StripStreamOptions(msg)
+	id := binary.BigEndian.Uint16(msg)
+	now := time.Now()
+	s.mu.Lock()
+	c.lastRead, c.lastActive = now, now
+	if hasKeepalive {
+		c.idle = min(u.idle, keepalive)
+	}
+	sl := &c.slots[id&slotMask]
+	j := sl.j
+	if j == nil || sl.id != id {
+		s.mu.Unlock()
+		return
+	}
+	c.release(uint8(id & slotMask))
+	j.where = jobOwned
+	wake := !s.queue.empty()
+	done := !wake && c.nfree == MaxInFlight && (c.idle == 0 || s != u.current.Load())
+	if done {
+		c.draining = true
+	}
+	s.mu.Unlock()
+	msg[0], msg[1] = j.clientID[0], j.clientID[1]
+	j.q.OverTCP = true
+	j.finish(msg, nil)
+	if wake {
+		s.signal()
+	}
+	if done {
+		c.close()
+	}
+}
+
+// died takes c out of its session after err ended it: each query in
+// flight on it is queued again, at the front, if it was not already, and
+// its deadline allows; the others fail.
+func (s *session) died(c *streamConn, err error) {
+	u := s.u
+	now := time.Now()
+	s.mu.Lock()
+	draining := c.draining
+	c.draining = true
+	if s.conn == c {
+		s.conn = nil
+	}
+	closed := s.closed || u.ctx.Err() != nil
+	jobs := c.takeAll(nil)
+	var failed []*job
+	for i := len(jobs) - 1; i >= 0; i-- {
+		j := jobs[i]
+		if closed || j.retried || j.cancelReq || !now.Before(j.deadline) {
+			failed = append(failed, j)
+			continue
+		}
+		j.retried = true
+		s.queue.pushFront(j)
+	}
+	s.mu.Unlock()
+	c.stop()
+	if draining && !closed {
+		c.nc.Close() // over TLS, with a close_notify
+	} else {
+		c.raw.Close()
+	}
+	u.releaseConn()
+	if len(jobs) > 0 || !draining {
+		u.log.Debug("Connection to the resolver closed", "resolver", u.String(),
+			"in_flight", len(jobs), "retried", len(jobs)-len(failed), "err", err)
+	}
+	for _, j := range failed {
+		var e error
+		switch {
+		case closed:
+			e = ErrClosed
+		case j.cancelReq:
+			e = context.Canceled
+		case !now.Before(j.deadline):
+			e = u.errTimeout
+		default:
+			e = fmt.Errorf("connection to %s lost with the query in flight, twice: %w", u.spec.Addr, streamErr(err))
+		}
+		j.finish(nil, e)
+	}
+	s.signal() // the writer redials for the queries queued again, or ends
+}
+
+// streamErr names the end of a connection.
+func streamErr(err error) error {
+	if errors.Is(err, io.EOF) {
+		return fmt.Errorf("closed by the resolver: %w", io.ErrUnexpectedEOF)
+	}
+	return err
+}
+
+// sweep ends s's queries past their deadline, and marks its connection for
+// closing if it stalled (a query timed out without any answer read since
+// it was sent) or idles (nothing in flight nor waiting, for longer than
+// its idle timeout, or at all when s is not the current session). s.mu is
+// taken.
+func (s *session) sweep(now time.Time, current bool, sw *sweep) {
+	u := s.u
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.conn
+	queueErr := u.errNoConn // waiting for a connection
+	if c != nil && c.nc != nil {
+		queueErr = u.errOverload // waiting for a slot
+	}
+	for j := s.queue.head; j != nil; {
+		next := j.next
+		if !now.Before(j.deadline) {
+			s.queue.remove(j)
+			sw.expired = append(sw.expired, j)
+			sw.errs = append(sw.errs, queueErr)
+		}
+		j = next
+	}
+	if c == nil {
+		return
+	}
+	stalled := false
+	for i := range c.slots {
+		j := c.slots[i].j
+		if j == nil || now.Before(j.deadline) {
+			continue
+		}
+		if !c.lastRead.After(j.sent) {
+			stalled = true
+		}
+		c.release(uint8(i))
+		j.where = jobOwned
+		sw.expired = append(sw.expired, j)
+		sw.errs = append(sw.errs, u.errTimeout)
+	}
+	if c.nc == nil || c.draining {
+		return
+	}
+	switch {
+	case stalled:
+		c.draining = true
+		sw.closing = append(sw.closing, c)
+	case c.nfree == MaxInFlight && s.queue.empty() && (!current || now.Sub(c.lastActive) >= c.idle):
+		c.draining = true
+		sw.idle = append(sw.idle, c)
+	}
+}
+
+// close fails s's waiting queries with ErrClosed and closes its
+// connection; its reader fails those in flight.
+func (s *session) close() {
+	s.mu.Lock()
+	s.closed = true
+	var jobs []*job
+	for j := s.queue.popFront(); j != nil; j = s.queue.popFront() {
+		jobs = append(jobs, j)
+	}
+	var raw net.Conn
+	if c := s.conn; c != nil {
+		raw = c.raw
+	}
+	s.mu.Unlock()
+	if raw != nil {
+		raw.Close()
+	}
+	for _, j := range jobs {
+		j.finish(nil, ErrClosed)
+	}
+	s.signal()
+}
