@@ -240,9 +240,9 @@ func tlsConfig(spec *Spec, proxied bool) *tls.Config {
 // match the slot's next query). Its fields are guarded by s.mu but for the
 // reader's.
 type streamConn struct {
-	s   *session
-	nc   net.Conn // TLS or TCP; nil while dialing
-	raw  net.Conn // the TCP connection under nc
+	s    *session
+	nc   net.Conn    // TLS or TCP; nil while dialing
+	raw  net.Conn    // the TCP connection under nc
 	stop func() bool // unregisters the close at the Stream's Close
 
 	// draining: being closed (idle, or its identity is old); it takes no

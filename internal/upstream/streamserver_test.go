@@ -49,8 +49,8 @@ type streamServer struct {
 // serverConn is one connection of a streamServer.
 type serverConn struct {
 	srv   *streamServer
-	raw   net.Conn // the TCP connection
-	c     net.Conn // raw, or TLS over it: the serving goroutine's
+	raw   net.Conn      // the TCP connection
+	c     net.Conn      // raw, or TLS over it: the serving goroutine's
 	Index int           // 0 for the first connection accepted
 	Done  chan struct{} // closed when the connection has ended
 	// State is the handler's, guarded by mu.
@@ -311,8 +311,8 @@ func (d *testDialer) DialTCP(ctx context.Context, addr string, cred egress.Crede
 }
 
 func (d *testDialer) DialUDP(string) (*net.UDPConn, error) { return nil, egress.ErrNoUDP }
-func (d *testDialer) Proxied() bool                       { return d.proxied }
-func (d *testDialer) String() string                      { return "test dialer" }
+func (d *testDialer) Proxied() bool                        { return d.proxied }
+func (d *testDialer) String() string                       { return "test dialer" }
 
 func (d *testDialer) Creds() []egress.Credentials {
 	d.mu.Lock()
