@@ -120,11 +120,11 @@ func StripStreamOptions(msg []byte) (out []byte, keepalive time.Duration, ok boo
 	return msg[:w], keepalive, ok
 }
 
-// lastOPT locates the OPT record of msg if it is the message's last
-// record, in the additional section, with well-framed options, and the
-// only OPT record. parsed is false if msg does not parse that far (or has
-// trailing bytes), or has an OPT record elsewhere; hasOPT is false (with
-// parsed true) if msg has no OPT record at all, or one that is not last.
+// lastOPT locates the OPT record of msg: its last record, in the
+// additional section, with well-framed options, and the only OPT record.
+// parsed is false if msg does not parse that far (or has trailing bytes),
+// or has an OPT record elsewhere, or one with options that are not well
+// framed; hasOPT is false (with parsed true) if msg has no OPT record.
 func lastOPT(msg []byte) (opt rr, hasOPT, parsed bool) {
 	if len(msg) < headerLen {
 		return rr{}, false, false
@@ -146,7 +146,7 @@ func lastOPT(msg []byte) (opt rr, hasOPT, parsed bool) {
 		if r, err = scanRR(msg, off); err != nil {
 			return rr{}, false, false
 		}
-		if r.rrtype == dns.TypeOPT && i != n-1 {
+		if r.rrtype == dns.TypeOPT && (i != n-1 || i < an+ns) {
 			return rr{}, false, false
 		}
 		off = r.end
