@@ -815,3 +815,76 @@ func TestStreamTLSConfig(t *testing.T) {
 		t.Errorf("direct: tickets disabled %v, cache %v", c.SessionTicketsDisabled, c.ClientSessionCache)
 	}
 }
+
+// recordCounter counts the TLS application data records a client sends
+// (TLS 1.2, where the handshake's records have other types).
+type recordCounter struct {
+	net.Conn
+	mu      sync.Mutex
+	pending []byte // bytes of a record header not parsed yet
+	skip    int    // bytes of the current record's body still to come
+	records int
+}
+
+func (r *recordCounter) Read(b []byte) (int, error) {
+	n, err := r.Conn.Read(b)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for p := b[:n]; len(p) > 0; {
+		if r.skip > 0 {
+			k := min(r.skip, len(p))
+			r.skip -= k
+			p = p[k:]
+			continue
+		}
+		k := min(5-len(r.pending), len(p))
+		r.pending = append(r.pending, p[:k]...)
+		p = p[k:]
+		if len(r.pending) == 5 {
+			if r.pending[0] == 23 { // application_data
+				r.records++
+			}
+			r.skip = int(r.pending[3])<<8 | int(r.pending[4])
+			r.pending = r.pending[:0]
+		}
+	}
+	return n, err
+}
+
+func (r *recordCounter) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.records
+}
+
+// TestStreamTLSRecordPerQuery: over TLS, each query goes in its own TLS
+// record (dnsdist 1.7 answers only the first query of a record holding
+// several), while many are written at once.
+func TestStreamTLSRecordPerQuery(t *testing.T) {
+	cert, pin, _ := selfSigned(t, "dns.test")
+	var counters []*recordCounter
+	var mu sync.Mutex
+	srv := newStreamServer(t, cert, reverser(10), func(s *streamServer) {
+		s.tls.MaxVersion = tls.VersionTLS12
+		s.wrap = func(c net.Conn) net.Conn {
+			rc := &recordCounter{Conn: c}
+			mu.Lock()
+			counters = append(counters, rc)
+			mu.Unlock()
+			return rc
+		}
+	})
+	_, a := newStream(t, KindTLS, srv.Addr, pinned(pin))
+	const n = 100
+	for i := range n {
+		a.send(fmt.Sprintf("q%d.test", i), 1, 10*time.Second)
+	}
+	for _, r := range a.wait(n) {
+		checkAnswer(t, r)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(counters) != 1 || counters[0].count() != n {
+		t.Errorf("%d connections, %d application data records; want 1 connection, %d records", len(counters), counters[0].count(), n)
+	}
+}

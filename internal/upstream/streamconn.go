@@ -112,9 +112,8 @@ func (s *session) write() {
 		case writerSend:
 			c := s.conn
 			buf = c.assign(buf[:0], time.Now())
-			nc := c.nc
 			s.mu.Unlock()
-			if _, err := nc.Write(buf); err != nil {
+			if err := c.send(buf); err != nil {
 				c.abort() // the reader fails or retries what is in flight
 			}
 		}
@@ -129,11 +128,11 @@ func (s *session) write() {
 func (s *session) dial(c *streamConn, payload []byte) {
 	u := s.u
 	ctx, cancel := context.WithTimeout(u.ctx, u.opts.Timeout)
-	nc, raw, err := u.connect(ctx, s.cred, payload)
+	l, err := u.connect(ctx, s.cred, payload)
 	cancel()
 	s.mu.Lock()
 	if err == nil && s.closed {
-		raw.Close()
+		l.raw.Close()
 		u.releaseConn()
 		err = ErrClosed
 	}
@@ -153,46 +152,119 @@ func (s *session) dial(c *streamConn, payload []byte) {
 		}
 		return
 	}
-	c.nc, c.raw = nc, raw
+	u.log.Debug("Connected to the resolver", "resolver", u.String(), "route", u.opts.Dialer.String(),
+		"connections", u.Conns.Now())
+	c.link = l
 	c.lastActive = time.Now()
-	c.stop = context.AfterFunc(u.ctx, func() { raw.Close() })
+	c.stop = context.AfterFunc(u.ctx, func() { l.raw.Close() })
 	u.wg.Add(1)
 	s.mu.Unlock()
 	go c.read()
 }
 
+// link is an open connection: nc to use, raw the TCP connection under
+// it, and for DoT, batch between the two.
+type link struct {
+	nc, raw net.Conn
+	batch   *recordBatcher
+}
+
 // connect takes a connection slot and opens a connection with cred,
-// writing payload first, and makes the TLS handshake for DoT. nc is the
-// connection to use, raw the TCP connection under it.
-func (u *Stream) connect(ctx context.Context, cred egress.Credentials, payload []byte) (nc, raw net.Conn, err error) {
+// writing payload first, and makes the TLS handshake for DoT.
+func (u *Stream) connect(ctx context.Context, cred egress.Credentials, payload []byte) (link, error) {
 	select {
 	case u.connSlots <- struct{}{}:
 	default:
 		select {
 		case u.connSlots <- struct{}{}:
 		case <-ctx.Done():
-			return nil, nil, u.errOverload
+			return link{}, u.errOverload
 		}
 	}
 	u.Conns.Add(1)
 	u.Dials.Add(1)
-	raw, err = u.opts.Dialer.DialTCP(ctx, u.spec.Addr, cred, payload)
+	raw, err := u.opts.Dialer.DialTCP(ctx, u.spec.Addr, cred, payload)
 	if err != nil {
 		u.releaseConn()
-		return nil, nil, fmt.Errorf("connecting to %s: %w", u.spec.Addr, ctxErr(ctx, err))
+		return link{}, fmt.Errorf("connecting to %s: %w", u.spec.Addr, ctxErr(ctx, err))
 	}
-	nc = raw
+	l := link{nc: raw, raw: raw}
 	if u.tls != nil {
-		tc := tls.Client(raw, u.tls)
+		l.batch = &recordBatcher{Conn: raw}
+		tc := tls.Client(l.batch, u.tls)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			raw.Close()
 			u.releaseConn()
-			return nil, nil, fmt.Errorf("TLS handshake with %s: %w", u.spec.Addr, ctxErr(ctx, err))
+			return link{}, fmt.Errorf("TLS handshake with %s: %w", u.spec.Addr, ctxErr(ctx, err))
 		}
-		nc = tc
+		l.nc = tc
 	}
 	raw.SetDeadline(time.Time{}) // the Dialer leaves ctx's deadline set
-	return nc, raw, nil
+	return l, nil
+}
+
+// recordBatcher sits between a tls.Conn and its TCP connection: while on,
+// it collects what TLS writes, and flush sends it in one write. The writer
+// turns it on to send a batch of queries in one TLS record each, but one
+// system call. Every write to the TCP connection happens under mu, so that
+// TLS records (a KeyUpdate from the reader's goroutine, a close_notify)
+// reach it in the order TLS made them.
+type recordBatcher struct {
+	net.Conn
+	mu  sync.Mutex
+	on  bool
+	buf []byte
+}
+
+func (b *recordBatcher) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.on {
+		b.buf = append(b.buf, p...)
+		return len(p), nil
+	}
+	return b.Conn.Write(p)
+}
+
+func (b *recordBatcher) start() {
+	b.mu.Lock()
+	b.on = true
+	b.mu.Unlock()
+}
+
+// flush sends what was collected since start, and turns collecting off.
+func (b *recordBatcher) flush() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.on = false
+	_, err := b.Conn.Write(b.buf)
+	if cap(b.buf) > 1<<16 {
+		b.buf = nil
+	}
+	b.buf = b.buf[:0]
+	return err
+}
+
+// send writes buf, length-prefixed queries. Over TLS each goes in a TLS
+// record of its own, all in one write to the socket: dnsdist 1.7 answers
+// only the first query of a record that holds several small ones (the
+// rest stays in its TLS buffer until more bytes arrive), and the records
+// then show nothing but padded query sizes.
+func (c *streamConn) send(buf []byte) error {
+	if c.batch == nil {
+		_, err := c.nc.Write(buf)
+		return err
+	}
+	c.batch.start()
+	for p := 0; p < len(buf); {
+		n := 2 + int(binary.BigEndian.Uint16(buf[p:]))
+		if _, err := c.nc.Write(buf[p : p+n]); err != nil {
+			c.batch.flush()
+			return err
+		}
+		p += n
+	}
+	return c.batch.flush()
 }
 
 func (u *Stream) releaseConn() {
@@ -241,8 +313,7 @@ func tlsConfig(spec *Spec, proxied bool) *tls.Config {
 // reader's.
 type streamConn struct {
 	s    *session
-	nc   net.Conn    // TLS or TCP; nil while dialing
-	raw  net.Conn    // the TCP connection under nc
+	link             // nc nil while dialing
 	stop func() bool // unregisters the close at the Stream's Close
 
 	// draining: being closed (idle, or its identity is old); it takes no

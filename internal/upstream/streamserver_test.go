@@ -36,6 +36,8 @@ type streamServer struct {
 	Addr   string
 	tls    *tls.Config
 	handle func(sc *serverConn, q *dns.Msg, raw []byte)
+	// wrap, if set, wraps each TCP connection accepted (under TLS).
+	wrap func(net.Conn) net.Conn
 
 	Accepted atomic.Int32 // connections accepted
 	Open     atomic.Int32 // connections open
@@ -81,8 +83,9 @@ func aAnswer(q *dns.Msg) *dns.Msg {
 }
 
 // newStreamServer starts a server on 127.0.0.1:0, over TLS with the
-// certificate cert if it is not nil.
-func newStreamServer(t testing.TB, cert *tls.Certificate, handle func(*serverConn, *dns.Msg, []byte)) *streamServer {
+// certificate cert if it is not nil; each of opts may change it first.
+func newStreamServer(t testing.TB, cert *tls.Certificate, handle func(*serverConn, *dns.Msg, []byte),
+	opts ...func(*streamServer)) *streamServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -91,6 +94,9 @@ func newStreamServer(t testing.TB, cert *tls.Certificate, handle func(*serverCon
 	s := &streamServer{t: t, ln: ln, Addr: ln.Addr().String(), handle: handle}
 	if cert != nil {
 		s.tls = &tls.Config{Certificates: []tls.Certificate{*cert}, MinVersion: tls.VersionTLS12}
+	}
+	for _, o := range opts {
+		o(s)
 	}
 	s.wg.Add(1)
 	go s.serve()
@@ -149,6 +155,9 @@ func (sc *serverConn) serve() {
 	defer close(sc.Done)
 	defer s.Open.Add(-1)
 	defer sc.raw.Close()
+	if s.wrap != nil {
+		sc.c = s.wrap(sc.c)
+	}
 	if s.tls != nil {
 		tc := tls.Server(sc.c, s.tls)
 		if err := tc.Handshake(); err != nil {
