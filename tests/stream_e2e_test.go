@@ -516,7 +516,6 @@ func TestStreamStubby(t *testing.T) {
 	}
 }
 
-
 // TestStreamBatchOnNewConnection: three queries sent together as a new
 // connection opens reach each DoT server in one write: all are answered
 // on that one connection. dnsdist 1.7.3 answered only the first query of
