@@ -58,7 +58,11 @@ var ErrPin = errors.New("upstream: no certificate of the server matches a pin")
 //     (DefaultIdleTimeout, or the server's edns-tcp-keepalive TIMEOUT if
 //     shorter), and at once when its identity is no longer the newest one
 //     (an isolation epoch ended). One on which a query timed out without
-//     any answer since it was sent is taken as stalled and closed.
+//     any answer since it was sent is taken as stalled and closed. After
+//     a TIMEOUT of 0 (RFC 7828 section 3.2.2) a connection takes no more
+//     queries and closes once those in flight are answered; new queries
+//     go on a new connection meanwhile (a retired connection may live on
+//     beside the new one until its last answer or deadline).
 //
 // Queries carry an empty edns-tcp-keepalive option when they have an OPT
 // record; over TLS every query also gets an OPT record if it has none and
@@ -250,7 +254,7 @@ func (u *Stream) sweep(now time.Time, sw *sweep) {
 	sw.live = sw.live[:0]
 	for cred, s := range u.sessions {
 		s.mu.Lock()
-		if s != cur && !s.running && s.conn == nil && s.queue.empty() {
+		if s != cur && !s.running && s.conn == nil && len(s.retired) == 0 && s.queue.empty() {
 			delete(u.sessions, cred)
 		} else {
 			sw.live = append(sw.live, s)

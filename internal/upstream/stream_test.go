@@ -888,3 +888,44 @@ func TestStreamTLSRecordPerQuery(t *testing.T) {
 		t.Errorf("%d connections, %d application data records; want 1 connection, %d records", len(counters), counters[0].count(), n)
 	}
 }
+
+// TestStreamKeepaliveZeroDrains: after an answer with a keepalive TIMEOUT
+// of 0, the upstream sends no more queries on that connection (they go on
+// a new one), and closes it once the queries in flight are answered.
+func TestStreamKeepaliveZeroDrains(t *testing.T) {
+	srv := newStreamServer(t, nil, func(sc *serverConn, q *dns.Msg, _ []byte) {
+		if sc.Index > 0 {
+			sc.Reply(aAnswer(q))
+			return
+		}
+		if q.Question[0].Name == "first.test." {
+			m := aAnswer(q)
+			m.IsEdns0().Option = []dns.EDNS0{&dns.EDNS0_LOCAL{Code: dns.EDNS0TCPKEEPALIVE, Data: []byte{0, 0}}}
+			sc.mu.Lock()
+			sc.State = m // answered once the second query came
+			sc.mu.Unlock()
+			return
+		}
+		sc.mu.Lock()
+		first, _ := sc.State.(*dns.Msg)
+		sc.State = q
+		sc.mu.Unlock()
+		sc.Reply(first)
+	})
+	_, a := newStream(t, KindTCP, srv.Addr, nil)
+	first := a.send("first.test", 1, 5*time.Second)
+	second := a.send("second.test", 2, 5*time.Second)
+	checkAnswer(t, a.one(first))
+	third := a.send("third.test", 3, 5*time.Second)
+	checkAnswer(t, a.one(third))
+	if got, _ := srv.Conn(0).Stats(); got != 2 {
+		t.Errorf("%d queries on the first connection after its TIMEOUT of 0, want 2", got)
+	}
+	sc := srv.Conn(0)
+	sc.mu.Lock()
+	held := sc.State.(*dns.Msg)
+	sc.mu.Unlock()
+	sc.Reply(aAnswer(held))
+	checkAnswer(t, a.one(second))
+	sc.waitClosed(t, "the drained connection to close")
+}

@@ -20,20 +20,24 @@ import (
 )
 
 // session is a Stream's state for one identity (one set of SOCKS
-// credentials): the queue of queries waiting to be sent, and the one
-// connection that carries them. Its writer goroutine runs while it has a
-// connection or a query waiting; it dials, and writes the queued queries
-// in batches.
+// credentials): the queue of queries waiting to be sent, the one
+// connection that takes them, and the retired connections that still
+// carry queries sent earlier or are closing. Its writer goroutine runs
+// while it has a connection or a query waiting; it dials, and writes the
+// queued queries in batches.
 type session struct {
 	u    *Stream
 	cred egress.Credentials
 	wake chan struct{} // one token: something for the writer to look at
 
-	mu      sync.Mutex
-	queue   jobList
-	conn    *streamConn // nil: none (the writer dials at the next query)
-	running bool        // the writer goroutine runs
-	closed  bool        // the Stream was closed
+	mu    sync.Mutex
+	queue jobList
+	conn  *streamConn // nil: none (the writer dials at the next query)
+	// retired are connections that take no more queries but still have
+	// some in flight, or are closing.
+	retired []*streamConn
+	running bool // the writer goroutine runs
+	closed  bool // the Stream was closed
 }
 
 // signal wakes the writer.
@@ -64,7 +68,7 @@ func (s *session) next() writerAction {
 		return writerExit
 	case c == nil:
 		return writerDial
-	case !c.draining && c.nfree > 0 && !s.queue.empty():
+	case c.nfree > 0 && !s.queue.empty():
 		return writerSend
 	}
 	return writerWait
@@ -316,8 +320,9 @@ type streamConn struct {
 	link             // nc nil while dialing
 	stop func() bool // unregisters the close at the Stream's Close
 
-	// draining: being closed (idle, or its identity is old); it takes no
-	// more queries.
+	// draining: retired (idle, its identity is old, the server sent a
+	// keepalive TIMEOUT of 0, it stalled); it takes no more queries, and
+	// closes once none is in flight.
 	draining   bool
 	slots      [MaxInFlight]slot
 	free       [MaxInFlight]uint8 // stack of the free slots' indexes
@@ -454,7 +459,13 @@ func (c *streamConn) deliver(msg []byte) {
 	s.mu.Lock()
 	c.lastRead, c.lastActive = now, now
 	if hasKeepalive {
+		// RFC 7828 section 3.2.2: after a TIMEOUT of 0, no more queries
+		// on this connection (the next ones go on a new one); close it
+		// once those in flight are answered.
 		c.idle = min(u.idle, keepalive)
+		if keepalive == 0 {
+			s.retire(c)
+		}
 	}
 	sl := &c.slots[id&slotMask]
 	j := sl.j
@@ -465,9 +476,9 @@ func (c *streamConn) deliver(msg []byte) {
 	c.release(uint8(id & slotMask))
 	j.where = jobOwned
 	wake := !s.queue.empty()
-	done := !wake && c.nfree == MaxInFlight && (c.idle == 0 || s != u.current.Load())
+	done := c.nfree == MaxInFlight && (c.draining || !wake && s != u.current.Load())
 	if done {
-		c.draining = true
+		s.retire(c)
 	}
 	s.mu.Unlock()
 	msg[0], msg[1] = j.clientID[0], j.clientID[1]
@@ -492,6 +503,9 @@ func (s *session) died(c *streamConn, err error) {
 	c.draining = true
 	if s.conn == c {
 		s.conn = nil
+	}
+	if i := slices.Index(s.retired, c); i >= 0 {
+		s.retired = slices.Delete(s.retired, i, i+1)
 	}
 	closed := s.closed || u.ctx.Err() != nil
 	jobs := c.takeAll(nil)
@@ -542,18 +556,17 @@ func streamErr(err error) error {
 	return err
 }
 
-// sweep ends s's queries past their deadline, and marks its connection for
-// closing if it stalled (a query timed out without any answer read since
-// it was sent) or idles (nothing in flight nor waiting, for longer than
-// its idle timeout, or at all when s is not the current session). s.mu is
-// taken.
+// sweep ends s's queries past their deadline, and closes its connections
+// that stalled (a query timed out without any answer read since it was
+// sent) or idle (nothing in flight, and retired, or nothing waiting either
+// for longer than the idle timeout, or at all when s is not the current
+// session). s.mu is taken.
 func (s *session) sweep(now time.Time, current bool, sw *sweep) {
 	u := s.u
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c := s.conn
 	queueErr := u.errNoConn // waiting for a connection
-	if c != nil && c.nc != nil {
+	if c := s.conn; c != nil && c.nc != nil {
 		queueErr = u.errOverload // waiting for a slot
 	}
 	for j := s.queue.head; j != nil; {
@@ -565,9 +578,16 @@ func (s *session) sweep(now time.Time, current bool, sw *sweep) {
 		}
 		j = next
 	}
-	if c == nil {
-		return
+	if s.conn != nil {
+		s.sweepConn(s.conn, now, current, sw)
 	}
+	for _, c := range s.retired {
+		s.sweepConn(c, now, current, sw)
+	}
+}
+
+// sweepConn is sweep for the connection c. s.mu is held.
+func (s *session) sweepConn(c *streamConn, now time.Time, current bool, sw *sweep) {
 	stalled := false
 	for i := range c.slots {
 		j := c.slots[i].j
@@ -580,18 +600,28 @@ func (s *session) sweep(now time.Time, current bool, sw *sweep) {
 		c.release(uint8(i))
 		j.where = jobOwned
 		sw.expired = append(sw.expired, j)
-		sw.errs = append(sw.errs, u.errTimeout)
+		sw.errs = append(sw.errs, s.u.errTimeout)
 	}
-	if c.nc == nil || c.draining {
-		return
+	if c.nc == nil {
+		return // dialing
 	}
 	switch {
 	case stalled:
-		c.draining = true
+		s.retire(c)
 		sw.closing = append(sw.closing, c)
-	case c.nfree == MaxInFlight && s.queue.empty() && (!current || now.Sub(c.lastActive) >= c.idle):
-		c.draining = true
+	case c.nfree == MaxInFlight && (c.draining || s.queue.empty() && (!current || now.Sub(c.lastActive) >= c.idle)):
+		s.retire(c)
 		sw.idle = append(sw.idle, c)
+	}
+}
+
+// retire makes c take no more queries: the next ones go on a new
+// connection, while c closes once none is in flight on it. s.mu is held.
+func (s *session) retire(c *streamConn) {
+	c.draining = true
+	if s.conn == c {
+		s.conn = nil
+		s.retired = append(s.retired, c)
 	}
 }
 
@@ -604,12 +634,14 @@ func (s *session) close() {
 	for j := s.queue.popFront(); j != nil; j = s.queue.popFront() {
 		jobs = append(jobs, j)
 	}
-	var raw net.Conn
-	if c := s.conn; c != nil {
-		raw = c.raw
+	var raws []net.Conn
+	for _, c := range slices.Concat(s.retired, []*streamConn{s.conn}) {
+		if c != nil && c.raw != nil {
+			raws = append(raws, c.raw)
+		}
 	}
 	s.mu.Unlock()
-	if raw != nil {
+	for _, raw := range raws {
 		raw.Close()
 	}
 	for _, j := range jobs {
