@@ -246,14 +246,7 @@ func TestStreamUpstreamReal(t *testing.T) {
 	lab := sharedLab(t)
 	for _, up := range streamUpstreams(t, lab) {
 		t.Run(up.name, func(t *testing.T) {
-			u, err := upstream.New(up.spec, upstream.Options{Dialer: egress.Direct()})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			var wg sync.WaitGroup
-			wg.Go(func() { u.Run(ctx) })
-			defer func() { cancel(); wg.Wait(); u.Close() }()
+			u := startUpstream(t, up.spec)
 			const n = 500
 			r := &collect{ch: make(chan collected, n+1)}
 			id := upstream.NewIdentity(egress.Credentials{}, nil, time.Now())
@@ -306,6 +299,20 @@ func TestStreamUpstreamReal(t *testing.T) {
 			}
 		})
 	}
+}
+
+// startUpstream runs the upstream of spec, directly, until the test ends.
+func startUpstream(t *testing.T, spec upstream.Spec) upstream.Upstream {
+	t.Helper()
+	u, err := upstream.New(spec, upstream.Options{Dialer: egress.Direct()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { u.Run(ctx) })
+	t.Cleanup(func() { cancel(); wg.Wait(); u.Close() })
+	return u
 }
 
 type collected struct {
@@ -526,13 +533,7 @@ func TestStreamBatchOnNewConnection(t *testing.T) {
 	for _, up := range streamUpstreams(t, lab) {
 		t.Run(up.name, func(t *testing.T) {
 			for round := range 5 {
-				u, err := upstream.New(up.spec, upstream.Options{Dialer: egress.Direct()})
-				if err != nil {
-					t.Fatal(err)
-				}
-				ctx, cancel := context.WithCancel(context.Background())
-				var wg sync.WaitGroup
-				wg.Go(func() { u.Run(ctx) })
+				u := startUpstream(t, up.spec)
 				r := &collect{ch: make(chan collected, 3)}
 				id := upstream.NewIdentity(egress.Credentials{}, nil, time.Now())
 				for i := range 3 {
@@ -548,9 +549,6 @@ func TestStreamBatchOnNewConnection(t *testing.T) {
 				if d := u.(*upstream.Stream).Dials.Load(); d != 1 {
 					t.Errorf("round %d: %d connections for 3 queries, want 1", round, d)
 				}
-				cancel()
-				wg.Wait()
-				u.Close()
 			}
 		})
 	}

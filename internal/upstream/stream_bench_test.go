@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"io"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,38 +17,7 @@ import (
 // It allocates nothing per query.
 func echoServer(tb testing.TB, cert *tls.Certificate) string {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	tb.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			if cert != nil {
-				c = tls.Server(c, &tls.Config{Certificates: []tls.Certificate{*cert}})
-			}
-			wg.Go(func() { echo(c) })
-		}
-	})
-	return ln.Addr().String()
+	return newStreamServer(tb, cert, nil, func(s *streamServer) { s.serveRaw = echo }).Addr
 }
 
 func echo(c net.Conn) {

@@ -38,6 +38,9 @@ type streamServer struct {
 	handle func(sc *serverConn, q *dns.Msg, raw []byte)
 	// wrap, if set, wraps each TCP connection accepted (under TLS).
 	wrap func(net.Conn) net.Conn
+	// serveRaw, if set, serves each connection (after the TLS handshake)
+	// instead of the query reader and handle.
+	serveRaw func(net.Conn)
 
 	Accepted atomic.Int32 // connections accepted
 	Open     atomic.Int32 // connections open
@@ -167,6 +170,10 @@ func (sc *serverConn) serve() {
 		sc.TLS = tc.ConnectionState()
 		sc.mu.Unlock()
 		sc.c = tc
+	}
+	if s.serveRaw != nil {
+		s.serveRaw(sc.c)
+		return
 	}
 	sc.w = bufio.NewWriter(sc.c)
 	r := bufio.NewReader(sc.c)
