@@ -42,8 +42,10 @@ var ErrPin = errors.New("upstream: no certificate of the server matches a pin")
 // and are pipelined on it: each is sent with a DNS ID unique among those
 // in flight on the connection, and its answer, matched by that ID in
 // whatever order it comes, gets the client's ID back before Query.Finish.
-// Per connection, one goroutine writes (it also dials) and one reads and
-// finishes the queries answered: a query costs no goroutine.
+// Per identity, one goroutine writes (it also dials), and per connection
+// one reads and finishes the queries answered: a query costs no goroutine.
+// Run must be running: it ends the queries at their deadline and closes
+// idle and stalled connections.
 //
 // Invariants:
 //   - At most MaxInFlight queries are in flight per connection; the others
@@ -93,12 +95,17 @@ type Stream struct {
 	current atomic.Pointer[session]
 	// connSlots bounds the connections open at once (Options.MaxConns).
 	connSlots chan struct{}
-	// wg counts the writer and reader goroutines.
-	wg sync.WaitGroup
+	// wg counts the writer and reader goroutines. A writer starts under
+	// startMu's read lock, unless stopping: Close sets it under the write
+	// lock before it waits, so no start races the wait.
+	wg       sync.WaitGroup
+	startMu  sync.RWMutex
+	stopping bool
 
 	// Errors of queries past their deadline: in flight, waiting for a
-	// connection, waiting for a slot.
-	errTimeout, errNoConn, errOverload error
+	// connection, waiting for a slot; and of a connection that could not
+	// be opened within Options.MaxConns.
+	errTimeout, errNoConn, errOverload, errConns error
 
 	// Conns counts the open connections (now and the most at once); Dials
 	// the connections attempted.
@@ -134,6 +141,7 @@ func NewStream(spec Spec, opts Options) (*Stream, error) {
 	u.errTimeout = fmt.Errorf("no answer from %s in time: %w", spec.Addr, context.DeadlineExceeded)
 	u.errNoConn = fmt.Errorf("no connection to %s in time: %w", spec.Addr, context.DeadlineExceeded)
 	u.errOverload = fmt.Errorf("%w (%d queries in flight to %s)", ErrOverload, MaxInFlight, spec.Addr)
+	u.errConns = fmt.Errorf("%w (%d connections open to %s)", ErrOverload, opts.MaxConns, spec.Addr)
 	u.ctx, u.cancel = context.WithCancel(context.Background())
 	close(u.ready)
 	return u, nil
@@ -181,24 +189,33 @@ func (u *Stream) Exchange(q *Query) {
 		return
 	}
 	s.queue.pushBack(j)
-	start := !s.running
-	if start {
+	if s.running {
+		s.mu.Unlock()
+		s.signal()
+		return
+	}
+	u.startMu.RLock()
+	if !u.stopping {
 		s.running = true
 		u.wg.Add(1)
 	}
-	s.mu.Unlock()
-	if start {
-		go s.write()
-	} else {
-		s.signal()
+	u.startMu.RUnlock()
+	if !s.running { // closed meanwhile
+		s.queue.remove(j)
+		s.mu.Unlock()
+		j.finish(nil, ErrClosed)
+		return
 	}
+	s.mu.Unlock()
+	go s.write()
 }
 
 // session returns the session of id's credentials, making it if needed,
-// and makes it the current one; nil once the upstream is closed. A
-// session the sweeper removes meanwhile (one with nothing to do) still
-// works: its queries are carried, on a connection of its own, and Close
-// ends it through u.ctx.
+// and makes it the current one; nil once the upstream is closed. The
+// sweeper removes a session sessionGrace after its writer ended (nothing
+// left to send or read); one it removes while a late Exchange is about to
+// use it still works, on a connection of its own, and Close ends it
+// through u.ctx.
 func (u *Stream) session(id *Identity) *session {
 	var cred egress.Credentials
 	if id != nil {
@@ -220,6 +237,9 @@ func (u *Stream) session(id *Identity) *session {
 	u.current.Store(s)
 	return s
 }
+
+// sessionGrace is how long a session with nothing left stays known.
+const sessionGrace = time.Second
 
 // Run closes idle connections and ends the queries past their deadline
 // until ctx is done.
@@ -254,7 +274,7 @@ func (u *Stream) sweep(now time.Time, sw *sweep) {
 	sw.live = sw.live[:0]
 	for cred, s := range u.sessions {
 		s.mu.Lock()
-		if s != cur && !s.running && s.conn == nil && len(s.retired) == 0 && s.queue.empty() {
+		if s != cur && !s.running && s.conn == nil && len(s.retired) == 0 && s.queue.empty() && now.After(s.until) {
 			delete(u.sessions, cred)
 		} else {
 			sw.live = append(sw.live, s)
@@ -297,6 +317,9 @@ func (u *Stream) Close() error {
 		sessions = append(sessions, s)
 	}
 	u.mu.Unlock()
+	u.startMu.Lock()
+	u.stopping = true
+	u.startMu.Unlock()
 	u.cancel()
 	for _, s := range sessions {
 		s.close()

@@ -929,3 +929,25 @@ func TestStreamKeepaliveZeroDrains(t *testing.T) {
 	checkAnswer(t, a.one(second))
 	sc.waitClosed(t, "the drained connection to close")
 }
+
+// TestStreamForgetsSessions: with an identity per query (isolation per
+// query), each query's connection closes once answered, and the sessions
+// are forgotten but the current one.
+func TestStreamForgetsSessions(t *testing.T) {
+	srv := newStreamServer(t, nil, answerA)
+	u, a := newStream(t, KindTCP, srv.Addr, nil)
+	const n = 20
+	for i := range n {
+		a.id = NewIdentity(egress.Credentials{User: fmt.Sprint(i)}, nil, time.Now())
+		checkAnswer(t, a.one(a.send("q.test", uint16(i), 5*time.Second)))
+	}
+	waitFor(t, "all but the current connection to close", func() bool { return srv.Open.Load() == 1 })
+	waitFor(t, "the old sessions to be forgotten", func() bool {
+		u.mu.Lock()
+		defer u.mu.Unlock()
+		return len(u.sessions) == 1
+	})
+	if got := srv.Accepted.Load(); got != n {
+		t.Errorf("server accepted %d connections, want %d", got, n)
+	}
+}

@@ -36,8 +36,9 @@ type session struct {
 	// retired are connections that take no more queries but still have
 	// some in flight, or are closing.
 	retired []*streamConn
-	running bool // the writer goroutine runs
-	closed  bool // the Stream was closed
+	running bool      // the writer goroutine runs
+	closed  bool      // the Stream was closed
+	until   time.Time // when the sweeper may forget it (writer ended)
 }
 
 // signal wakes the writer.
@@ -86,6 +87,7 @@ func (s *session) write() {
 		switch s.next() {
 		case writerExit:
 			s.running = false
+			s.until = time.Now().Add(sessionGrace)
 			var jobs []*job // only once closed
 			for j := s.queue.popFront(); j != nil; j = s.queue.popFront() {
 				jobs = append(jobs, j)
@@ -182,7 +184,7 @@ func (u *Stream) connect(ctx context.Context, cred egress.Credentials, payload [
 		select {
 		case u.connSlots <- struct{}{}:
 		case <-ctx.Done():
-			return link{}, u.errOverload
+			return link{}, u.errConns
 		}
 	}
 	u.Conns.Add(1)
