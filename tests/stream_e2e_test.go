@@ -553,3 +553,29 @@ func TestStreamBatchOnNewConnection(t *testing.T) {
 		})
 	}
 }
+
+// TestStreamUnboundInFront: unbound validates DNSSEC through the proxy on
+// each stream upstream (answers carry AD), over UDP and with tcp-upstream.
+func TestStreamUnboundInFront(t *testing.T) {
+	lab := sharedLab(t)
+	if lab.TrustAnchorDS == "" {
+		t.Fatal("the lab's zone is not signed")
+	}
+	for _, up := range streamUpstreams(t, lab) {
+		for _, extra := range [][]string{nil, {"tcp-upstream: yes"}} {
+			t.Run(fmt.Sprint(up.name, extra), func(t *testing.T) {
+				p := startStreamProxy(t, proxy.Config{Resolvers: []upstream.Spec{up.spec}})
+				ub := startUnbound(t, lab.TrustAnchorDS, p.Addr, extra...)
+				for _, q := range [][]string{{"www.lab.test", "A"}, {"lab.test", "MX"}, {"huge.lab.test", "TXT"}, {"nosuch.lab.test", "A"}} {
+					r := runDig(t, "dig", append(at(t, ub), append([]string{"+dnssec", "+tcp"}, q...)...)...)
+					if !r.flag("ad") || (r.Status != "NOERROR" && r.Status != "NXDOMAIN") {
+						t.Errorf("%v through unbound: status %s flags %v (want AD)\n%s", q, r.Status, r.Flags, r.Out)
+					}
+				}
+				if f := p.failures(); len(f) > 0 {
+					t.Errorf("failed queries:\n%s", strings.Join(f, "\n"))
+				}
+			})
+		}
+	}
+}
