@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -578,4 +579,69 @@ func TestStreamUnboundInFront(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestStreamRealFaults, against dnsdist's DoT listener: the server closes
+// the idle connection (its 2 s timeout), and the next query reconnects;
+// the server stops (SIGSTOP): the query gets SERVFAIL at its deadline, the
+// stalled connection is dropped, and once the server resumes a new one
+// answers; the server dies (SIGKILL): SERVFAIL at once, "refused".
+func TestStreamRealFaults(t *testing.T) {
+	lab := labtest.StartTB(t, labtest.Options{NoGoServer: true, NoDNSSEC: true})
+	up := streamUpstreams(t, lab)[3]
+	if up.spec.Addr != lab.DoT {
+		t.Fatal("not dnsdist's DoT")
+	}
+	p := startStreamProxy(t, proxy.Config{Resolvers: []upstream.Spec{up.spec}, Timeout: 2 * time.Second})
+	ask := func(rcode int, within time.Duration) {
+		t.Helper()
+		start := time.Now()
+		c := &dns.Client{Net: "udp", Timeout: 10 * time.Second}
+		r, _, err := c.Exchange(msg("www.lab.test", dns.TypeA), p.Addr)
+		took := time.Since(start)
+		if err != nil || r.Rcode != rcode {
+			t.Fatalf("got %v, %v after %v; want %s", r, err, took, dns.RcodeToString[rcode])
+		}
+		if took > within {
+			t.Errorf("%s after %v, want within %v", dns.RcodeToString[rcode], took, within)
+		}
+	}
+	ask(dns.RcodeSuccess, 2*time.Second)
+	waitFor(t, "dnsdist to close the idle connection", func() bool { return ownConns(t, lab.DoT) == 0 })
+	ask(dns.RcodeSuccess, 2*time.Second)
+	if got := p.connects(); got != 2 {
+		t.Errorf("%d connections, want 2 (one after dnsdist closed the first)", got)
+	}
+
+	dnsdist := labPid(t, lab, "dnsdist")
+	if err := syscall.Kill(dnsdist, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := true
+	t.Cleanup(func() {
+		if stopped {
+			syscall.Kill(dnsdist, syscall.SIGCONT)
+		}
+	})
+	ask(dns.RcodeServerFailure, 2*time.Second+time.Second)
+	waitFor(t, "the stalled connection to be dropped", func() bool { return ownConns(t, lab.DoT) == 0 })
+	syscall.Kill(dnsdist, syscall.SIGCONT)
+	stopped = false
+	ask(dns.RcodeSuccess, 2*time.Second)
+	if !strings.Contains(p.log.String(), "kind=timeout") {
+		t.Errorf("no timeout logged:\n%s", p.log)
+	}
+
+	if err := syscall.Kill(dnsdist, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); syscall.Kill(dnsdist, 0) == nil; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("dnsdist still runs 10 s after SIGKILL")
+		}
+	}
+	for range 3 {
+		ask(dns.RcodeServerFailure, time.Second)
+	}
+	waitFor(t, "a refused connection in the log", func() bool { return strings.Contains(p.log.String(), "kind=refused") })
 }
