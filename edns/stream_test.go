@@ -278,3 +278,22 @@ func FuzzStreamOptions(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkStreamOptions(b *testing.B) {
+	o := StreamQuery{Keepalive: true, Block: QueryPadBlock, NewOPT: true}
+	dst := make([]byte, 0, 1024)
+	b.Run("AppendStreamQuery", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			dst, _ = AppendStreamQuery(dst[:0], seedDig, o)
+		}
+	})
+	ans := bytes.Clone(seedKeepPad)
+	b.Run("StripStreamOptions", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			copy(ans, seedKeepPad)
+			StripStreamOptions(ans[:len(seedKeepPad)])
+		}
+	})
+}
