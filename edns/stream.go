@@ -96,6 +96,9 @@ func AppendStreamQuery(dst, msg []byte, o StreamQuery) ([]byte, bool) {
 // no query in flight) and ok true. msg is returned unchanged, with ok
 // false, if its OPT record is not its last record, if its options are not
 // well framed, or if it does not parse as far as that. It never allocates.
+// Like PrepareAnswer it relies on RFC 1035 compression, pointers to prior
+// names only: a name pointing into the OPT record (no encoder makes one)
+// would read the moved bytes.
 func StripStreamOptions(msg []byte) (out []byte, keepalive time.Duration, ok bool) {
 	opt, hasOPT, parsed := lastOPT(msg)
 	if !parsed || !hasOPT {
