@@ -219,54 +219,13 @@ func (o *oneConnection) check(t testing.TB, when string) tcpConn {
 // dohTypes asks the proxy at addr for every record type of typeCases, with
 // dig over UDP and TCP (and kdig with kdig), and compares each answer with
 // wants (the backend's); conns must show one connection after each query.
-func dohTypes(t *testing.T, addr string, wants []*digResult, kdig bool, conns *oneConnection) {
+func dohTypes(t *testing.T, addr string, wants map[string]*digResult, kdig bool, conns *oneConnection) {
 	t.Helper()
 	tools := []string{"dig"}
 	if kdig {
 		tools = append(tools, "kdig")
 	}
-	for i, tc := range typeCases {
-		want := wants[i]
-		for _, tool := range tools {
-			for _, transport := range []string{"+notcp", "+tcp"} {
-				got := runDig(t, tool, append(append(at(t, addr), transport), tc.args...)...)
-				if got.Status != want.Status || !slices.Equal(got.Answer, want.Answer) {
-					t.Errorf("%s %s %s: got %s %v, want %s %v\n%s", tc.name, tool, transport,
-						got.Status, got.Answer, want.Status, want.Answer, got.Out)
-				}
-				if tc.name == "A with DNSSEC" && !slices.ContainsFunc(got.Answer, isRRSIG) {
-					t.Errorf("%s %s %s: no RRSIG in the answer %v", tc.name, tool, transport, got.Answer)
-				}
-				conns.check(t, tc.name+" "+tool+" "+transport)
-			}
-		}
-	}
-}
-
-// backendWants are the backend's own answers to typeCases.
-func backendWants(t *testing.T, lab *labtest.Lab) []*digResult {
-	t.Helper()
-	wants := make([]*digResult, len(typeCases))
-	for i, tc := range typeCases {
-		wants[i] = runDig(t, "dig", append(append(at(t, lab.Backend), "+bufsize=1232"), tc.args...)...)
-		if wants[i].Status == "" {
-			t.Fatalf("%s: the backend did not answer:\n%s", tc.name, wants[i].Out)
-		}
-	}
-	return wants
-}
-
-// checkHuge asks the proxy at addr for huge.lab.test TXT (about 13.4 KB)
-// over TCP, and over UDP with a buffer that takes it: it must come whole,
-// 50 records, without TC.
-func checkHuge(t *testing.T, addr string) {
-	t.Helper()
-	for _, transport := range []string{"+tcp", "+bufsize=65000"} {
-		r := runDig(t, "dig", append(at(t, addr), transport, "huge.lab.test", "TXT")...)
-		if r.Status != "NOERROR" || len(r.Answer) != 50 || r.flag("tc") {
-			t.Errorf("huge %s: %s, %d records, flags %v; want 50 records, no TC\n%.2000s", transport, r.Status, len(r.Answer), r.Flags, r.Out)
-		}
-	}
+	checkTypes(t, addr, typeCases, tools, wants, func(what string) { conns.check(t, what) })
 }
 
 // TestDoHRecordTypes: every record type of the seeds' list resolves

@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tor-dnscrypt/dnscrypt-proxy/edns"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/egress"
 )
 
@@ -476,7 +477,7 @@ func (u *HTTPS) roundTrip(t *dohTransport, q *Query, b *dohBuf) ([]byte, error) 
 	if len(q.Msg) < dnsHeaderLen {
 		return nil, errQueryFraming
 	}
-	b.query = padQuery(b.query[:0], q.Msg, queryPadBlock)
+	b.query, _ = edns.AppendStreamQuery(b.query[:0], q.Msg, edns.StreamQuery{Block: edns.QueryPadBlock, NewOPT: true})
 	b.query[0], b.query[1] = 0, 0
 	ctx := q.Context()
 	select {
@@ -529,7 +530,7 @@ func (u *HTTPS) roundTrip(t *dohTransport, q *Query, b *dohBuf) ([]byte, error) 
 // buffer. The response must have status 200, Content-Type
 // application/dns-message and at most 65535 bytes of body, a DNS message
 // answering query (checkAnswer); the answer loses its Padding options
-// (unpadAnswer). The error is an *HTTPStatusError for another status (with
+// (edns.StripStreamOptions). The error is an *HTTPStatusError for another status (with
 // the Retry-After of a 429 or 503), wraps ErrCorrupt for a bad answer, or
 // is the error of reading the body.
 func readAnswer(dst []byte, resp *http.Response, query []byte, now time.Time) ([]byte, error) {
@@ -554,11 +555,11 @@ func readAnswer(dst []byte, resp *http.Response, query []byte, now time.Time) ([
 	if len(dst)-start > maxMsgLen {
 		return dst[:start], fmt.Errorf("%w: more than 65535 bytes", ErrCorrupt)
 	}
-	l, err := checkAnswer(dst[start:], query)
-	if err != nil {
+	if _, err := checkAnswer(dst[start:], query); err != nil {
 		return dst[:start], err
 	}
-	return dst[:start+len(unpadAnswer(dst[start:], l))], nil
+	ans, _, _ := edns.StripStreamOptions(dst[start:])
+	return dst[:start+len(ans)], nil
 }
 
 // untrusted reports whether err is the refusal of the server's

@@ -141,6 +141,8 @@ func New(spec Spec, opts Options) (Upstream, error) {
 	switch spec.Kind {
 	case KindDNSCrypt:
 		return NewDNSCrypt(spec, opts)
+	case KindTCP, KindTLS:
+		return NewStream(spec, opts)
 	case KindHTTPS:
 		u, err := NewHTTPS(spec, opts)
 		if err != nil {
