@@ -211,23 +211,28 @@ func TestPlanErrors(t *testing.T) {
 		{"-r name bad through proxy", append([]string{"--tor", "-r", "bad_host!:443"}, key...), 1, "Unsupported resolver address: bad_host!:443"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			o, err := ParseArgs(tt.args)
-			if err != nil {
-				t.Fatalf("ParseArgs(%q): %v", tt.args, err)
-			}
-			p, err := o.Plan(testEnv())
-			if err == nil {
-				t.Fatalf("Plan(%q) = %+v, want an error", tt.args, p)
-			}
-			ee, ok := errors.AsType[*ExitError](err)
-			if !ok {
-				t.Fatalf("Plan(%q): %T %v, want *ExitError", tt.args, err, err)
-			}
-			if ee.Code != tt.code || !strings.Contains(ee.Msg, tt.msg) {
-				t.Errorf("Plan(%q): got exit %d %q, want exit %d %q", tt.args, ee.Code, ee.Msg, tt.code, tt.msg)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { wantPlanError(t, tt.args, tt.code, tt.msg) })
+	}
+}
+
+// wantPlanError requires Plan to refuse args with exit status code and a
+// message holding msg.
+func wantPlanError(t *testing.T, args []string, code int, msg string) {
+	t.Helper()
+	o, err := ParseArgs(args)
+	if err != nil {
+		t.Fatalf("ParseArgs(%q): %v", args, err)
+	}
+	p, err := o.Plan(testEnv())
+	if err == nil {
+		t.Fatalf("Plan(%q) = %+v, want an error", args, p)
+	}
+	ee, ok := errors.AsType[*ExitError](err)
+	if !ok {
+		t.Fatalf("Plan(%q): %T %v, want *ExitError", args, err, err)
+	}
+	if ee.Code != code || !strings.Contains(ee.Msg, msg) {
+		t.Errorf("Plan(%q): got exit %d %q, want exit %d %q", args, ee.Code, ee.Msg, code, msg)
 	}
 }
 

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"errors"
 	"log/slog"
 	"os"
 	"reflect"
@@ -232,20 +231,7 @@ func TestPlanSeveralResolversErrors(t *testing.T) {
 			"--hedge-other-resolver says where hedges go, and --hedge is off"},
 		{"--selection with the 1.x form", append([]string{"--selection=fastest", "-r", "192.0.2.1"}, key...), "--selection needs several resolvers"},
 	} {
-		t.Run(tt.name, func(t *testing.T) {
-			o, err := ParseArgs(tt.args)
-			if err != nil {
-				t.Fatalf("ParseArgs(%q): %v", tt.args, err)
-			}
-			p, err := o.Plan(testEnv())
-			if err == nil {
-				t.Fatalf("Plan(%q) = %q, want an error", tt.args, resolverIDs(p.Proxy.Resolvers))
-			}
-			ee, ok := errors.AsType[*ExitError](err)
-			if !ok || ee.Code != ExitFailure || !strings.Contains(ee.Msg, tt.msg) {
-				t.Errorf("Plan(%q): got %v, want exit 1 and %q", tt.args, err, tt.msg)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { wantPlanError(t, tt.args, ExitFailure, tt.msg) })
 	}
 }
 
