@@ -319,31 +319,61 @@ func Lookup(list []Resolver, name string) (Resolver, error) {
 	return Resolver{}, fmt.Errorf("%w: %q", ErrNotFound, name)
 }
 
-// Random picks a resolver for 1.x's "-R random": uniformly among those
-// with an IPv4 address whose "DNSSEC validation" and "No logs" columns are
-// present and do not say "no" (ASCII case ignored). As in 1.x, an empty
-// value or one such as "unknown" counts, so a candidate's DNSSEC and NoLogs
-// fields may be false; a row without one of the columns never counts. For
-// a Resolver that ParseCSV did not make, the DNSSEC and NoLogs fields
-// decide. A nil r uses the math/rand/v2 top-level source. The error wraps
-// [ErrNoCandidate].
+// Random picks a resolver for 1.x's "-R random": uniformly among the
+// [Candidates]. A nil r uses the math/rand/v2 top-level source. The error
+// wraps [ErrNoCandidate].
 func Random(list []Resolver, r *rand.Rand) (Resolver, error) {
-	var candidates []int
-	for i, res := range list {
+	picked, err := RandomN(list, 1, r)
+	if err != nil {
+		return Resolver{}, err
+	}
+	return picked[0], nil
+}
+
+// RandomN picks n distinct rows of list among the [Candidates], uniformly
+// (each set of n candidates as likely as any other, in random order); n <=
+// 0 picks none. With n = 1 it draws as [Random] does. A nil r uses the
+// math/rand/v2 top-level source. With fewer than n candidates the error
+// wraps [ErrNoCandidate].
+func RandomN(list []Resolver, n int, r *rand.Rand) ([]Resolver, error) {
+	if n <= 0 {
+		return nil, nil
+	}
+	cands := Candidates(list)
+	if len(cands) < n {
+		if len(cands) == 0 {
+			return nil, ErrNoCandidate
+		}
+		return nil, fmt.Errorf("%w: %d wanted, %d candidates", ErrNoCandidate, n, len(cands))
+	}
+	intN := rand.IntN
+	if r != nil {
+		intN = r.IntN
+	}
+	// The first n steps of a Fisher-Yates shuffle.
+	for i := range n {
+		j := i + intN(len(cands)-i)
+		cands[i], cands[j] = cands[j], cands[i]
+	}
+	return cands[:n:n], nil
+}
+
+// Candidates returns the rows of list that 1.x's "-R random" chooses
+// among, in list order: those with an IPv4 address whose "DNSSEC
+// validation" and "No logs" columns are present and do not say "no"
+// (ASCII case ignored). As in 1.x, an empty value or one such as "unknown"
+// counts, so a candidate's DNSSEC and NoLogs fields may be false; a row
+// without one of the columns never counts. For a Resolver that ParseCSV
+// did not make, the DNSSEC and NoLogs fields decide. The result is a new
+// slice.
+func Candidates(list []Resolver) []Resolver {
+	var cands []Resolver
+	for _, res := range list {
 		if (res.DNSSEC || res.dnssecNotNo) && (res.NoLogs || res.noLogsNotNo) && isIPv4(res.Stamp.ServerAddrStr) {
-			candidates = append(candidates, i)
+			cands = append(cands, res)
 		}
 	}
-	if len(candidates) == 0 {
-		return Resolver{}, ErrNoCandidate
-	}
-	var n int
-	if r == nil {
-		n = rand.IntN(len(candidates))
-	} else {
-		n = r.IntN(len(candidates))
-	}
-	return list[candidates[n]], nil
+	return cands
 }
 
 func isIPv4(addr string) bool {

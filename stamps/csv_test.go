@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -546,6 +547,66 @@ func TestRandomNoCandidate(t *testing.T) {
 		if res, err := Random(list, rand.New(rand.NewPCG(1, 1))); !errors.Is(err, ErrNoCandidate) {
 			t.Errorf("%+v: got %q, %v; want ErrNoCandidate", list, res.Name, err)
 		}
+	}
+}
+
+// TestRandomN: n distinct candidates, each set of two of the three
+// candidates about as likely as the others, in both orders; fewer
+// candidates than wanted is ErrNoCandidate.
+func TestRandomN(t *testing.T) {
+	list, err := ParseCSV(bytes.NewReader(readFixture(t, "resolvers-1.9.5.csv")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	candidates := map[string]bool{"dnscrypt.eu-nl": true, "dnscrypt.org-fr": true, "quoted-names": true}
+	var names []string
+	for _, res := range Candidates(list) {
+		names = append(names, res.Name)
+	}
+	if want := []string{"dnscrypt.eu-nl", "dnscrypt.org-fr", "quoted-names"}; !slices.Equal(names, want) {
+		t.Errorf("Candidates: got %q, want %q", names, want)
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	const n = 6000
+	pairs := map[string]int{}
+	for range n {
+		got, err := RandomN(list, 2, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 2 || got[0].Name == got[1].Name || !candidates[got[0].Name] || !candidates[got[1].Name] {
+			t.Fatalf("RandomN(2): got %q and %q", got[0].Name, got[1].Name)
+		}
+		pairs[got[0].Name+" "+got[1].Name]++
+	}
+	// Six ordered pairs, n/6 = 1000 each; 5 standard deviations is about 150.
+	if len(pairs) != 6 {
+		t.Errorf("ordered pairs: got %v, want all 6", pairs)
+	}
+	for p, c := range pairs {
+		if c < 850 || c > 1150 {
+			t.Errorf("pair %s picked %d times in %d, want about %d", p, c, n, n/6)
+		}
+	}
+	all, err := RandomN(list, 3, nil)
+	if err != nil || len(all) != 3 {
+		t.Fatalf("RandomN(3): got %d, %v", len(all), err)
+	}
+	if _, err := RandomN(list, 4, nil); !errors.Is(err, ErrNoCandidate) || !strings.Contains(err.Error(), "4 wanted, 3 candidates") {
+		t.Errorf("RandomN(4): got %v, want ErrNoCandidate with the counts", err)
+	}
+	if got, err := RandomN(list, 0, nil); got != nil || err != nil {
+		t.Errorf("RandomN(0): got %v, %v; want none", got, err)
+	}
+	// Random draws as RandomN(1) does: the same seed, the same pick.
+	a, _ := Random(list, rand.New(rand.NewPCG(9, 9)))
+	b, _ := RandomN(list, 1, rand.New(rand.NewPCG(9, 9)))
+	if a.Name != b[0].Name {
+		t.Errorf("Random %s, RandomN(1) %s with the same seed", a.Name, b[0].Name)
+	}
+	// The list is left as it was.
+	if again := Candidates(list); again[0].Name != "dnscrypt.eu-nl" {
+		t.Errorf("list reordered: %s first", again[0].Name)
 	}
 }
 

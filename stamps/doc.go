@@ -21,7 +21,8 @@
 //
 //	list, err := stamps.ParseCSV(f) // good rows, and the bad ones joined in err
 //	res, err := stamps.Lookup(list, "dnscrypt.org-fr")
-//	// res.Stamp is the stamp; stamps.Random(list, nil) is "-R random".
+//	// res.Stamp is the stamp; stamps.Random(list, nil) is "-R random",
+//	// stamps.RandomN(list, 3, nil) three distinct resolvers by its rules.
 //
 // The package does no network I/O and does not log. Its errors wrap the
 // sentinels in errors.go; see [RowError] for bad rows of a list.

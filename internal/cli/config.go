@@ -87,6 +87,9 @@ var properties = []property{
 	{"NoEphemeralKeys", propBool, "no-ephemeral-keys"},
 	{"PrivateDomain", propWord, "private-domain"},
 	{"RebindProtection", propWord, "rebind-protection"},
+	{"Selection", propWord, "selection"},
+	{"Hedge", propWord, "hedge"},
+	{"HedgeOtherResolver", propWord, "hedge-other-resolver"},
 }
 
 func lookupProperty(key string) *property {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -45,7 +46,7 @@ func TestReadConfigFileRealistic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.ResolverName != "dnscrypt.eu-nl" || !o.TCPOnly || o.Daemonize || o.EphemeralKeys || o.LocalAddress != "127.0.0.2:53" {
+	if !slices.Equal(o.ResolverNames, []string{"dnscrypt.eu-nl"}) || !o.TCPOnly || o.Daemonize || o.EphemeralKeys || o.LocalAddress != "127.0.0.2:53" {
 		t.Errorf("got options %+v", o)
 	}
 }
@@ -98,6 +99,9 @@ func TestParseConfig(t *testing.T) {
 				"--resolver-name=r", "--resolvers-list=/l", "--syslog-prefix=x", "--test=60", "--user=u"}},
 		{"new properties", "Stamp sdns://AQ\nProxy socks5://127.0.0.1:9050\nTor yes\nIsolation query\nIsolationEpoch 5m\nOptimisticData yes\nNoEphemeralKeys yes",
 			[]string{"--stamp=sdns://AQ", "--proxy=socks5://127.0.0.1:9050", "--tor", "--isolation=query", "--isolation-epoch=5m", "--optimistic-data", "--no-ephemeral-keys"}},
+		{"several resolvers", "Stamp sdns://AQ\nStamp sdns://Aw\nResolverName a,b\nResolverAddress tls://192.0.2.1\nResolverAddress tcp://192.0.2.2 # plain\nSelection rotate\nHedge no\nHedgeOtherResolver yes",
+			[]string{"--stamp=sdns://AQ", "--stamp=sdns://Aw", "--resolver-name=a,b", "--resolver-address=tls://192.0.2.1", "--resolver-address=tcp://192.0.2.2",
+				"--selection=rotate", "--hedge=no", "--hedge-other-resolver=yes"}},
 		{"plugin booleans off", "BlockIPv6 no\nLocalCache off\nLocalCache no min-ttl:60", nil},
 		{"byte order mark", "\xef\xbb\xbfTCPOnly yes", []string{"--tcp-only"}},
 	}

@@ -32,7 +32,26 @@
 // uses a built-in list; with no resolver at all a built-in default is
 // used; a pid file of another running dnscrypt-proxy is not overwritten;
 // --daemonize returns only once the proxy answers, and does not fork
-// under systemd socket activation (systemd supervises); and there are new
+// under systemd socket activation (systemd supervises); a second plain
+// -r, or a second -R, is an error (1.x took the last); and there are new
 // options for stamps and Tor (--stamp, --proxy, --tor, --isolation,
 // --isolation-epoch, --optimistic-data, --no-ephemeral-keys).
+//
+// # Several resolvers
+//
+// Each --stamp, each name of -R NAME1,NAME2,... (looked up as one -R
+// NAME), the N distinct resolvers of -R random:N (drawn by the rules of
+// 1.x's -R random among the list's rows not named otherwise; "random" is
+// random:1), and each URL form of -r (tcp://, tls://, https://, which may
+// be repeated) is one resolver; they mix, in that order, and a resolver
+// named twice is an error. The 1.x form -r IP -N NAME -k KEY is one
+// DNSCrypt resolver beside them (when neither --stamp nor -R is given). A
+// plain -r or --resolver-port given with --stamp or -R sets the address
+// of their one DNSCrypt resolver, as in 1.x, and is an error when they
+// name several. --selection and --hedge-other-resolver need several
+// resolvers; --hedge also works with one (it is then asked again).
+// Resolvers from a list carry their operator (resolverset.Operator of the
+// row's URL column, provider or TLS name and address); the runtime derives
+// the others'. With several resolvers --test checks each DNSCrypt one and
+// exits with the worst status (2, then 3, then 4, then 0).
 package cli

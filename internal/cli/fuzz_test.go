@@ -41,6 +41,9 @@ func FuzzParseArgs(f *testing.F) {
 		"--stamp=" + scalewayStmp + "\x00-K\x00/k",
 		"--re=x", "---", "-", "--", "-t\x0060", "-X\x00p", "--pid-file", "-P\x0065536", "-Zx\x00extra",
 		"--ephemeral-keys=maybe", "-E=false", "-test.v", "--proxy=[::1]", "-r\x00a.onion\x00--tor",
+		"-R\x00good,random:2\x00-L\x00/l.csv", "-R\x00random:1,\x00-R\x00x", "--stamp=" + scalewayStmp + "\x00--stamp=" + scalewayStmp,
+		"-r\x00tls://192.0.2.1\x00-r\x00192.0.2.2\x00--resolver-port=53\x00-N\x002.x\x00-k\x00" + scalewayKey,
+		"--selection=rotate\x00--hedge=no\x00--hedge-other-resolver\x00-r\x00tcp://192.0.2.1\x00-r\x00https://[::1]/q",
 	} {
 		f.Add(seed)
 	}

@@ -75,7 +75,24 @@ Notes:
   then the options, whose values replace the file's. At most one file: any
   other argument that is not an option is an error. New properties: Stamp,
   Proxy, Tor, Isolation, IsolationEpoch, OptimisticData, NoEphemeralKeys,
-  PrivateDomain (repeatable), RebindProtection (yes or no).
+  PrivateDomain (repeatable), RebindProtection (yes or no), Selection,
+  Hedge and HedgeOtherResolver (yes or no). An option given on the command
+  line replaces all of the file's values of that option.
+  Several resolvers: repeat --stamp, give -R NAME1,NAME2,... or
+  -R random:N (N distinct ones by the rules of -R random), repeat
+  --resolver-address with tcp://, tls:// or https:// addresses, or mix
+  them (each resolver once; in the file: Stamp and ResolverAddress
+  repeated, ResolverName NAME1,NAME2). The 1.x form -r IP -N NAME -k KEY
+  is one resolver: a second plain -r is an error, and a plain -r (or
+  --resolver-port) beside --stamp or -R sets the address of their one
+  DNSCrypt resolver. -R is given once. Through --proxy/--tor each
+  isolation epoch picks its resolver afresh (rotate); directly the
+  fastest ones get the queries (fastest). A late query is asked once more
+  (--hedge): through --proxy/--tor of the same resolver over another
+  circuit, which shows it nothing new; --hedge-other-resolver asks
+  another resolver instead, which then sees that query too.
+  With several resolvers --test checks each DNSCrypt one and exits with
+  the worst status: 2, then 3, then 4, then 0.
   -P/--local-port (1.0.x) sets the port of --local-address=IP, or alone
   means 127.0.0.1:PORT; --resolver-port likewise sets the resolver's port.
   Without -R, -r/-N/-k or --stamp the built-in resolver '` + defaultResolverName + `' is used;
@@ -93,6 +110,9 @@ Notes:
   Tor or a proxy asked for anywhere (--tor, --proxy, or Tor/Proxy in the
   file) cannot be turned off elsewhere ("Tor yes" in the file and
   --tor=false): the program refuses to start rather than go direct.
+  SIGHUP reopens the log file. SIGUSR1 logs the state of each resolver of
+  a set (state, queries, failures, median answer time, operator) and
+  re-checks the certificates at once.
   Plugins (-X, BlackList, QueryLogFile, ...) are not supported: exit 2.
   Exit statuses: 0 success, 1 usage or setup error, 2 plugin or --test
   without a valid certificate, 3 --test timeout, 4 --test margin not met.

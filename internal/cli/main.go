@@ -279,7 +279,10 @@ func runPlan(plan *Plan, sd activation, stdout, stderr io.Writer, child *daemonC
 			select {
 			case <-hup:
 			case <-usr1:
-				p.RefreshCerts() // SIGUSR1: re-check the certificates now
+				// SIGUSR1: the state of each resolver of a set (nothing
+				// with one), then an early check of the certificates.
+				p.Status()
+				p.RefreshCerts()
 				continue
 			case <-hupDone:
 				return

@@ -123,6 +123,22 @@ func TestCheckMargin(t *testing.T) {
 	}
 }
 
+// TestTestSeverity: --test with several resolvers exits with the worst
+// status: no valid certificate, then no answer, then the margin.
+func TestTestSeverity(t *testing.T) {
+	order := []int{ExitOK, ExitCertMargin, ExitCertTimeout, ExitNoCert}
+	for i := 1; i < len(order); i++ {
+		if testSeverity(order[i]) <= testSeverity(order[i-1]) {
+			t.Errorf("exit %d must be worse than exit %d", order[i], order[i-1])
+		}
+	}
+	for _, code := range order {
+		if testResults[code] == "" {
+			t.Errorf("exit %d has no name", code)
+		}
+	}
+}
+
 func TestTestBackoff(t *testing.T) {
 	if testBackoff(1) != time.Second || testBackoff(2) != 3*time.Second {
 		t.Errorf("got %v %v, want 1s 3s", testBackoff(1), testBackoff(2))

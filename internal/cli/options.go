@@ -20,22 +20,22 @@ import (
 // A zero field means the option was not given; [Options.Given] tells
 // apart an option given with its zero value.
 type Options struct {
-	LocalAddress      string // -a, "ip[:port]"
-	LocalPort         int    // -P, 1.0.x --local-port
-	Daemonize         bool   // -d
-	EDNSPayloadSize   int    // -e, 0..65508
-	EphemeralKeys     bool   // -E, --ephemeral-keys[=BOOL], --no-ephemeral-keys
-	ClientKeyFile     string // -K
-	ResolversList     string // -L
-	ResolverName      string // -R
-	ProviderName      string // -N
-	ProviderKey       string // -k
-	ResolverAddress   string // -r
-	ResolverPort      int    // 1.0.x --resolver-port
-	Stamp             string // --stamp
-	TCPOnly           bool   // -T
-	MaxActiveRequests int    // -n
-	Test              bool   // -t given
+	LocalAddress      string   // -a, "ip[:port]"
+	LocalPort         int      // -P, 1.0.x --local-port
+	Daemonize         bool     // -d
+	EDNSPayloadSize   int      // -e, 0..65508
+	EphemeralKeys     bool     // -E, --ephemeral-keys[=BOOL], --no-ephemeral-keys
+	ClientKeyFile     string   // -K
+	ResolversList     string   // -L
+	ResolverNames     []string // -R, each time given (a comma-separated list each)
+	ProviderName      string   // -N
+	ProviderKey       string   // -k
+	ResolverAddresses []string // -r, each time given
+	ResolverPort      int      // 1.0.x --resolver-port
+	Stamps            []string // --stamp, repeatable
+	TCPOnly           bool     // -T
+	MaxActiveRequests int      // -n
+	Test              bool     // -t given
 	TestMargin        time.Duration
 	IgnoreTimestamps  bool   // -I
 	LogFile           string // -l
@@ -54,6 +54,10 @@ type Options struct {
 
 	PrivateDomains   []string // --private-domain, repeatable
 	RebindProtection bool     // --rebind-protection[=BOOL] (see Given)
+
+	Selection  proxy.Selection // --selection (see Given)
+	Hedge      bool            // --hedge[=BOOL] (see Given)
+	HedgeOther bool            // --hedge-other-resolver[=BOOL] (see Given)
 
 	Help    bool // -h: stop and print the usage
 	Version bool // -V: stop and print the version
@@ -97,8 +101,8 @@ var errStop = errors.New("stop parsing")
 
 var options = []option{
 	{long: "resolver-name", short: 'R', arg: "NAME",
-		help: "resolver from the resolvers list (-L), or 'random'; default " + defaultResolverHelp,
-		set:  func(o *Options, v string) error { o.ResolverName = v; return nil }},
+		help: "resolver from the resolvers list (-L); several as NAME1,NAME2,...; 'random', or 'random:N' for N distinct ones (DNSSEC, no logs, IPv4); default " + defaultResolverHelp,
+		set:  func(o *Options, v string) error { o.ResolverNames = append(o.ResolverNames, v); return nil }},
 	{long: "local-address", short: 'a', arg: "IP[:PORT]",
 		help: "address to listen on, UDP and TCP (default 127.0.0.1:53; IPv6 in brackets)",
 		set:  func(o *Options, v string) error { o.LocalAddress = v; return nil }},
@@ -144,8 +148,8 @@ var options = []option{
 		help: "provider public key, 64 hex digits (e.g. E801:B84E:...:324D)",
 		set:  func(o *Options, v string) error { o.ProviderKey = v; return nil }},
 	{long: "resolver-address", short: 'r', arg: "IP[:PORT]",
-		help: "resolver address (port 443 by default); overrides the list's; with --proxy/--tor also HOST[:PORT]. Other kinds of resolvers: tcp://IP[:PORT] (plain DNS over TCP), tls://IP[:PORT] (DNS-over-TLS), https://IP[:PORT][/PATH] (DNS-over-HTTPS); a host name instead of IP through --proxy/--tor",
-		set:  func(o *Options, v string) error { o.ResolverAddress = v; return nil }},
+		help: "resolver address (port 443 by default); overrides the list's; with --proxy/--tor also HOST[:PORT]. Other kinds of resolvers: tcp://IP[:PORT] (plain DNS over TCP), tls://IP[:PORT] (DNS-over-TLS), https://IP[:PORT][/PATH] (DNS-over-HTTPS); a host name instead of IP through --proxy/--tor; these may be repeated",
+		set:  func(o *Options, v string) error { o.ResolverAddresses = append(o.ResolverAddresses, v); return nil }},
 	{long: "syslog", short: 'S',
 		help: "log to syslog (daemon facility)",
 		set:  func(o *Options, v string) error { return setBool(&o.Syslog, "syslog", v) }},
@@ -179,8 +183,17 @@ var options = []option{
 
 	// New in this proxy.
 	{long: "stamp", noAbbrev: true, arg: "SDNS",
-		help: "resolver as a DNS stamp, sdns://...: DNSCrypt, plain DNS (asked over TCP), DNS-over-TLS or DNS-over-HTTPS",
-		set:  func(o *Options, v string) error { o.Stamp = v; return nil }},
+		help: "resolver as a DNS stamp, sdns://...: DNSCrypt, plain DNS (asked over TCP), DNS-over-TLS or DNS-over-HTTPS; repeatable",
+		set:  func(o *Options, v string) error { o.Stamps = append(o.Stamps, v); return nil }},
+	{long: "selection", noAbbrev: true, arg: "MODE",
+		help: "with several resolvers, how a query's resolver is chosen: rotate (a resolver per isolation epoch, another than the last; default with --proxy/--tor) or fastest (the fastest healthy ones; default directly)",
+		set:  setSelection},
+	{long: "hedge", noAbbrev: true, arg: "",
+		help: "ask a late query once more, through --proxy/--tor over another circuit (default on with several resolvers; with one, =yes asks it again)",
+		set:  func(o *Options, v string) error { return setBool(&o.Hedge, "hedge", v) }},
+	{long: "hedge-other-resolver", noAbbrev: true, arg: "",
+		help: "hedge to another resolver rather than the same one (default on directly, off with --proxy/--tor: through Tor a second resolver would see the query)",
+		set:  func(o *Options, v string) error { return setBool(&o.HedgeOther, "hedge-other-resolver", v) }},
 	{long: "proxy", noAbbrev: true, arg: "URL",
 		help: "send everything through this SOCKS5 proxy: socks5://[USER:PASS@]IP:PORT or socks5:///SOCKET/PATH; USER:PASS is an account, sent as given (no circuit isolation then)",
 		set:  func(o *Options, v string) error { o.Proxy = v; return nil }},
@@ -345,6 +358,15 @@ func setIsolationEpoch(o *Options, v string) error {
 		return valueErrorf("Invalid isolation epoch: [%s] (at least 1s)", v)
 	}
 	o.IsolationEpoch = d
+	return nil
+}
+
+func setSelection(o *Options, v string) error {
+	sel, err := proxy.ParseSelection(v)
+	if err != nil {
+		return valueErrorf("Invalid selection: [%s] (want rotate or fastest)", v)
+	}
+	o.Selection = sel
 	return nil
 }
 

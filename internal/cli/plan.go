@@ -3,11 +3,12 @@ package cli
 import (
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/tor-dnscrypt/dnscrypt-proxy/dnscrypt"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/proxy"
-	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/upstream"
 )
 
 // Plan is what the options mean: the proxy's configuration and what the
@@ -144,18 +145,24 @@ func (o *Options) Plan(env *Env) (*Plan, error) {
 		}
 	}
 
-	// Resolver.
-	res, err := chooseResolver(o, env, viaProxy)
+	// Resolvers.
+	res, err := chooseResolvers(o, env, viaProxy)
 	if err != nil {
 		return nil, err
 	}
-	if res.spec != nil {
-		cfg.Resolvers = []upstream.Spec{*res.spec}
-	} else {
-		cfg.Resolvers = []upstream.Spec{{Kind: upstream.KindDNSCrypt, Name: res.name, Addr: res.addr,
-			ProviderName: res.provider, ProviderKey: res.key}}
+	cfg.Resolvers = res.specs
+	if slices.ContainsFunc(res.ops, func(op string) bool { return op != "" }) {
+		cfg.Operators = res.ops
 	}
 	p.Notes = append(p.Notes, res.notes...)
+	if err := planSet(o, cfg); err != nil {
+		return nil, err
+	}
+	if !o.Test {
+		if s := setSummary(cfg); s != "" {
+			p.note(slog.LevelInfo, "%s", s)
+		}
+	}
 
 	// Listening address (also checked in --test mode, as 1.x does).
 	if p.Listen, err = localAddr(o); err != nil {
@@ -174,6 +181,81 @@ func (o *Options) Plan(env *Env) (*Plan, error) {
 		return nil, setupErrorf("%s", invalidConfig(err))
 	}
 	return p, nil
+}
+
+// planSet applies --selection, --hedge and --hedge-other-resolver, which
+// make sense with several resolvers (--hedge with one too: hedges then go
+// to it again, over another circuit through a proxy).
+func planSet(o *Options, cfg *proxy.Config) error {
+	n := len(cfg.Resolvers)
+	for _, name := range []string{"selection", "hedge-other-resolver"} {
+		if o.Given(name) && n < 2 {
+			return setupErrorf("--%s needs several resolvers (repeat --stamp, give -R NAME1,NAME2 or -R random:N, ...)", name)
+		}
+	}
+	if o.Given("selection") {
+		cfg.Selection = o.Selection
+	}
+	if o.Given("hedge") {
+		cfg.Hedge = toggle(o.Hedge)
+	}
+	if o.Given("hedge-other-resolver") {
+		if cfg.Hedge == proxy.Off {
+			return setupErrorf("--hedge-other-resolver says where hedges go, and --hedge is off")
+		}
+		cfg.HedgeOther = toggle(o.HedgeOther)
+	}
+	return nil
+}
+
+func toggle(on bool) proxy.Toggle {
+	if on {
+		return proxy.On
+	}
+	return proxy.Off
+}
+
+// setSummary describes the resolvers of a set and how they are used, as
+// the runtime applies its defaults (proxy.Config: Selection, Hedge,
+// HedgeOther): "" for one resolver without hedging, which is used as in
+// 1.x.
+func setSummary(cfg *proxy.Config) string {
+	n := len(cfg.Resolvers)
+	proxied := cfg.SOCKS != nil
+	hedge := cfg.Hedge == proxy.On || cfg.Hedge == proxy.Auto && n > 1
+	if n < 2 && !hedge {
+		return ""
+	}
+	names := make([]string, n)
+	for i := range cfg.Resolvers {
+		names[i] = cfg.Resolvers[i].String()
+	}
+	var how []string
+	if n > 1 {
+		sel := cfg.Selection
+		if sel == proxy.SelectAuto {
+			sel = proxy.SelectFastest
+			if proxied {
+				sel = proxy.SelectRotate
+			}
+		}
+		how = append(how, sel.String()+" selection")
+	}
+	switch other := cfg.HedgeOther == proxy.On || cfg.HedgeOther == proxy.Auto && !proxied; {
+	case !hedge:
+		how = append(how, "no hedging")
+	case other && n > 1:
+		how = append(how, "hedging to another resolver")
+	case proxied:
+		how = append(how, "hedging to the same resolver over another circuit")
+	default:
+		how = append(how, "hedging to the same resolver")
+	}
+	word := "resolvers"
+	if n == 1 {
+		word = "resolver"
+	}
+	return fmt.Sprintf("Using %d %s (%s): %s", n, word, strings.Join(names, ", "), strings.Join(how, ", "))
 }
 
 func (p *Plan) note(level slog.Level, format string, args ...any) {

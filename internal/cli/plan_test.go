@@ -37,6 +37,7 @@ func testEnv() *Env {
 	mem := memFiles(map[string]string{
 		"/mem/random.csv": randomCSV,
 		"/mem/system.csv": "Name,Resolver address,Provider name,Provider public key\nold-one,192.0.2.9,2.dnscrypt-cert.old.example," + scalewayKey + "\n",
+		"/mem/set.csv":    setCSV,
 		"/mem/key":        "0101" + testSKHex + "\n",
 		"/mem/badkey":     "0101",
 		"/mem/badrow.csv": "Name,Resolver address,Provider name,Provider public key\nbroken,192.0.2.1,2.dnscrypt-cert.b.example,E801\nfine,192.0.2.2,2.dnscrypt-cert.f.example," + scalewayKey + "\n",
@@ -183,11 +184,10 @@ func TestPlanErrors(t *testing.T) {
 		{"URL by name without a proxy", []string{"--resolver-address=tls://dns.example"}, 1,
 			"(a host name works only through --proxy or --tor, which resolve it: never a local lookup)"},
 		{"URL with a provider name", []string{"--resolver-address=tls://192.0.2.1", "--provider-name=2.dnscrypt-cert.x"}, 1,
-			"names a resolver by itself: drop --resolver-name, --provider-name and --provider-key"},
+			"names a resolver by itself: drop --provider-name and --provider-key (they go with the plain --resolver-address=IP[:PORT] of a DNSCrypt resolver)"},
 		{"stamp and a resolver address", []string{"--stamp=" + onion.String(), "--resolver-address=192.0.2.1"}, 1,
 			"--stamp gives the address of a https resolver: drop --resolver-address"},
 		{"bad URL", []string{"--resolver-address=tls://bad host"}, 1, "Invalid resolver address: [tls://bad host]"},
-		{"--stamp and -R", []string{"--stamp=" + scalewayStmp, "-R", "x"}, 1, "--stamp and --resolver-name exclude each other"},
 		{"--stamp and -k", []string{"--stamp=" + scalewayStmp, "-k", scalewayKey}, 1, "--stamp already gives the provider name and key"},
 		{"-a bad", []string{"-a", "localhost"}, 1, "Unsupported local address: localhost"},
 		{"-a bad port", []string{"-a", "127.0.0.1:0"}, 1, "Unsupported local address: 127.0.0.1:0"},
@@ -211,23 +211,28 @@ func TestPlanErrors(t *testing.T) {
 		{"-r name bad through proxy", append([]string{"--tor", "-r", "bad_host!:443"}, key...), 1, "Unsupported resolver address: bad_host!:443"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			o, err := ParseArgs(tt.args)
-			if err != nil {
-				t.Fatalf("ParseArgs(%q): %v", tt.args, err)
-			}
-			p, err := o.Plan(testEnv())
-			if err == nil {
-				t.Fatalf("Plan(%q) = %+v, want an error", tt.args, p)
-			}
-			ee, ok := errors.AsType[*ExitError](err)
-			if !ok {
-				t.Fatalf("Plan(%q): %T %v, want *ExitError", tt.args, err, err)
-			}
-			if ee.Code != tt.code || !strings.Contains(ee.Msg, tt.msg) {
-				t.Errorf("Plan(%q): got exit %d %q, want exit %d %q", tt.args, ee.Code, ee.Msg, tt.code, tt.msg)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { wantPlanError(t, tt.args, tt.code, tt.msg) })
+	}
+}
+
+// wantPlanError requires Plan to refuse args with exit status code and a
+// message holding msg.
+func wantPlanError(t *testing.T, args []string, code int, msg string) {
+	t.Helper()
+	o, err := ParseArgs(args)
+	if err != nil {
+		t.Fatalf("ParseArgs(%q): %v", args, err)
+	}
+	p, err := o.Plan(testEnv())
+	if err == nil {
+		t.Fatalf("Plan(%q) = %+v, want an error", args, p)
+	}
+	ee, ok := errors.AsType[*ExitError](err)
+	if !ok {
+		t.Fatalf("Plan(%q): %T %v, want *ExitError", args, err, err)
+	}
+	if ee.Code != code || !strings.Contains(ee.Msg, msg) {
+		t.Errorf("Plan(%q): got exit %d %q, want exit %d %q", args, ee.Code, ee.Msg, code, msg)
 	}
 }
 
@@ -496,6 +501,10 @@ func TestPlanReadsSystemListsWhenReached(t *testing.T) {
 		{[]string{"-R", "cisco", "-L", csvPath}, []string{csvPath}, ""},
 		{[]string{"-R", "old-one"}, sys, ""},
 		{[]string{"-R", "nosuch"}, sys, "No resolver named [nosuch] found in the [built-in] or [/mem/system.csv] list"},
+		// Several names: each list read once at most.
+		{[]string{"-R", "old-one,scaleway-fr,nosuch"}, sys, "No resolver named [nosuch] found in the [built-in] or [/mem/system.csv] list"},
+		{[]string{"-R", "scaleway-fr,random:2"}, nil, ""},
+		{[]string{"-R", "cisco,random", "-L", csvPath}, []string{csvPath}, ""},
 	} {
 		env := testEnv()
 		var opened []string

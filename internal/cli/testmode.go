@@ -3,7 +3,9 @@ package cli
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/tor-dnscrypt/dnscrypt-proxy/certs"
@@ -21,10 +23,79 @@ func testBackoff(n int) time.Duration { return time.Second + time.Duration(n-1)*
 // then exit 0 if the best one stays valid for MARGIN, 4 if it ends
 // sooner (or is not valid yet, with -I), 2 if none is valid, 3 if the
 // resolver did not answer.
+//
+// With several resolvers, each DNSCrypt one is tested in turn (the others
+// have no certificate: the log says they are not tested; none at all is
+// an error, 1), and the status is the worst of theirs: 2 (a resolver
+// without a valid certificate), then 3 (one that did not answer), then 4
+// (one whose certificate ends within the margin), then 0.
 func testCerts(ctx context.Context, plan *Plan, log *slog.Logger) int {
+	rs := plan.Proxy.Resolvers
+	if len(rs) == 1 {
+		return testResolver(ctx, plan, rs[0], log)
+	}
+	var tested []upstream.Spec
+	for _, r := range rs {
+		if r.Kind == upstream.KindDNSCrypt {
+			tested = append(tested, r)
+		} else {
+			logf(log, slog.LevelInfo, "Not testing %s: a %v resolver has no DNSCrypt certificate", r.String(), r.Kind)
+		}
+	}
+	if len(tested) == 0 {
+		logf(log, slog.LevelError, "--test checks DNSCrypt resolvers' certificates: none of the %d resolvers is one", len(rs))
+		return ExitFailure
+	}
+	worst := ExitOK
+	var results []string
+	for _, r := range tested {
+		logf(log, proxy.LevelNotice, "Testing the certificates of %s", r.String())
+		code := testResolver(ctx, plan, r, log)
+		if code == ExitFailure { // interrupted, or a configuration error
+			return code
+		}
+		if testSeverity(code) > testSeverity(worst) {
+			worst = code
+		}
+		results = append(results, fmt.Sprintf("%s: %s", r.String(), testResults[code]))
+	}
+	level := slog.LevelInfo
+	if worst != ExitOK {
+		level = slog.LevelWarn
+	}
+	logf(log, level, "Certificates of %d resolvers tested (%s): exit status %d", len(tested), strings.Join(results, "; "), worst)
+	return worst
+}
+
+// testResults name the outcomes of one resolver's test.
+var testResults = map[int]string{
+	ExitOK:          "valid",
+	ExitNoCert:      "no valid certificate",
+	ExitCertTimeout: "no answer",
+	ExitCertMargin:  "not valid for the margin",
+}
+
+// testSeverity orders the exit statuses of --test, the worst highest.
+func testSeverity(code int) int {
+	switch code {
+	case ExitOK:
+		return 0
+	case ExitCertMargin:
+		return 1
+	case ExitCertTimeout:
+		return 2
+	}
+	return 3 // ExitNoCert
+}
+
+// testResolver is --test for the resolver r of plan.
+func testResolver(ctx context.Context, plan *Plan, r upstream.Spec, log *slog.Logger) int {
 	cfg := plan.Proxy
 	cfg.Logger = log
-	if r := cfg.Resolvers[0]; r.Kind != upstream.KindDNSCrypt {
+	// The resolver alone, not a set: its own certificates.
+	cfg.Resolvers, cfg.Operators = []upstream.Spec{r}, nil
+	cfg.Selection, cfg.Hedge, cfg.HedgeOther = proxy.SelectAuto, proxy.Off, proxy.Auto
+	if r.Kind != upstream.KindDNSCrypt {
 		logf(log, slog.LevelError, "--test checks a DNSCrypt resolver's certificate: %s is a %v resolver", r.String(), r.Kind)
 		return ExitFailure
 	}
