@@ -127,6 +127,10 @@ func TestCLIResolverSetSurvivesADeadResolver(t *testing.T) {
 	if status[lab.XSalsa].queries+status[lab.Go].queries < 30 {
 		t.Errorf("status %+v: fewer than 30 queries on the live resolvers", status)
 	}
+	// Never ready (no certificate), so never asked.
+	if s := status[dead]; s.state != "starting" || s.queries != 0 {
+		t.Errorf("status of the dead resolver: %+v, want starting, no query", s)
+	}
 }
 
 // labListCSV is a resolvers list of the lab's resolvers: es1 and es2 with

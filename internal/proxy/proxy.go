@@ -105,6 +105,11 @@ func (p *Proxy) upstreams() (upstream.Upstream, error) {
 	}
 	var members []resolverset.Member
 	for i, spec := range cfg.Resolvers {
+		if len(cfg.Resolvers) > 1 && cfg.Logger != nil {
+			// Each resolver's own lines (certificates, connections) say
+			// which it is.
+			opts.Logger = cfg.Logger.With("resolver", spec.String())
+		}
 		up, err := upstream.New(spec, opts)
 		if err != nil {
 			return nil, err
@@ -128,11 +133,14 @@ func (p *Proxy) upstreams() (upstream.Upstream, error) {
 		sel = resolverset.Rotate
 	}
 	var fresh func() *upstream.Identity
+	rotateEvery := DefaultIsolationEpoch
 	if proxied {
 		fresh = p.ids.fresh
+		rotateEvery = cmp.Or(cfg.SOCKS.Epoch, DefaultIsolationEpoch)
 	}
 	set, err := resolverset.New(members, resolverset.Options{
 		Selection:     sel,
+		RotateEvery:   rotateEvery,
 		Hedge:         hedge,
 		HedgeOther:    cfg.HedgeOther.on(!proxied),
 		Timeout:       cfg.Timeout,

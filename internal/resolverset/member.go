@@ -48,8 +48,9 @@ type member struct {
 
 // Health of a member, for the status.
 const (
-	stateUp      = "up"
-	stateBenched = "benched"
+	stateStarting = "starting" // not ready yet (a DNSCrypt resolver without a certificate)
+	stateUp       = "up"
+	stateBenched  = "benched"
 )
 
 // recordSuccess notes an answer that took d, and whether it ended a bench
@@ -169,7 +170,7 @@ func (m *member) attemptTimeout(lo, hi time.Duration) time.Duration {
 // Status is what the status report says of one member.
 type Status struct {
 	Name, Operator string
-	State          string // "up" or "benched"
+	State          string // "starting", "up" or "benched"
 	Queries        int64
 	Failures       int64
 	MedianRTT      time.Duration // 0: no answer yet
@@ -181,8 +182,11 @@ func (m *member) status() Status {
 	defer m.mu.Unlock()
 	st := Status{Name: m.Name, Operator: m.Operator, State: stateUp, Queries: m.queries.Load(),
 		Failures: m.failures.Load(), LastError: m.lastErr}
-	if m.benched {
+	switch {
+	case m.benched:
 		st.State = stateBenched
+	case !m.ready.Load():
+		st.State = stateStarting
 	}
 	if m.nRTT > 0 {
 		st.MedianRTT = m.p50

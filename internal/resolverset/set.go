@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -71,6 +72,7 @@ const (
 	DefaultBenchMin      = time.Second
 	DefaultBenchMax      = 5 * time.Minute
 	DefaultProbeInterval = 250 * time.Millisecond
+	DefaultRotateEvery   = 10 * time.Minute
 	// hedgeShare and hedgeBurst bound hedges: at most burst plus share of
 	// the queries of the last second or two.
 	hedgeShare = 0.1
@@ -87,6 +89,11 @@ type Options struct {
 	// HedgeOther sends it to another resolver rather than the same one
 	// over another circuit.
 	Hedge, HedgeOther bool
+	// RotateEvery: Rotate picks another resolver at least this often,
+	// even while the queries' credentials stay the same (directly, or
+	// with one circuit for the whole run); a new identity picks afresh
+	// anyway. Zero: DefaultRotateEvery.
+	RotateEvery time.Duration
 	// HedgeMin and HedgeMax bound the hedge delay.
 	HedgeMin, HedgeMax time.Duration
 	// Timeout is the query's whole deadline, for attempt timeouts: an
@@ -125,6 +132,7 @@ type Set struct {
 	mu       sync.Mutex
 	rotKey   egress.Credentials // the credentials of the current rotation pick
 	rotPick  *member
+	rotAt    time.Time // when rotPick was picked
 	rotPrev  *member
 	nQueries int // Fastest: for exploration
 	budget   hedgeBudget
@@ -149,6 +157,7 @@ func New(members []Member, opts Options) (*Set, error) {
 	o.BenchMin = positive(o.BenchMin, DefaultBenchMin)
 	o.BenchMax = positive(o.BenchMax, DefaultBenchMax)
 	o.ProbeInterval = positive(o.ProbeInterval, DefaultProbeInterval)
+	o.RotateEvery = positive(o.RotateEvery, DefaultRotateEvery)
 	if o.BenchAfter <= 0 {
 		o.BenchAfter = DefaultBenchAfter
 	}
@@ -198,8 +207,9 @@ func (s *Set) String() string {
 	return fmt.Sprintf("%d resolvers (%s)", len(s.members), strings.Join(names, ", "))
 }
 
-// Ready is closed once every member is ready (the proxy does not wait
-// for it forever: see proxy.Serve).
+// Ready is closed once a member is ready: the set can answer (queries go
+// to the ready members only; see healthy). The proxy does not wait for it
+// forever: see proxy.Serve.
 func (s *Set) Ready() <-chan struct{} { return s.ready }
 
 // Stream reports whether every member is reached over a byte stream.
@@ -237,28 +247,18 @@ func (s *Set) Close() error {
 // the benched members, until ctx is done.
 func (s *Set) Run(ctx context.Context) {
 	var wg sync.WaitGroup
-	var waiting sync.WaitGroup
+	var once sync.Once
 	for _, m := range s.members {
 		wg.Go(func() { m.Upstream.Run(ctx) })
-		waiting.Add(1)
 		wg.Go(func() {
 			select {
 			case <-m.Upstream.Ready():
 				m.ready.Store(true)
-				waiting.Done()
+				once.Do(func() { close(s.ready) })
 			case <-ctx.Done():
 			}
 		})
 	}
-	wg.Go(func() {
-		done := make(chan struct{})
-		go func() { waiting.Wait(); close(done) }()
-		select {
-		case <-done:
-			close(s.ready)
-		case <-ctx.Done():
-		}
-	})
 	wg.Go(func() { s.prober(ctx) })
 	wg.Wait()
 }
@@ -302,7 +302,8 @@ func (s *Set) pick(id *upstream.Identity) *member {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if id != nil && id.Credentials == s.rotKey && s.rotPick != nil && s.rotPick.up() {
+	now := s.opts.Now()
+	if id != nil && id.Credentials == s.rotKey && now.Sub(s.rotAt) < s.opts.RotateEvery && slices.Contains(cands, s.rotPick) {
 		return s.rotPick
 	}
 	prev := s.rotPick
@@ -310,7 +311,7 @@ func (s *Set) pick(id *upstream.Identity) *member {
 	if id != nil {
 		s.rotKey = id.Credentials
 	}
-	s.rotPrev, s.rotPick = prev, m
+	s.rotPrev, s.rotPick, s.rotAt = prev, m, now
 	return m
 }
 

@@ -428,3 +428,55 @@ func TestOperator(t *testing.T) {
 		}
 	}
 }
+
+// TestReadyAtFirstMember: the set is ready as soon as one member is, while
+// another never gets ready (a dead resolver); queries go to the ready one
+// only, and the status says the other is still starting.
+func TestReadyAtFirstMember(t *testing.T) {
+	dead := &fakeUp{name: "dead", ready: make(chan struct{}), behave: answerOK}
+	live := newFake("live", answerOK)
+	s, _ := New(members(dead, live), Options{Selection: Rotate})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.Run(ctx)
+	select {
+	case <-s.Ready():
+	case <-time.After(5 * time.Second):
+		t.Fatal("not ready with one member ready")
+	}
+	for range 20 {
+		if r := ask(t, s, fresh(), time.Second); r.err != nil || r.rcode != dns.RcodeSuccess {
+			t.Fatalf("got %+v", r)
+		}
+	}
+	if n := dead.n.Load(); n != 0 {
+		t.Errorf("the member that is not ready got %d queries", n)
+	}
+	if st := s.Status(); st[0].State != stateStarting || st[1].State != stateUp {
+		t.Errorf("status %+v, want starting and up", st)
+	}
+}
+
+// TestRotateEvery: with the same credentials all along (directly, or one
+// circuit for the run), rotation still moves to another resolver once
+// RotateEvery has passed, and not before.
+func TestRotateEvery(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Unix(1_700_000_000, 0)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	s, _ := New(members(newFake("a", answerOK), newFake("b", answerOK), newFake("c", answerOK)),
+		Options{Selection: Rotate, RotateEvery: time.Minute, Now: clock, Rand: rand.New(rand.NewPCG(7, 8))})
+	id := upstream.NewIdentity(egress.Credentials{}, nil, time.Now())
+	first := s.pick(id)
+	for range 10 {
+		advance(5 * time.Second)
+		if m := s.pick(id); m != first {
+			t.Fatalf("moved from %s to %s within RotateEvery", first.Name, m.Name)
+		}
+	}
+	advance(15 * time.Second)
+	if m := s.pick(id); m == first {
+		t.Fatalf("still on %s after RotateEvery", m.Name)
+	}
+}
