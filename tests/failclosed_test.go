@@ -33,6 +33,20 @@ func labPid(t *testing.T, lab *labtest.Lab, name string) int {
 	return pid
 }
 
+// killWait kills the process pid (called what) with SIGKILL and waits
+// until it is gone.
+func killWait(t *testing.T, pid int, what string) {
+	t.Helper()
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); syscall.Kill(pid, 0) == nil; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still runs 10 s after SIGKILL", what)
+		}
+	}
+}
+
 // perfResult is what dnsperf reported.
 type perfResult struct {
 	sent, completed, lost int
@@ -176,15 +190,7 @@ func TestRefusedResolverReal(t *testing.T) {
 	lab := labtest.StartTB(t, labtest.Options{NoGoServer: true})
 	p := startProxyBin(t, append(labArgs(lab, lab.XSalsa), "--timeout=10s")...)
 	waitAnswer(t, p, "www.lab.test")
-	dnsdist := labPid(t, lab, "dnsdist")
-	if err := syscall.Kill(dnsdist, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	for deadline := time.Now().Add(10 * time.Second); syscall.Kill(dnsdist, 0) == nil; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("dnsdist still runs 10 s after SIGKILL")
-		}
-	}
+	killWait(t, labPid(t, lab, "dnsdist"), "dnsdist")
 	for range 3 {
 		askWithin(t, p, "udp", "www.lab.test", dns.RcodeServerFailure, time.Second)
 		askWithin(t, p, "tcp", "www.lab.test", dns.RcodeServerFailure, time.Second)

@@ -644,14 +644,7 @@ func TestStreamRealFaults(t *testing.T) {
 		t.Errorf("no timeout logged:\n%s", p.log)
 	}
 
-	if err := syscall.Kill(dnsdist, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	for deadline := time.Now().Add(10 * time.Second); syscall.Kill(dnsdist, 0) == nil; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("dnsdist still runs 10 s after SIGKILL")
-		}
-	}
+	killWait(t, dnsdist, "dnsdist")
 	for range 3 {
 		ask(dns.RcodeServerFailure, time.Second)
 	}
