@@ -35,7 +35,7 @@ func writeVersion(w io.Writer) {
 			fmt.Fprintf(w, "Source revision: %s%s %s\n", rev, modified, when)
 		}
 	}
-	fmt.Fprintln(w, "Features: DNSCrypt es 1, es 2, SOCKS5/Tor")
+	fmt.Fprintln(w, "Features: DNSCrypt es 1, es 2, DNS over TCP, DNS-over-TLS, DNS-over-HTTPS, SOCKS5/Tor")
 	fmt.Fprintln(w, "Support for systemd socket activation: present")
 	fmt.Fprintln(w, "Support for the XChaCha20-Poly1305 cipher: present")
 	fmt.Fprintln(w, "Support for plugins: absent")

@@ -54,7 +54,7 @@ func TestMainHelpAndVersion(t *testing.T) {
 	}
 	lines := strings.Split(out, "\n")
 	if lines[0] != "dnscrypt-proxy "+Version || lines[1] != "" || !strings.HasPrefix(lines[2], "Go version: go") ||
-		!strings.Contains(out, "\nFeatures: DNSCrypt es 1, es 2, SOCKS5/Tor\n") {
+		!strings.Contains(out, "\nFeatures: DNSCrypt es 1, es 2, DNS over TCP, DNS-over-TLS, DNS-over-HTTPS, SOCKS5/Tor\n") {
 		t.Errorf("-V:\n%s", out)
 	}
 }
