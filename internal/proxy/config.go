@@ -224,9 +224,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock for certificate validity; nil means time.Now.
 	Now func() time.Time
-	// OnReady, if set, is called once, when the listeners answer (for
-	// --daemonize and sd_notify): directly, after the first certificate;
-	// through SOCKS at once (SERVFAIL until the first certificate).
+	// OnReady, if set, is called once (for --daemonize and sd_notify):
+	// when the upstream is ready (a DNSCrypt resolver's first
+	// certificate; a set's first ready member), or 3 seconds after the
+	// listeners started answering without it (SERVFAIL until then): see
+	// Serve.
 	OnReady func()
 }
 
