@@ -401,11 +401,11 @@ func checkEntry(e *entry, viaProxy bool) error {
 		return checkProviderName(e.spec.ProviderName)
 	}
 	if err := e.spec.Check(viaProxy); err != nil {
-		hint := ""
-		if !viaProxy {
-			hint = " (a host name works only through --proxy or --tor, which resolve it: never a local lookup)"
+		if errors.Is(err, upstream.ErrHostName) {
+			return setupErrorf("Unsupported resolver: %s: %s is a host name, which works only through --proxy or --tor (they resolve it: never a local lookup)",
+				e.spec.String(), e.spec.Addr)
 		}
-		return setupErrorf("Unsupported resolver: %s: %s%s", e.spec.String(), userText(err), hint)
+		return setupErrorf("Unsupported resolver: %s: %s", e.spec.String(), userText(err))
 	}
 	return nil
 }

@@ -161,7 +161,7 @@ func (s *Spec) Check(proxied bool) error {
 		return fmt.Errorf("address %q: %w", s.Addr, err)
 	}
 	if _, err := netip.ParseAddr(host); err != nil && !proxied {
-		return fmt.Errorf("address %q must be an IP address and port (a host name works only through a proxy)", s.Addr)
+		return fmt.Errorf("address %q: %w", s.Addr, ErrHostName)
 	}
 	switch s.Kind {
 	case KindDNSCrypt:

@@ -32,6 +32,9 @@ var (
 	ErrUDPTimeout = errors.New("upstream: no response over UDP")
 	// ErrClosed: the upstream was closed.
 	ErrClosed = errors.New("upstream: closed")
+	// ErrHostName: a resolver named by host name without a proxy to
+	// resolve it (it is never looked up locally).
+	ErrHostName = errors.New("upstream: a host name works only through a proxy")
 )
 
 // Upstream carries queries to one resolver. Its methods are safe for
