@@ -992,7 +992,16 @@ func TestHTTPSQueryIsolation(t *testing.T) {
 	for i := range 20 {
 		checkA(t, ask(t, up, fmt.Sprintf("i%d.example", i), fresh(i)), fmt.Sprintf("i%d.example", i))
 	}
-	waitFor(t, "the older connections closed", func() bool { return h.Conns.Now() == 1 && s.closed.Load() == 19 })
+	// A query ends (Finish) a moment before its transport lets it go.
+	waitFor(t, "the older connections closed, the last query let go", func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		idle := true
+		for _, tr := range h.transports {
+			idle = idle && tr.inflight == 0
+		}
+		return idle && h.Conns.Now() == 1 && s.closed.Load() == 19
+	})
 	if n := s.conns.Load(); n != 20 {
 		t.Errorf("the server accepted %d connections, want 20", n)
 	}
@@ -1016,7 +1025,16 @@ func TestHTTPSQueryIsolation(t *testing.T) {
 		up.Exchange(q)
 		rs = append(rs, r)
 	}
-	waitFor(t, "three queries at the server", func() bool { return s.active.Now() == 3 })
+	waitFor(t, "three queries at the server", func() bool {
+		for i, r := range rs {
+			select {
+			case o := <-r:
+				t.Fatalf("held%d ended before its release: %v", i, o.err)
+			default:
+			}
+		}
+		return s.active.Now() == 3
+	})
 	if o := ask(t, up, "over.example", fresh(200)); !errors.Is(o.err, ErrOverload) {
 		t.Errorf("a fourth identity in flight: got %v, want ErrOverload", o.err)
 	}
