@@ -1,7 +1,6 @@
 package tests
 
 import (
-	"encoding/hex"
 	"fmt"
 	"net"
 	"slices"
@@ -15,7 +14,6 @@ import (
 	"github.com/jedisct1/go-dnsstamps"
 	"github.com/miekg/dns"
 
-	"github.com/tor-dnscrypt/dnscrypt-proxy/stamps"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/tests/labtest"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/tests/tortest"
 )
@@ -50,41 +48,21 @@ func leakKinds(lab *labtest.Lab) []leakKind {
 		{name: "tcp", args: func(addr string) []string { return []string{"--resolver-address=tcp://" + addr} },
 			target: lab.Backend, stream: true},
 		{name: "tls", args: func(addr string) []string {
-			return []string{"--stamp=" + tlsStamp(dnsstamps.StampProtoTypeTLS, addr, lab.BackendTLSName, lab.BackendTLSTBSHash)}
+			return []string{"--stamp=" + pinnedStamp(dnsstamps.StampProtoTypeTLS, addr, lab.BackendTLSName, lab.BackendTLSTBSHash)}
 		}, target: lab.BackendDoT, stream: true},
 		{name: "https", args: func(addr string) []string {
-			return []string{"--stamp=" + tlsStamp(dnsstamps.StampProtoTypeDoH, addr, lab.TLSName, lab.TLSTBSHash)}
+			return []string{"--stamp=" + pinnedStamp(dnsstamps.StampProtoTypeDoH, addr, lab.TLSName, lab.TLSTBSHash)}
 		}, target: lab.DoHAddr, stream: true, usr1: []string{"Reconnecting to the DNS-over-HTTPS server"}},
 	}
 }
 
-// tlsStamp is a DoT or DoH stamp (proto) of the server at addr, whose
-// certificate is pinned by pin, a lab's hex TBS hash. An IP address is the
-// stamp's address, and its port rides on the TLS name, as in the lab's
-// own stamps ("backend.lab.test:PORT"); a host name (an onion service's)
-// is the stamp's host name, without the protocol's default port.
-func tlsStamp(proto dnsstamps.StampProtoType, addr, name, pin string) string {
-	h, err := hex.DecodeString(pin)
-	if err != nil || len(h) != 32 {
-		panic(fmt.Sprintf("TLS pin %q: %v", pin, err))
-	}
-	host, port, err := net.SplitHostPort(addr)
+// pinnedStamp is labtest.PinnedStamp, which fails only for a bad hash.
+func pinnedStamp(proto dnsstamps.StampProtoType, addr, tlsName, tbsHash string) string {
+	s, err := labtest.PinnedStamp(proto, addr, tlsName, tbsHash)
 	if err != nil {
 		panic(err)
 	}
-	st := dnsstamps.ServerStamp{Proto: proto, Hashes: [][]byte{h}}
-	switch defaultPort := map[bool]string{true: "443", false: "853"}[proto == dnsstamps.StampProtoTypeDoH]; {
-	case net.ParseIP(host) != nil:
-		st.ServerAddrStr, st.ProviderName = host, net.JoinHostPort(name, port)
-	case port == defaultPort:
-		st.ProviderName = host
-	default:
-		st.ProviderName = addr
-	}
-	if proto == dnsstamps.StampProtoTypeDoH {
-		st.Path = "/dns-query"
-	}
-	return stamps.Format(st)
+	return s
 }
 
 // leakRun is one run of the binary in a leakNS.
