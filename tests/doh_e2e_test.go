@@ -379,17 +379,13 @@ func oneStream(t *testing.T, streams *streamLog, target string) {
 }
 
 // TestDoHOnion: dnsdist's and unbound's DoH listeners published as onion
-// services of a private Tor network, reached by their .onion names through
+// services of a private Tor network (sharedOnionTor), reached by their .onion names through
 // the proxy: every record type, the 13 KB answer whole, one connection
 // (from the onion service's tor) for all the queries.
 func TestDoHOnion(t *testing.T) {
 	lab := sharedLab(t)
 	servers := dohServers(lab)
-	var services []tortest.OnionService
-	for _, s := range servers {
-		services = append(services, tortest.OnionService{Name: s.name, Port: 443, Target: s.addr})
-	}
-	n := tortest.StartTB(t, tortest.Options{OnionServices: services, NoInfoLog: true})
+	n := sharedOnionTor(t) // an onion service of each on port 443, by the server's name
 	wants := backendWants(t, lab)
 	for _, s := range servers {
 		t.Run(s.name, func(t *testing.T) {

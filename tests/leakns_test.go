@@ -156,7 +156,9 @@ func (l *leakNS) counter(t testing.TB, name string) int {
 }
 
 // forwarder is socat forwarding the TCP connections it accepts on one
-// address to another, in the namespace of its command prefix.
+// address to another, in the namespace of its command prefix. Stopped, it
+// takes the connections it carries down with it: in front of a resolver,
+// it is a resolver that dies (and comes back when started again).
 type forwarder struct {
 	prefix         []string // nil: the host
 	listen, target string   // "IP:PORT"
@@ -176,31 +178,41 @@ func startForwarder(t testing.TB, prefix []string, listen, target string) *forwa
 // Start starts a stopped forwarder again and waits until it listens.
 func (f *forwarder) Start(t testing.TB) {
 	t.Helper()
+	if err := f.start(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (f *forwarder) start() error {
 	host, port, found := strings.Cut(f.listen, ":")
 	if !found {
-		t.Fatalf("forwarder address %q", f.listen)
+		return fmt.Errorf("forwarder address %q", f.listen)
 	}
 	argv := append(slices.Clone(f.prefix), "socat", fmt.Sprintf("TCP-LISTEN:%s,bind=%s,reuseaddr,fork", port, host), "TCP:"+f.target)
 	f.cmd = exec.Command(argv[0], argv[1:]...)
-	f.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// A process group of its own: socat forks a child per connection,
+	// which Stop ends too.
+	f.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := f.cmd.Start(); err != nil {
-		t.Fatal(err)
+		return err
 	}
 	ss := append(slices.Clone(f.prefix), "ss", "-Hltn", "src", f.listen)
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		if out, _ := exec.Command(ss[0], ss[1:]...).Output(); len(out) > 0 {
-			return
+			return nil
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("socat did not listen on %s within 10 s", f.listen)
+			f.Stop()
+			return fmt.Errorf("socat did not listen on %s within 10 s", f.listen)
 		}
 	}
 }
 
-// Stop stops the forwarder, if it runs: connections to it are refused.
+// Stop stops the forwarder, if it runs, with the connections it carries
+// (closed): connections to it are then refused.
 func (f *forwarder) Stop() {
 	if f.cmd != nil && f.cmd.ProcessState == nil {
-		f.cmd.Process.Kill()
+		syscall.Kill(-f.cmd.Process.Pid, syscall.SIGKILL)
 		f.cmd.Wait()
 	}
 }

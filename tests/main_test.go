@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 
@@ -27,6 +28,14 @@ var (
 	// torUnixSOCKS is the shared Tor client's SocksPort on a Unix-domain
 	// socket (IsolateSOCKSAuth too), in torSocketDir.
 	torUnixSOCKS, torSocketDir string
+
+	onionOnce sync.Once
+	onionNet  *tortest.Network
+	onionErr  error
+	// onionResolvers are the targets of the onion services "leakdot" and
+	// "leakdoh": forwarders to the lab's DoT and DoH servers, which
+	// TestKindsLeak stops and starts again (a resolver that dies).
+	onionResolvers map[string]*forwarder
 )
 
 // sharedTor returns the private Tor network shared by the tests (starting
@@ -53,6 +62,55 @@ func sharedTor(t *testing.T) *tortest.Network {
 		t.Fatalf("starting the private Tor network: %v", torErr)
 	}
 	return torNet
+}
+
+// sharedOnionTor returns a second private Tor network shared by the tests
+// (started once, 15-25 s), whose onion host publishes the lab's servers as
+// onion services (see tortest.Options.OnionServices):
+//
+//	dot      :853 unbound's DoT (lab.BackendDoT)
+//	dns      :53  unbound's plain DNS (lab.Backend)
+//	dnsdist  :443 dnsdist's DoH (lab.DoHAddr)
+//	unbound  :443 unbound's DoH (lab.BackendDoHAddr)
+//	leakdot  :853 onionResolvers["leakdot"], a forwarder to lab.BackendDoT
+//	leakdoh  :443 onionResolvers["leakdoh"], a forwarder to lab.DoHAddr
+//
+// Its exits resolve host names with the lab's backend, as sharedTor's do.
+// It is not sharedTor's network: tests pause that one's relays and stop its
+// client, after which an onion service may take a while to be reachable
+// again.
+func sharedOnionTor(t *testing.T) *tortest.Network {
+	t.Helper()
+	lab := sharedLab(t)
+	onionOnce.Do(func() {
+		services := []tortest.OnionService{
+			{Name: "dot", Port: 853, Target: lab.BackendDoT},
+			{Name: "dns", Port: 53, Target: lab.Backend},
+			{Name: "dnsdist", Port: 443, Target: lab.DoHAddr},
+			{Name: "unbound", Port: 443, Target: lab.BackendDoHAddr},
+		}
+		onionResolvers = map[string]*forwarder{}
+		for _, r := range []struct {
+			name   string
+			port   int
+			target string
+		}{{"leakdot", 853, lab.BackendDoT}, {"leakdoh", 443, lab.DoHAddr}} {
+			f := &forwarder{listen: "127.0.0.1:" + strconv.Itoa(freePort(t)), target: r.target}
+			if onionErr = f.start(); onionErr != nil {
+				return
+			}
+			onionResolvers[r.name] = f
+			services = append(services, tortest.OnionService{Name: r.name, Port: r.port, Target: f.listen})
+		}
+		onionNet, onionErr = tortest.Start(tortest.Options{ExitDNS: lab.Backend, OnionServices: services, NoInfoLog: true})
+	})
+	if errors.Is(onionErr, tortest.ErrUnavailable) {
+		labtest.Require(t, "the private Tor network", onionErr)
+	}
+	if onionErr != nil {
+		t.Fatalf("starting the private Tor network with onion services: %v", onionErr)
+	}
+	return onionNet
 }
 
 // sharedLab returns the lab shared by the tests that do not change it
@@ -92,6 +150,19 @@ func TestMain(m *testing.M) {
 			fmt.Fprintf(os.Stderr, "stopping the shared Tor network: %v\n", err)
 			code = cmp.Or(code, 1)
 		}
+	}
+	if onionNet != nil {
+		if code != 0 {
+			onionNet.Keep()
+			fmt.Fprintf(os.Stderr, "tests failed: the onion Tor network's state (torrcs, logs) is kept in %s\n", onionNet.Dir)
+		}
+		if err := onionNet.Close(); err != nil {
+			fmt.Fprintf(os.Stderr, "stopping the onion Tor network: %v\n", err)
+			code = cmp.Or(code, 1)
+		}
+	}
+	for _, f := range onionResolvers {
+		f.Stop()
 	}
 	if torSocketDir != "" {
 		os.RemoveAll(torSocketDir)

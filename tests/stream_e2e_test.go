@@ -23,7 +23,6 @@ import (
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/proxy"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/upstream"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/tests/labtest"
-	"github.com/tor-dnscrypt/dnscrypt-proxy/tests/tortest"
 )
 
 // streamProxy is a proxy.Proxy served in-process on 127.0.0.1 (UDP and
@@ -469,15 +468,12 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 // TestStreamOnion: unbound's DoT and plain TCP published as onion
-// services in a private Tor network, reached by their .onion names through
+// services in a private Tor network (sharedOnionTor), reached by their .onion names through
 // the proxy (the name goes to Tor, never resolved here): answers equal the
 // backend's, huge comes whole, and one connection carries everything.
 func TestStreamOnion(t *testing.T) {
 	lab := sharedLab(t)
-	n := tortest.StartTB(t, tortest.Options{OnionServices: []tortest.OnionService{
-		{Name: "dot", Port: 853, Target: lab.BackendDoT},
-		{Name: "dns", Port: 53, Target: lab.Backend},
-	}})
+	n := sharedOnionTor(t) // "dot" and "dns": unbound's DoT and plain DNS
 	wants := backendWants(t, lab)
 	some := slices.DeleteFunc(slices.Clone(typeCases), func(tc typeCase) bool {
 		return !slices.Contains([]string{"A", "AAAA", "MX", "TXT", "RRSIG", "A with DNSSEC", "NXDOMAIN"}, tc.name)

@@ -573,6 +573,7 @@ func TestPlanOnionFromList(t *testing.T) {
 		if len(p.Proxy.Resolvers) != 1 || !reflect.DeepEqual(p.Proxy.Resolvers[0], want) {
 			t.Errorf("-R %s: %+v, want %+v", name, p.Proxy.Resolvers, want)
 		}
+		checkTorDefaults(t, p)
 		o, err := ParseArgs([]string{"-R", name})
 		if err != nil {
 			t.Fatal(err)
@@ -580,5 +581,50 @@ func TestPlanOnionFromList(t *testing.T) {
 		if _, err := o.Plan(testEnv()); err == nil || !strings.Contains(err.Error(), "works only through --proxy or --tor") {
 			t.Errorf("-R %s without a proxy: %v, want a refusal", name, err)
 		}
+	}
+}
+
+// checkTorDefaults requires what --tor alone means: everything through
+// Tor's default SOCKS port, a new circuit and key per isolation epoch of
+// the default length, ephemeral keys, the rebinding protection on.
+func checkTorDefaults(t *testing.T, p *Plan) {
+	t.Helper()
+	want := proxy.SOCKS{Addr: "127.0.0.1:9050", Isolation: proxy.IsolationEpoch}
+	if p.Proxy.SOCKS == nil || *p.Proxy.SOCKS != want {
+		t.Errorf("SOCKS %+v, want %+v", p.Proxy.SOCKS, want)
+	}
+	if !p.Proxy.EphemeralKeys || p.Proxy.FilterInternal != proxy.Auto || p.Proxy.Validate() != nil {
+		t.Errorf("ephemeral keys %v, rebinding protection %v (want auto: on through SOCKS), %v",
+			p.Proxy.EphemeralKeys, p.Proxy.FilterInternal, p.Proxy.Validate())
+	}
+}
+
+// TestPlanReadmeOnion: the README's onion command line, "--tor -R
+// cloudflare-onion-doh,random:2": Cloudflare's onion service over DoH
+// first, then two DNSCrypt resolvers of the built-in list drawn by 1.x's
+// random rule, rotated per epoch through Tor's default port.
+func TestPlanReadmeOnion(t *testing.T) {
+	p := plan(t, "--tor", "-R", "cloudflare-onion-doh,random:2")
+	rs := p.Proxy.Resolvers
+	if len(rs) != 3 {
+		t.Fatalf("%d resolvers, want 3: %+v", len(rs), rs)
+	}
+	onion := upstream.Spec{Kind: upstream.KindHTTPS, Name: "cloudflare-onion-doh",
+		Addr:       "dns4torpnlfs2ifuz2s2yf3fc7rdmsbhm6rw75euj35pac6ap25zgqad.onion:443",
+		ServerName: "tor.cloudflare-dns.com", Path: "/dns-query"}
+	if !reflect.DeepEqual(rs[0], onion) {
+		t.Errorf("first resolver %+v, want %+v", rs[0], onion)
+	}
+	for _, r := range rs[1:] {
+		if r.Kind != upstream.KindDNSCrypt || r.Name == rs[0].Name || r.Addr == "" {
+			t.Errorf("a random:2 pick %+v, want a DNSCrypt resolver of the list", r)
+		}
+	}
+	if rs[1].Name == rs[2].Name {
+		t.Errorf("random:2 drew %s twice", rs[1].Name)
+	}
+	checkTorDefaults(t, p)
+	if p.Proxy.Selection != proxy.SelectAuto || !hasNote(p, slog.LevelInfo, "rotate") {
+		t.Errorf("selection %v, notes %+v; want the default, rotation through Tor, said", p.Proxy.Selection, p.Notes)
 	}
 }

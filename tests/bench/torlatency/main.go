@@ -12,7 +12,14 @@
 //   - with -before PATH, another build of the proxy (e.g. main's), the same
 //     ways over TCP;
 //   - with -dnscrypt-proxy2 PATH, dnscrypt-proxy 2.x (configured by a
-//     generated TOML: one static stamp, force_tcp, proxy = socks5://...).
+//     generated TOML: one static stamp, force_tcp, proxy = socks5://...);
+//   - this tree's proxy with the other upstream kinds (-kinds), as the
+//     command line names them, each to unbound behind the exits: plain DNS
+//     over TCP (--resolver-address=tcp://...), DoT and DoH (--stamp with
+//     the lab's pin), and DoT and DoH to unbound published as onion
+//     services of the network (--stamp with the .onion name), where the
+//     queries never leave Tor. On a warm circuit they share one persistent
+//     connection, where every DNSCrypt query opens a stream.
 //
 // Cold rows put each query on a circuit that carried no stream before:
 // --isolation=query for the proxy; for 2.x, which cannot isolate, the
@@ -20,13 +27,15 @@
 // "new circ" column checks it). Warm rows use one open circuit per
 // subject. Answers: small (www.lab.test A), ~1.1 KB (medium.lab.test TXT)
 // and ~3.5 KB (big.lab.test TXT), asked over UDP with a 4096-byte EDNS
-// buffer and checked whole. The resolver is the lab's Go DNSCrypt server
+// buffer and checked whole. The DNSCrypt resolver is the lab's Go server
 // behind the exits. It prints median and 90th percentile over -n queries
-// per row.
+// per row, the Tor streams each warm subject opened for them, and, for
+// each warm row of another kind, its median over the DNSCrypt one's
+// ("proxy, warm, awaited").
 //
 // Usage: go run ./tests/bench/torlatency [-n 100] [-one-by-one] [-only TEXT]
-// [-modes cold,warm] [-sizes small,medium,big] [-before PATH]
-// [-dnscrypt-proxy2 PATH] [-client-torrc LINE]... [-relay-torrc LINE]...
+// [-modes cold,warm] [-sizes small,medium,big] [-kinds tcp,tls,https,onion-tls,onion-https]
+// [-before PATH] [-dnscrypt-proxy2 PATH] [-client-torrc LINE]... [-relay-torrc LINE]...
 package main
 
 import (
@@ -45,6 +54,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jedisct1/go-dnsstamps"
 	"github.com/miekg/dns"
 
 	"github.com/tor-dnscrypt/dnscrypt-proxy/tests/labtest"
@@ -59,6 +69,7 @@ var (
 	sizeList  = flag.String("sizes", "small,medium,big", "which answers to ask for")
 	oneByOne  = flag.Bool("one-by-one", false, "ask each subject n times before the next, instead of in turn")
 	only      = flag.String("only", "", "measure only the subjects whose label contains this text")
+	kindList  = flag.String("kinds", "tcp,tls,https,onion-tls,onion-https", "other upstream kinds to measure beside DNSCrypt (\"\": none)")
 	clientRC  lines
 	relayRC   lines
 )
@@ -102,7 +113,8 @@ type subject struct {
 	label string
 	args  func(listen string) []string // nil for 2.x
 	v2    bool
-	user  string // SOCKS user of 2.x (its circuits are closed in cold rows)
+	kind  string // this tree's proxy: the upstream kind ("dnscrypt", "tcp", ...)
+	user  string // SOCKS user: of 2.x (its circuits are closed in cold rows), of a warm subject
 
 	addr  string
 	cmd   *exec.Cmd
@@ -137,13 +149,17 @@ func run() error {
 	fmt.Fprintln(os.Stderr, "starting the private Tor network...")
 	tor, err := tortest.Start(tortest.Options{ExitDNS: lab.Backend,
 		ClientTorrc: append([]string{"SocksPort unix:" + unixSocks + " IsolateSOCKSAuth"}, clientRC...),
-		RelayTorrc:  relayRC})
+		RelayTorrc:  relayRC, OnionServices: onionServices(lab), NoInfoLog: true})
 	if err != nil {
 		return err
 	}
 	defer tor.Close()
 	fmt.Printf("Tor network up in %v; resolver %s (Go DNSCrypt server) behind the exits; %d queries per row\n",
 		tor.StartTime.Round(100*time.Millisecond), lab.Go, *n)
+	if *kindList != "" {
+		fmt.Printf("other kinds: unbound %s (TCP), %s (DoT), %s (DoH) behind the exits; onion services %s, %s\n",
+			lab.Backend, lab.BackendDoT, lab.BackendDoHAddr, tor.OnionAddr("dot"), tor.OnionAddr("doh"))
+	}
 	fmt.Printf("SocksPort %s and %s; relays (ORPort, DirPort):", tor.SOCKS, unixSocks)
 	for i, r := range tor.Relays {
 		fmt.Printf(" %s %d/%d", r, tor.RelayPorts[2*i], tor.RelayPorts[2*i+1])
@@ -167,12 +183,15 @@ func run() error {
 			qs = append(qs, q)
 		}
 	}
-	fmt.Printf("%-58s %9s %9s %9s %9s\n", "", "median", "p90", "max", "new circ")
+	fmt.Printf("%-58s %9s %9s %9s %9s %9s\n", "", "median", "p90", "max", "new circ", "streams")
 	for _, mode := range strings.Split(*onlyModes, ",") {
 		if mode != "cold" && mode != "warm" {
 			return fmt.Errorf("-modes: unknown mode %q", mode)
 		}
-		subjects := subjectsFor(mode, self, lab, tor, unixSocks, work)
+		subjects, err := subjectsFor(mode, self, lab, tor, unixSocks, work)
+		if err != nil {
+			return err
+		}
 		if err := measure(mode, subjects, qs, tor, streams); err != nil {
 			return err
 		}
@@ -185,22 +204,71 @@ func run() error {
 		}
 		starts = append(starts, d)
 	}
-	report("proxy: start to first answer (5 starts)", starts, "")
+	report("proxy: start to first answer (5 starts)", starts, "", "")
 	return nil
 }
 
+// onionServices publishes unbound's DoT and DoH as onion services "dot"
+// and "doh" of the network, unless -kinds leaves out both onion kinds.
+func onionServices(lab *labtest.Lab) []tortest.OnionService {
+	if !strings.Contains(*kindList, "onion") {
+		return nil
+	}
+	return []tortest.OnionService{{Name: "dot", Port: 853, Target: lab.BackendDoT},
+		{Name: "doh", Port: 443, Target: lab.BackendDoHAddr}}
+}
+
+// kindArgs returns the options naming the resolver of each kind
+// ("dnscrypt": the lab's Go server, the others unbound), as a user would
+// write them.
+func kindArgs(lab *labtest.Lab, tor *tortest.Network) (map[string][]string, error) {
+	args := map[string][]string{
+		"dnscrypt": {"--resolver-address=" + lab.Go, "--provider-name=" + lab.ProviderName, "--provider-key=" + lab.ProviderKeyColon},
+		"tcp":      {"--resolver-address=tcp://" + lab.Backend},
+		"tls":      {"--stamp=" + lab.StampBackendDoT},
+		"https":    {"--stamp=" + lab.StampBackendDoH},
+	}
+	for kind, service := range map[string]string{"onion-tls": "dot", "onion-https": "doh"} {
+		addr := tor.OnionAddr(service)
+		if addr == "" {
+			continue
+		}
+		proto := dnsstamps.StampProtoTypeTLS
+		if service == "doh" {
+			proto = dnsstamps.StampProtoTypeDoH
+		}
+		stamp, err := labtest.PinnedStamp(proto, addr, lab.BackendTLSName, lab.BackendTLSTBSHash)
+		if err != nil {
+			return nil, err
+		}
+		args[kind] = []string{"--stamp=" + stamp}
+	}
+	return args, nil
+}
+
+// privateLab keeps lab.test's loopback addresses in the answers, which the
+// rebinding protection (on through a proxy) would take out.
+const privateLab = "--private-domain=lab.test"
+
 // subjectsFor lists the programs of one mode.
-func subjectsFor(mode, self string, lab *labtest.Lab, tor *tortest.Network, unixSocks, work string) []*subject {
-	ours := func(label, bin, socks string, optimistic bool) *subject {
-		return &subject{label: label, args: func(listen string) []string {
-			a := []string{bin, "--resolver-address=" + lab.Go, "--provider-name=" + lab.ProviderName,
-				"--provider-key=" + lab.ProviderKeyColon, "--local-address=" + listen, "--edns-payload-size=4096",
-				"--loglevel=4"}
+func subjectsFor(mode, self string, lab *labtest.Lab, tor *tortest.Network, unixSocks, work string) ([]*subject, error) {
+	kinds, err := kindArgs(lab, tor)
+	if err != nil {
+		return nil, err
+	}
+	ours := func(label, bin, socks, kind string, optimistic bool) *subject {
+		// Credentials of its own in warm mode: a circuit for this subject
+		// alone.
+		user := ""
+		if mode == "warm" {
+			user = strings.NewReplacer(" ", "-", ",", "", "(", "", ")", "").Replace(label)
+		}
+		return &subject{label: label, kind: kind, user: user, args: func(listen string) []string {
+			a := append([]string{bin}, kinds[kind]...)
+			a = append(a, "--local-address="+listen, "--edns-payload-size=4096", "--loglevel=4", privateLab)
 			if mode == "cold" {
 				a = append(a, "--proxy=socks5://"+socks, "--isolation=query")
 			} else {
-				// Credentials of its own: a circuit for this subject alone.
-				user := strings.NewReplacer(" ", "-", ",", "", "(", "", ")", "").Replace(label)
 				a = append(a, "--proxy=socks5://"+user+":x@"+socks, "--isolation=none")
 			}
 			if optimistic {
@@ -212,11 +280,20 @@ func subjectsFor(mode, self string, lab *labtest.Lab, tor *tortest.Network, unix
 	var s []*subject
 	for _, o := range []bool{false, true} {
 		how := map[bool]string{false: "awaited", true: "optimistic data"}[o]
-		s = append(s, ours("proxy, "+mode+", "+how, self, tor.SOCKS, o))
-		s = append(s, ours("proxy, "+mode+", "+how+", unix socket", self, unixSocks, o))
+		s = append(s, ours("proxy, "+mode+", "+how, self, tor.SOCKS, "dnscrypt", o))
+		s = append(s, ours("proxy, "+mode+", "+how+", unix socket", self, unixSocks, "dnscrypt", o))
 		if *before != "" {
-			s = append(s, ours("proxy (before), "+mode+", "+how, *before, tor.SOCKS, o))
+			s = append(s, ours("proxy (before), "+mode+", "+how, *before, tor.SOCKS, "dnscrypt", o))
 		}
+	}
+	for _, kind := range strings.Split(*kindList, ",") {
+		if kind == "" {
+			continue
+		}
+		if _, ok := kinds[kind]; !ok {
+			return nil, fmt.Errorf("-kinds: unknown kind %q (want tcp, tls, https, onion-tls, onion-https)", kind)
+		}
+		s = append(s, ours("proxy "+kind+", "+mode, self, tor.SOCKS, kind, false))
 	}
 	if *v2 != "" {
 		s = append(s, &subject{label: "dnscrypt-proxy 2.x, " + mode, v2: true, user: "v2" + mode})
@@ -227,7 +304,7 @@ func subjectsFor(mode, self string, lab *labtest.Lab, tor *tortest.Network, unix
 		x.newC = map[string]int{}
 		x.fails = map[string]int{}
 	}
-	return s
+	return s, nil
 }
 
 // measure starts the subjects, asks each question n times of each in
@@ -250,6 +327,7 @@ func measure(mode string, subjects []*subject, qs []question, tor *tortest.Netwo
 	}
 	for _, q := range qs {
 		seen := map[string]bool{}
+		rowStart := streams.len()
 		// One query to each subject in turn, n rounds; with -one-by-one,
 		// n queries to each subject before the next.
 		for i := range *n * len(subjects) {
@@ -280,6 +358,7 @@ func measure(mode string, subjects []*subject, qs []question, tor *tortest.Netwo
 				}
 			}
 		}
+		var base time.Duration // the median of "proxy, warm, awaited"
 		for _, s := range subjects {
 			extra := ""
 			if s.v2 && mode == "cold" && len(s.d[q.label]) > 0 {
@@ -288,21 +367,40 @@ func measure(mode string, subjects []*subject, qs []question, tor *tortest.Netwo
 			if f := s.fails[q.label]; f > 0 {
 				extra += fmt.Sprintf(" (%d failed)", f)
 			}
-			report(s.label+", "+q.label, s.d[q.label], extra)
+			nstreams := "-"
+			if mode == "warm" && s.user != "" {
+				nstreams = strconv.Itoa(streams.succeeded(s.user, rowStart))
+			}
+			med := report(s.label+", "+q.label, s.d[q.label], extra, nstreams)
+			if s.label == "proxy, warm, awaited" {
+				base = med
+			}
+		}
+		for _, s := range subjects {
+			if mode == "warm" && base > 0 && s.kind != "" && s.kind != "dnscrypt" && len(s.d[q.label]) > 0 {
+				fmt.Printf("  %s over DNSCrypt (warm, awaited), %s: %.2f\n", s.kind, q.label,
+					float64(median(s.d[q.label]))/float64(base))
+			}
 		}
 		fmt.Println()
 	}
 	return nil
 }
 
-func report(label string, d []time.Duration, extra string) {
+// median returns the median of d, sorted.
+func median(d []time.Duration) time.Duration { return d[len(d)/2] }
+
+// report prints a row and returns its median (0 without a measure). It
+// sorts d.
+func report(label string, d []time.Duration, extra, nstreams string) time.Duration {
 	if len(d) == 0 {
-		fmt.Printf("%-58s %9s %9s %9s %9s\n", label, "-", "-", "-", extra)
-		return
+		fmt.Printf("%-58s %9s %9s %9s %9s %9s\n", label, "-", "-", "-", extra, nstreams)
+		return 0
 	}
 	slices.Sort(d)
 	ms := func(x time.Duration) string { return strconv.FormatFloat(float64(x)/1e6, 'f', 1, 64) + " ms" }
-	fmt.Printf("%-58s %9s %9s %9s %9s\n", label, ms(d[len(d)/2]), ms(d[len(d)*9/10]), ms(d[len(d)-1]), extra)
+	fmt.Printf("%-58s %9s %9s %9s %9s %9s\n", label, ms(median(d)), ms(d[len(d)*9/10]), ms(d[len(d)-1]), extra, nstreams)
+	return median(d)
 }
 
 // start launches s on a free loopback port.
@@ -423,7 +521,7 @@ func ask(addr string, q question) (time.Duration, error) {
 func startToAnswer(self string, lab *labtest.Lab, tor *tortest.Network) (_ time.Duration, err error) {
 	s := &subject{label: "start", args: func(listen string) []string {
 		return []string{self, "--resolver-address=" + lab.Go, "--provider-name=" + lab.ProviderName,
-			"--provider-key=" + lab.ProviderKeyColon, "--local-address=" + listen, "--proxy=socks5://" + tor.SOCKS}
+			"--provider-key=" + lab.ProviderKeyColon, "--local-address=" + listen, "--proxy=socks5://" + tor.SOCKS, privateLab}
 	}}
 	start := time.Now()
 	if err := s.start(tor); err != nil {
@@ -485,6 +583,20 @@ func (l *streamLog) len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.events)
+}
+
+// succeeded counts the streams of user that succeeded after event number
+// from.
+func (l *streamLog) succeeded(user string, from int) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, e := range l.events[min(from, len(l.events)):] {
+		if e.SOCKSUser == user && e.Status == "SUCCEEDED" {
+			n++
+		}
+	}
+	return n
 }
 
 // circuitOf returns the circuit of the first stream of user that
