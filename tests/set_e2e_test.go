@@ -20,6 +20,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/dnscrypttest"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/stamps"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/tests/bench/setload/loadgen"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/tests/labtest"
@@ -210,43 +211,77 @@ func backendDoTName(lab *labtest.Lab) string {
 // work does not make the load itself the fault.
 const setLoadRate = 100
 
-// TestSetMemberStopped: three resolvers of the lab, one of each kind
-// (dnsdist's es 1 bind, a Go DNSCrypt server of the test's own, unbound's
-// DoT), under load; the Go server is stopped (SIGSTOP) for 10 s, then
-// resumed. Every query is answered NOERROR — none lost and no SERVFAIL at
-// all, the queries in flight when it stopped included (a hedge to another
-// resolver, or past its attempt timeout a failover, answers them); the
-// issue asks for none after the first hedge delay, and the set does
-// better. The stopped resolver is benched, comes back by itself once it
-// answers the background probes, and gets queries again.
-func TestSetMemberStopped(t *testing.T) {
+// TestSetMemberFaults: three resolvers, one of each kind: dnsdist's es 1
+// bind and unbound's DoT of the shared lab, and a DNSCrypt resolver of the
+// test's own, which fails under load, for 10 s, then heals:
+//
+//   - stopped: a Go DNSCrypt server stopped (SIGSTOP), then resumed;
+//   - killed: a Go DNSCrypt server killed (SIGKILL), then started again on
+//     its address;
+//   - garbage: the in-process dnscrypttest server answers random bytes,
+//     then answers again.
+//
+// Every query is answered NOERROR with its record: none lost and no
+// SERVFAIL at all, the queries in flight when the fault began included (a
+// hedge to another resolver, or past the attempt timeout a failover,
+// answers them). The issue asks for no SERVFAIL after the first hedge
+// delay; the set does better. The failing resolver is benched, comes back
+// by itself once it answers the background probes, and gets queries again.
+func TestSetMemberFaults(t *testing.T) {
 	lab := sharedLab(t)
-	g := startGoResolver(t, lab)
-	p := startProxyBin(t, "--stamp="+lab.StampXSalsa, "--stamp="+g.Stamp, "--stamp="+lab.StampBackendDoT)
-	allUp(t, p, 2, lab.XSalsa, g.Addr, backendDoTName(lab))
-	l := startLoad(t, p.Addr, setLoadRate)
-	waitStatus(t, p, 2, "queries on the Go server", 30*time.Second, func(st map[string]statusLine) bool {
-		return st[g.Addr].queries > 0 && l.at() > 2*time.Second
-	})
-
-	stoppedAt := l.at()
-	g.signal(t, syscall.SIGSTOP)
-	waitStatus(t, p, 2, "the stopped resolver benched", 10*time.Second, func(st map[string]statusLine) bool {
-		return st[g.Addr].state == "benched"
-	})
-	if d := stoppedAt + 10*time.Second - l.at(); d > 0 {
-		time.Sleep(d) // the length of the fault, not a wait for an event
+	goServer := func(inject func(*testing.T, *goResolver), heal func(*testing.T, *goResolver)) func(t *testing.T) (string, string, func(), func()) {
+		return func(t *testing.T) (string, string, func(), func()) {
+			g := startGoResolver(t, lab)
+			return g.Addr, g.Stamp, func() { inject(t, g) }, func() { heal(t, g) }
+		}
 	}
-	g.signal(t, syscall.SIGCONT)
-	resumedAt := l.at()
-	waitLog(t, p, "Resolver "+g.Addr+" answers again: back in the selection", 30*time.Second)
-	recovered := l.at() - resumedAt
-	back := usr1Status(t, p, 2)[g.Addr].queries
-	waitStatus(t, p, 2, "queries on the resumed resolver", 30*time.Second, func(st map[string]statusLine) bool {
-		return st[g.Addr].state == "up" && st[g.Addr].queries > back
-	})
-	res := l.stop()
-	logPhases(t, res, stoppedAt, resumedAt, [3]string{"before the stop", "stopped 10 s", "after SIGCONT"})
-	t.Logf("back in the selection %v after SIGCONT", recovered.Round(100*time.Millisecond))
-	checkNoFailure(t, "one resolver of three stopped", res)
+	for _, tc := range []struct {
+		name   string
+		victim func(t *testing.T) (addr, stamp string, inject, heal func())
+	}{
+		{"stopped", goServer(func(t *testing.T, g *goResolver) { g.signal(t, syscall.SIGSTOP) },
+			func(t *testing.T, g *goResolver) { g.signal(t, syscall.SIGCONT) })},
+		{"killed", goServer(func(t *testing.T, g *goResolver) { g.kill(t) },
+			func(t *testing.T, g *goResolver) { g.start(t) })},
+		{"garbage", func(t *testing.T) (string, string, func(), func()) {
+			srv := dnscrypttest.NewServer(t, nil)
+			return srv.Addr, srv.Stamp(), func() { srv.SetFaults(dnscrypttest.Faults{Garbage: true}) },
+				func() { srv.SetFaults(dnscrypttest.Faults{}) }
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			victim, stamp, inject, heal := tc.victim(t)
+			p := startProxyBin(t, "--stamp="+lab.StampXSalsa, "--stamp="+stamp, "--stamp="+lab.StampBackendDoT)
+			allUp(t, p, 2, lab.XSalsa, victim, backendDoTName(lab))
+			l := startLoad(t, p.Addr, setLoadRate)
+			waitStatus(t, p, 2, "queries on "+victim, 30*time.Second, func(st map[string]statusLine) bool {
+				return st[victim].queries > 0 && l.at() > 2*time.Second
+			})
+
+			faultAt := l.at()
+			inject()
+			waitStatus(t, p, 2, victim+" benched", 10*time.Second, func(st map[string]statusLine) bool {
+				return st[victim].state == "benched"
+			})
+			if d := faultAt + 10*time.Second - l.at(); d > 0 {
+				time.Sleep(d) // the length of the fault, not a wait for an event
+			}
+			heal()
+			healedAt := l.at()
+			// A killed Go server comes back with a new resolver key: the
+			// probes answer once the proxy has its new certificate, at the
+			// certificate check's next try (its backoff doubles while the
+			// server is down: up to 16 s after a 10 s outage).
+			waitLog(t, p, "Resolver "+victim+" answers again: back in the selection", 60*time.Second)
+			recovered := l.at() - healedAt
+			back := usr1Status(t, p, 2)[victim].queries
+			waitStatus(t, p, 2, "queries on "+victim+" again", 30*time.Second, func(st map[string]statusLine) bool {
+				return st[victim].state == "up" && st[victim].queries > back
+			})
+			res := l.stop()
+			logPhases(t, res, faultAt, healedAt, [3]string{"before the fault", "10 s of " + tc.name, "after it healed"})
+			t.Logf("back in the selection %v after it healed", recovered.Round(100*time.Millisecond))
+			checkNoFailure(t, "one resolver of three "+tc.name, res)
+		})
+	}
 }
