@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -254,13 +255,14 @@ func TestNoRouteAtBootReal(t *testing.T) {
 
 	// The resolver at resolverIP: the Go DNSCrypt server with the lab's
 	// certificate configuration, forwarding to the lab's backend.
-	goServer, err := labtest.GoServerBinary()
-	if err != nil {
+	port := strconv.Itoa(freePort(t))
+	srv, err := lab.GoServerCmd(resolverIP, port)
+	if errors.Is(err, labtest.ErrUnavailable) {
 		labtest.Require(t, "the Go DNSCrypt server", err)
 	}
-	port := strconv.Itoa(freePort(t))
-	srv := exec.Command(goServer, "server", "-c", filepath.Join(lab.Dir, "keys", "go-server.yaml"),
-		"-f", lab.Backend, "-l", resolverIP, "-p", port)
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)

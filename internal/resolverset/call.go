@@ -299,7 +299,10 @@ func (s *Set) prober(ctx context.Context) {
 }
 
 // probe is a query of the root's NS records to a benched member: any
-// answer but SERVFAIL or REFUSED brings it back.
+// answer but SERVFAIL brings it back. REFUSED does too: the resolver
+// answers, and may refuse that question by policy while it serves the
+// names it is asked for (a resolver that refuses those is benched again
+// after BenchAfter of them, each failed over).
 type probe struct {
 	q     upstream.Query
 	s     *Set
@@ -310,7 +313,9 @@ type probe struct {
 func (p *probe) Receive(_ *upstream.Query, answer []byte, err error) {
 	now := p.s.opts.Now()
 	if err == nil {
-		err = answerError(answer)
+		if err = answerError(answer); errors.Is(err, errRefused) {
+			err = nil
+		}
 	}
 	if err == nil {
 		if p.m.recordSuccess(now.Sub(p.start)) {

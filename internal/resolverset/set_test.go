@@ -248,6 +248,59 @@ func TestFailover(t *testing.T) {
 	}
 }
 
+// TestProbeRefusedComesBack: a benched resolver that answers again comes
+// back even if it refuses the probe's question (". NS"): a resolver that
+// serves only some names, by policy, as the test lab's do, answers the
+// probe REFUSED. One that answers the probe SERVFAIL stays benched.
+func TestProbeRefusedComesBack(t *testing.T) {
+	down := func(*upstream.Query) (time.Duration, int, error) { return 0, 0, errors.New("connection refused") }
+	for _, tc := range []struct {
+		name      string
+		rootRcode int
+		back      bool
+	}{
+		{"refused", dns.RcodeRefused, true},
+		{"servfail", dns.RcodeServerFailure, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			flaky := newFake("flaky", down)
+			good := newFake("good", answerOK)
+			var logs syncLog
+			s, _ := New(members(flaky, good), Options{Selection: Rotate, FreshIdentity: fresh, BenchMin: 20 * time.Millisecond,
+				BenchMax: 40 * time.Millisecond, ProbeInterval: 5 * time.Millisecond, Logger: logs.logger()})
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go s.Run(ctx)
+			waitFor(t, func() bool {
+				ask(t, s, fresh(), time.Second)
+				return s.Status()[0].State == stateBenched
+			})
+			// It answers again: the names it serves, and the probe's
+			// question with rootRcode.
+			var probes atomic.Int64
+			flaky.set(func(q *upstream.Query) (time.Duration, int, error) {
+				m := new(dns.Msg)
+				if err := m.Unpack(q.Msg); err == nil && len(m.Question) == 1 && m.Question[0].Name == "." {
+					probes.Add(1)
+					return 0, tc.rootRcode, nil
+				}
+				return 0, dns.RcodeSuccess, nil
+			})
+			if tc.back {
+				waitFor(t, func() bool { return s.Status()[0].State == stateUp })
+				if !logs.contains("Resolver flaky answers again") {
+					t.Fatalf("log:\n%s", logs.String())
+				}
+				return
+			}
+			waitFor(t, func() bool { return probes.Load() >= 3 })
+			if st := s.Status()[0]; st.State != stateBenched {
+				t.Fatalf("after %d probes answered SERVFAIL: %+v, want benched", probes.Load(), st)
+			}
+		})
+	}
+}
+
 // TestServfailFailsOver: SERVFAIL and REFUSED answers fail over; when every
 // resolver fails, the outer query gets the error.
 func TestServfailFailsOver(t *testing.T) {

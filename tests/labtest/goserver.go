@@ -173,3 +173,22 @@ func LastLines(s string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// GoServerCmd returns the command of one more Go DNSCrypt server beside
+// the lab's own: the same provider key and certificate settings
+// (keys/go-server.yaml), forwarding to Backend, listening on ip:port (UDP
+// and TCP). A test starts it to stop or kill a resolver of its own without
+// touching the lab's, which other tests share. The caller starts the
+// command, waits for the server to answer and ends it. The lab must run
+// its Go server (not [Options].NoGoServer).
+func (l *Lab) GoServerCmd(ip, port string) (*exec.Cmd, error) {
+	bin, err := GoServerBinary()
+	if err != nil {
+		return nil, err
+	}
+	conf := filepath.Join(l.Dir, "keys", "go-server.yaml")
+	if _, err := os.Stat(conf); err != nil {
+		return nil, fmt.Errorf("labtest: a lab without its Go server: %w", err)
+	}
+	return exec.Command(bin, "server", "-c", conf, "-f", l.Backend, "-l", ip, "-p", port), nil
+}
