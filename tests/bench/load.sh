@@ -16,6 +16,12 @@
 #                                 operation per query) limits the rate
 #   proxy -> fast resolver        the proxy kept busy: tests/bench/fastresolver,
 #                                 a DNSCrypt resolver that caches shared keys
+#   proxy -> set of 3 fast        three fast resolvers as one set (--stamp x3):
+#                                 the set's cost per query beside the row above
+#   unbound plain TCP             unbound's own cost, dnsperf -m tcp
+#   proxy -> unbound TCP/DoT/DoH  the other upstream kinds, one persistent
+#                                 connection each, to the lab's unbound
+#   stubby -> unbound DoT         stubby (getdns) in the proxy's place, for DoT
 #
 # Usage: tests/bench/load.sh [-l SECONDS] [-Q QPS] [-q OUTSTANDING] [-e] [--quick]
 #   -l   duration of each dnsperf run (default 20)
@@ -57,7 +63,7 @@ fast_pid=""
 # fail.
 cleanup() {
   local p
-  for p in "$proxy_pid" "$fast_pid"; do
+  for p in "$proxy_pid" $fast_pid; do
     [[ -n "$p" ]] || continue
     { kill "$p" && wait "$p"; } 2>/dev/null || true
   done
@@ -124,8 +130,14 @@ measure() {
 }
 # run_proxy NAME ADDR PROVIDER-NAME KEY: start the proxy, warm up, measure
 run_proxy() {
-  "$work/dnscrypt-proxy" --local-address="127.0.0.1:$proxy_port" --resolver-address="$2" \
-    --provider-name="$3" --provider-key="$4" --loglevel=5 >"$work/proxy.log" 2>&1 &
+  run_proxy_args "$1" --resolver-address="$2" --provider-name="$3" --provider-key="$4"
+}
+# run_proxy_args NAME ARGS...: the same with the resolver options ARGS
+run_proxy_args() {
+  local name=$1
+  shift
+  "$work/dnscrypt-proxy" --local-address="127.0.0.1:$proxy_port" "$@" \
+    --loglevel=5 >"$work/proxy.log" 2>&1 &
   proxy_pid=$!
   for _ in $(seq 100); do
     grep -q "Proxying from" "$work/proxy.log" && break
@@ -134,10 +146,10 @@ run_proxy() {
   done
   perf "$proxy_port" >/dev/null # warm-up: certificate, padding cap, buffers
   measure "$proxy_pid" "$proxy_port"
-  row "proxy -> $1" "$out" "$ticks" "$(awk '/VmHWM/ { print $2 " " $3 }' "/proc/$proxy_pid/status")"
+  row "proxy -> $name" "$out" "$ticks" "$(awk '/VmHWM/ { print $2 " " $3 }' "/proc/$proxy_pid/status")"
   { kill "$proxy_pid" && wait "$proxy_pid"; } 2>/dev/null || true
   proxy_pid=""
-  check "proxy -> $1" "$out"
+  check "proxy -> $name" "$out"
 }
 # check NAME OUTPUT: fail unless queries were answered and at most 1% lost.
 check() {
@@ -163,12 +175,45 @@ if ((rate > 0)) && [[ -z "$qps" ]]; then
   qps=$rate measure "$dnsdist_pid" "${LAB_PLAIN##*:}"
   row "dnsdist plain DNS at $rate qps" "$out" "$ticks" "-"
 fi
-for es in es1 es2; do
-  "$work/fastresolver" "$es" >"$work/fast.out" &
-  fast_pid=$!
-  for _ in $(seq 50); do [[ -s "$work/fast.out" ]] && break; sleep 0.1; done
-  read -r faddr fname fkey <"$work/fast.out"
-  run_proxy "fast resolver $es" "$faddr" "$fname" "$fkey"
-  { kill "$fast_pid" && wait "$fast_pid"; } 2>/dev/null || true
+# start_fast ES N: N fast resolvers; their stamps in fast_stamps, the first's
+# address, provider name and key in faddr fname fkey
+start_fast() {
+  local i
+  fast_stamps=()
+  for i in $(seq "$2"); do
+    "$work/fastresolver" "$1" >"$work/fast$i.out" &
+    fast_pid="$fast_pid $!"
+    for _ in $(seq 50); do [[ -s "$work/fast$i.out" ]] && break; sleep 0.1; done
+    read -r faddr fname fkey fstamp <"$work/fast$i.out"
+    fast_stamps+=("--stamp=$fstamp")
+  done
+  read -r faddr fname fkey _ <"$work/fast1.out"
+}
+stop_fast() {
+  local p
+  for p in $fast_pid; do { kill "$p" && wait "$p"; } 2>/dev/null || true; done
   fast_pid=""
+}
+for es in es1 es2; do
+  start_fast "$es" 3
+  run_proxy "fast resolver $es" "$faddr" "$fname" "$fkey"
+  if [[ "$es" == es1 ]]; then
+    run_proxy_args "set of 3 fast resolvers $es" "${fast_stamps[@]}"
+  fi
+  stop_fast
 done
+
+# The other kinds, to unbound; unbound's own cost over TCP first.
+unbound_pid=$(cut -d' ' -f1 "$work/lab/pids/unbound.pid")
+measure "$unbound_pid" "${LAB_BACKEND##*:}" -m tcp
+row "unbound plain TCP (dnsperf -m tcp)" "$out" "$ticks" "-"
+run_proxy_args "unbound plain TCP" --resolver-address="tcp://$LAB_BACKEND" --private-domain=lab.test
+run_proxy_args "unbound DoT" --stamp="$LAB_STAMP_BACKEND_DOT" --private-domain=lab.test
+run_proxy_args "unbound DoH" --stamp="$LAB_STAMP_BACKEND_DOH" --private-domain=lab.test
+stubby_port=$proxy_port
+"$root/tests/lab/stubby.sh" -s "$work/lab" start "$stubby_port" backend >/dev/null
+stubby_pid=$(cut -d' ' -f1 "$work/lab/pids/stubby-$stubby_port.pid")
+perf "$stubby_port" >/dev/null # warm-up
+measure "$stubby_pid" "$stubby_port"
+row "stubby -> unbound DoT" "$out" "$ticks" "$(awk '/VmHWM/ { print $2 " " $3 }' "/proc/$stubby_pid/status")"
+"$root/tests/lab/stubby.sh" -s "$work/lab" stop "$stubby_port" >/dev/null

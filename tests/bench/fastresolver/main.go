@@ -2,8 +2,8 @@
 // dnscrypttest as a process of its own, for tests/bench/load.sh: it caches
 // shared keys and answers from a synthetic zone, so it is fast enough to
 // keep the proxy busy, unlike the lab's dnsdist (an X25519 operation per
-// query). It prints "ADDR PROVIDER-NAME PROVIDER-KEY-HEX" and runs until
-// killed.
+// query). It prints "ADDR PROVIDER-NAME PROVIDER-KEY-HEX STAMP" and runs
+// until killed.
 package main
 
 import (
@@ -27,7 +27,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "fastresolver:", err)
 		os.Exit(1)
 	}
-	fmt.Println(srv.Addr, dnscrypttest.ProviderName, hex.EncodeToString(srv.ProviderKey))
+	fmt.Println(srv.Addr, dnscrypttest.ProviderName, hex.EncodeToString(srv.ProviderKey), srv.Stamp())
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, os.Interrupt)
 	<-sig
