@@ -6,14 +6,17 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"log"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -37,6 +40,7 @@ type dohServer struct {
 
 	conns, closed atomic.Int32 // connections accepted, and closed
 	active        Gauge        // requests being handled
+	refuseGET     atomic.Bool  // answer a GET with 405 Method Not Allowed
 
 	mu     sync.Mutex
 	seen   []dohRequest
@@ -95,7 +99,20 @@ func (s *dohServer) requests() []dohRequest {
 func (s *dohServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.active.Add(1)
 	defer s.active.Add(-1)
-	body, err := io.ReadAll(r.Body)
+	var body []byte
+	var err error
+	switch {
+	case r.Method == http.MethodGet && s.refuseGET.Load():
+		s.mu.Lock()
+		s.seen = append(s.seen, dohRequest{proto: r.Proto, method: r.Method, path: r.URL.Path})
+		s.mu.Unlock()
+		http.Error(w, "POST only", http.StatusMethodNotAllowed)
+		return
+	case r.Method == http.MethodGet:
+		body, err = base64.RawURLEncoding.DecodeString(r.URL.Query().Get("dns"))
+	default:
+		body, err = io.ReadAll(r.Body)
+	}
 	q := new(dns.Msg)
 	if err == nil {
 		err = q.Unpack(body)
@@ -240,8 +257,9 @@ func checkA(t testing.TB, o outcome, name string) *dns.Msg {
 	return m
 }
 
-// TestHTTPSAnswer: a query goes as RFC 8484 says (POST over HTTP/2, the
-// media type both ways, ID 0, no User-Agent), padded to 128-byte blocks;
+// TestHTTPSAnswer: a query goes as RFC 8484 says (GET over HTTP/2 with the
+// query in base64url, the media type accepted, ID 0, no User-Agent, no
+// Content-Type: a GET has no body), padded to 128-byte blocks;
 // the answer comes back with the client's ID, without the server's
 // padding and with its other options.
 func TestHTTPSAnswer(t *testing.T) {
@@ -275,7 +293,7 @@ func TestHTTPSAnswer(t *testing.T) {
 		t.Fatalf("the server saw %d requests, want 1", len(reqs))
 	}
 	r := reqs[0]
-	want := dohRequest{proto: "HTTP/2.0", method: "POST", path: "/dns-query", contentType: "application/dns-message",
+	want := dohRequest{proto: "HTTP/2.0", method: "GET", path: "/dns-query", contentType: "",
 		accept: "application/dns-message", length: r.length, padded: true}
 	if r.proto != want.proto || r.method != want.method || r.path != want.path || r.contentType != want.contentType ||
 		r.accept != want.accept || r.id != 0 || !r.padded || r.userAgent != nil {
@@ -831,8 +849,9 @@ func TestHTTPSThroughSOCKS(t *testing.T) {
 		t.Fatalf("SOCKS sessions %+v, want one CONNECT to resolver.invalid:%s as epoch-1", reqs, port)
 	}
 	s.mu.Lock()
-	if want := "dns.example:" + port + "/resolve?x=1"; len(paths) != 5 || paths[0] != want {
-		t.Errorf("requests for %q, want %q", paths, want)
+	// The path's own query string comes first, then the GET's dns=.
+	if want := "dns.example:" + port + "/resolve?x=1&dns="; len(paths) != 5 || !strings.HasPrefix(paths[0], want) {
+		t.Errorf("requests for %q, want %q...", paths, want)
 	}
 	s.mu.Unlock()
 
@@ -1088,4 +1107,54 @@ func TestHTTPSNoGoroutineLeak(t *testing.T) {
 		s.CloseClientConnections()
 	}()
 	waitFor(t, "the goroutines gone", func() bool { return runtime.NumGoroutine() <= base })
+}
+
+// TestHTTPSPostFallback: a server that refuses GET (405) gets the query
+// again as a POST (application/dns-message, the same padded query), and
+// every later query as a POST alone; the log says so once.
+func TestHTTPSPostFallback(t *testing.T) {
+	s := newDoHServer(t, true)
+	s.refuseGET.Store(true)
+	var logs lockedBuffer
+	up, err := New(Spec{Kind: KindHTTPS, Addr: s.Listener.Addr().String(), ServerName: "doh.test",
+		Pins: [][32]byte{s.Pin}}, Options{Dialer: egress.Direct(), Timeout: 5 * time.Second,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
+	for _, name := range []string{"one.example", "two.example", "three.example"} {
+		checkA(t, ask(t, up, name, nil), name)
+	}
+	var methods []string
+	for _, r := range s.requests() {
+		methods = append(methods, r.method)
+		if r.method == http.MethodPost && (r.contentType != dohMediaType || r.length%edns.QueryPadBlock != 0) {
+			t.Errorf("a POST with content type %q and %d bytes, want %s, padded", r.contentType, r.length, dohMediaType)
+		}
+	}
+	if want := []string{"GET", "POST", "POST", "POST"}; !slices.Equal(methods, want) {
+		t.Errorf("the server saw %v, want %v", methods, want)
+	}
+	if n := strings.Count(logs.String(), "refuses GET"); n != 1 {
+		t.Errorf("%d log lines about GET, want 1:\n%s", n, logs.String())
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for a logger's concurrent writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
