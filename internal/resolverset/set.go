@@ -285,6 +285,15 @@ func (s *Set) healthy(out []*member) []*member {
 		}
 	}
 	if len(out) == 0 {
+		// None known ready (Run has not seen it yet, or none is): the
+		// members not benched, and only if all are, every member.
+		for _, m := range s.members {
+			if m.up() {
+				out = append(out, m)
+			}
+		}
+	}
+	if len(out) == 0 {
 		out = append(out, s.members...)
 	}
 	return out

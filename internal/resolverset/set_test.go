@@ -223,6 +223,7 @@ func TestFailover(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go s.Run(ctx)
+	waitFor(t, func() bool { st := s.Status(); return st[0].State != stateStarting && st[1].State != stateStarting })
 	for range 20 {
 		if r := ask(t, s, fresh(), time.Second); r.err != nil || r.rcode != dns.RcodeSuccess {
 			t.Fatalf("got %+v, want an answer from the good resolver", r)
@@ -531,5 +532,28 @@ func TestRotateEvery(t *testing.T) {
 	advance(15 * time.Second)
 	if m := s.pick(id); m == first {
 		t.Fatalf("still on %s after RotateEvery", m.Name)
+	}
+}
+
+// TestBenchedBeforeReady: before Run has seen any member ready (the proxy
+// does not wait for it), a benched member stays out of the selection while
+// another is not benched: a resolver that refuses at once takes its three
+// failures, not every query's first attempt.
+func TestBenchedBeforeReady(t *testing.T) {
+	bad := newFake("bad", func(*upstream.Query) (time.Duration, int, error) {
+		return 0, 0, fmt.Errorf("dial: %w", errors.New("connection refused"))
+	})
+	good := newFake("good", answerOK)
+	s, _ := New(members(bad, good), Options{Selection: Rotate, FreshIdentity: fresh, BenchMin: time.Minute})
+	for range 20 {
+		if r := ask(t, s, fresh(), time.Second); r.err != nil || r.rcode != dns.RcodeSuccess {
+			t.Fatalf("got %+v, want an answer from the good resolver", r)
+		}
+	}
+	if n := bad.n.Load(); n > 3 {
+		t.Errorf("the bad resolver got %d queries before any member was seen ready, want at most 3", n)
+	}
+	if st := s.Status(); st[0].State != stateBenched || st[1].State != stateStarting {
+		t.Errorf("status %+v, want bad benched and good starting (Run not running)", st)
 	}
 }
