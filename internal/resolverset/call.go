@@ -27,6 +27,12 @@ const maxAttempts = 4
 type call struct {
 	s     *Set
 	outer *upstream.Query
+	// msg is the attempts' copy of outer.Msg (in buf when it fits): an
+	// attempt may outlive the outer query, whose buffer the proxy reuses
+	// once it is finished (a hedge's loser, canceled, may still read its
+	// query), so no attempt is given outer.Msg itself.
+	msg []byte
+	buf [512]byte
 
 	mu       sync.Mutex
 	inflight []*attempt
@@ -53,6 +59,7 @@ type attempt struct {
 func (s *Set) Exchange(outer *upstream.Query) {
 	now := s.opts.Now()
 	c := &call{s: s, outer: outer}
+	c.msg = append(c.buf[:0], outer.Msg...)
 	if !outer.SetCanceller(c) {
 		outer.Finish(nil, context.Canceled)
 		return
@@ -75,7 +82,7 @@ func (s *Set) Exchange(outer *upstream.Query) {
 func (c *call) startLocked(m *member, id *upstream.Identity, now time.Time) *attempt {
 	o := &c.s.opts
 	a := &attempt{c: c, m: m, start: now}
-	a.q = upstream.Query{Msg: c.outer.Msg, Limit: c.outer.Limit, TCP: c.outer.TCP, Identity: id, Done: a,
+	a.q = upstream.Query{Msg: c.msg, Limit: c.outer.Limit, TCP: c.outer.TCP, Identity: id, Done: a,
 		Deadline: minTime(c.outer.Deadline, now.Add(m.attemptTimeout(o.AttemptMin, o.Timeout/3)))}
 	c.tried |= 1 << m.index
 	c.nAtt++

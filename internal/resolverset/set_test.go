@@ -1,6 +1,7 @@
 package resolverset
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -48,6 +49,9 @@ func (f *fakeUp) Exchange(q *upstream.Query) {
 	b := f.behave
 	f.mu.Unlock()
 	delay, rcode, err := b(q)
+	if delay < 0 { // behave finishes q itself
+		return
+	}
 	finish := func() {
 		if err != nil {
 			q.Finish(nil, err)
@@ -557,3 +561,53 @@ func TestBenchedBeforeReady(t *testing.T) {
 		t.Errorf("status %+v, want bad benched and good starting (Run not running)", st)
 	}
 }
+
+// TestLoserKeepsItsQuery: once the winner's answer has finished the
+// client's query, the proxy recycles that query's buffer; an attempt
+// still in flight (the loser of a hedge, canceled but not yet done) must
+// keep reading the query it was given, not the next client's. The loser
+// here reads its message after the outer query finished and the test
+// overwrote the outer buffer.
+func TestLoserKeepsItsQuery(t *testing.T) {
+	release := make(chan struct{})
+	read := make(chan []byte, 1)
+	slow := newFake("slow", func(q *upstream.Query) (time.Duration, int, error) {
+		go func() {
+			<-release
+			read <- bytes.Clone(q.Msg) // as an upstream reads the query's ID late
+			q.Finish(nil, context.Canceled)
+		}()
+		return -1, 0, nil
+	})
+	fast := newFake("fast", answerOK)
+	s, _ := New(members(slow, fast), Options{Selection: Rotate, Hedge: true, HedgeOther: true,
+		HedgeMin: time.Millisecond, HedgeMax: time.Millisecond, Rand: rand.New(rand.NewPCG(1, 2))})
+	for i := range 2 {
+		s.members[i].ready.Store(true)
+	}
+	// Rotation picks slow first for this identity: make sure of it.
+	s.rotPick, s.rotKey, s.rotAt = s.members[0], egress.Credentials{User: "k"}, time.Now()
+	m := new(dns.Msg)
+	m.SetQuestion("www.example.", dns.TypeA)
+	msg, _ := m.Pack()
+	want := bytes.Clone(msg)
+	done := make(chan struct{})
+	s.Exchange(&upstream.Query{Msg: msg, Limit: 512, Deadline: time.Now().Add(5 * time.Second),
+		Identity: &upstream.Identity{Credentials: egress.Credentials{User: "k"}},
+		Done: receiverFunc(func(*upstream.Query, []byte, error) {
+			for i := range msg {
+				msg[i] = 0xEE // the proxy reuses the buffer for another client
+			}
+			close(done)
+		})})
+	<-done
+	close(release)
+	if got := <-read; !bytes.Equal(got, want) {
+		t.Errorf("the losing attempt read % x after the query finished, want % x", got, want)
+	}
+}
+
+// receiverFunc is a function as an upstream.Receiver.
+type receiverFunc func(*upstream.Query, []byte, error)
+
+func (f receiverFunc) Receive(q *upstream.Query, answer []byte, err error) { f(q, answer, err) }
