@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/proxy"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/upstream"
 )
 
 // Main runs dnscrypt-proxy with the command-line arguments args (without
@@ -201,15 +202,19 @@ func runPlan(plan *Plan, sd activation, stdout, stderr io.Writer, child *daemonC
 	for _, n := range plan.Notes {
 		logf(log, n.Level, "%s", n.Msg)
 	}
-	switch { // where the client key comes from, in 1.x's words
-	case plan.Proxy.ClientKey != nil:
-		logf(log, slog.LevelInfo, "Using a user-supplied client secret key")
-	case plan.Proxy.EphemeralKeys:
-		logf(log, slog.LevelInfo, "Ephemeral keys enabled - generating a new seed")
-	default:
-		logf(log, slog.LevelInfo, "Generating a new session key pair")
+	// Where the client key comes from, in 1.x's words: only DNSCrypt
+	// resolvers use one.
+	if slices.ContainsFunc(plan.Proxy.Resolvers, func(s upstream.Spec) bool { return s.Kind == upstream.KindDNSCrypt }) {
+		switch {
+		case plan.Proxy.ClientKey != nil:
+			logf(log, slog.LevelInfo, "Using a user-supplied client secret key")
+		case plan.Proxy.EphemeralKeys:
+			logf(log, slog.LevelInfo, "Ephemeral keys enabled - generating a new seed")
+		default:
+			logf(log, slog.LevelInfo, "Generating a new session key pair")
+		}
+		logf(log, slog.LevelInfo, "Done")
 	}
-	logf(log, slog.LevelInfo, "Done")
 
 	if plan.Test {
 		if plan.User != nil {
