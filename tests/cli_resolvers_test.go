@@ -307,12 +307,12 @@ func TestCLITestModeSeveral(t *testing.T) {
 			}
 		})
 	}
-	code, _, stderr, _ := runCLI(t, 30*time.Second, "--test=0", "-r", "tls://127.0.0.1:1", "-r", "tcp://127.0.0.1:1")
+	code, stdout, stderr, _ := runCLI(t, 30*time.Second, "--test=0", "-r", "tls://127.0.0.1:1", "-r", "tcp://127.0.0.1:1")
 	if want := "[ERROR] --test checks DNSCrypt resolvers' certificates: none of the 2 resolvers is one"; code != 1 || !strings.Contains(stderr, want) {
 		t.Errorf("--test without DNSCrypt resolvers: got exit %d %q, want 1 and %q", code, stderr, want)
 	}
-	if strings.Contains(stderr, "key pair") || strings.Contains(stderr, "seed") {
-		t.Errorf("without DNSCrypt resolvers, the log speaks of DNSCrypt client keys:\n%s", stderr)
+	if out := stdout + stderr; strings.Contains(out, "key pair") || strings.Contains(out, "seed") {
+		t.Errorf("without DNSCrypt resolvers, the log speaks of DNSCrypt client keys:\n%s", out)
 	}
 	if n := slices.IndexFunc([]*dnscrypttest.Server{good, good2, ending, expired}, func(s *dnscrypttest.Server) bool { return len(s.Queries()) > 0 }); n >= 0 {
 		t.Errorf("--test sent DNS queries to resolver %d", n)
