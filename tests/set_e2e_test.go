@@ -285,3 +285,61 @@ func TestSetMemberFaults(t *testing.T) {
 		})
 	}
 }
+
+// backendDoHName is how the proxy names unbound's DoH resolver given by
+// its stamp (StampBackendDoH): the stamp's host name and port.
+func backendDoHName(lab *labtest.Lab) string {
+	_, port, _ := net.SplitHostPort(lab.BackendDoHAddr)
+	return net.JoinHostPort(lab.BackendTLSName, port)
+}
+
+// TestSetThroughSOCKS: through microsocks, a set of three resolvers of
+// the kinds that work over TCP: a Go DNSCrypt server of the test's own
+// (it serves its certificate over TCP; dnsdist 1.7 does not), unbound's
+// DoT and unbound's DoH. Rotation (one-second epochs) gives each of them
+// queries, and every one of them was reached through microsocks (its log
+// counts the connections). Then, under load, the DNSCrypt server is
+// killed: the queries it had, and those sent to it until it is benched,
+// fail over to the others, and not one query is lost or answered
+// SERVFAIL.
+func TestSetThroughSOCKS(t *testing.T) {
+	lab := sharedLab(t)
+	g := startGoResolver(t, lab)
+	dot, doh := backendDoTName(lab), backendDoHName(lab)
+	targets := map[string]string{g.Addr: g.Addr, dot: lab.BackendDoT, doh: lab.BackendDoHAddr}
+	before := map[string]int{}
+	for name, target := range targets {
+		before[name] = socksConnects(t, lab, "socks.log", target)
+	}
+	p := startProxyBin(t, "--proxy=socks5://"+lab.Socks, labPrivate, "--isolation-epoch=1s",
+		"--stamp="+g.Stamp, "--stamp="+lab.StampBackendDoT, "--stamp="+lab.StampBackendDoH)
+	waitLog(t, p, "[INFO] Using 3 resolvers ("+g.Addr+", "+dot+", "+doh+"): rotate selection", 0)
+	allUp(t, p, 1, g.Addr, dot, doh)
+
+	l := startLoad(t, p.Addr, setLoadRate/2)
+	st := waitStatus(t, p, 1, "queries on each resolver", 60*time.Second, func(st map[string]statusLine) bool {
+		return st[g.Addr].queries > 0 && st[dot].queries > 0 && st[doh].queries > 0
+	})
+	t.Logf("queries: DNSCrypt %d, DoT %d, DoH %d", st[g.Addr].queries, st[dot].queries, st[doh].queries)
+	for name, target := range targets {
+		// The proxy's connections outlive its queries; microsocks logs
+		// one at its start.
+		if n := socksConnects(t, lab, "socks.log", target) - before[name]; n == 0 {
+			t.Errorf("%s answered queries, but microsocks logged no connection to %s", name, target)
+		}
+	}
+
+	killedAt := l.at()
+	g.kill(t)
+	waitStatus(t, p, 1, g.Addr+" benched", 30*time.Second, func(st map[string]statusLine) bool {
+		return st[g.Addr].state == "benched"
+	})
+	benchedAt := l.at()
+	// Queries after the bench go to the other two: a few epochs of them.
+	waitStatus(t, p, 1, "queries after the kill", 30*time.Second, func(map[string]statusLine) bool {
+		return l.at() > benchedAt+3*time.Second
+	})
+	res := l.stop()
+	logPhases(t, res, killedAt, benchedAt, [3]string{"before the kill", "killed, until benched", "benched"})
+	checkNoFailure(t, "through SOCKS, one resolver of three killed", res)
+}
