@@ -11,9 +11,11 @@ package tests
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os/exec"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -24,6 +26,7 @@ import (
 	"github.com/tor-dnscrypt/dnscrypt-proxy/stamps"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/tests/bench/setload/loadgen"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/tests/labtest"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/tests/tortest"
 )
 
 // goResolver is a Go DNSCrypt server of the test's own, beside the shared
@@ -342,4 +345,152 @@ func TestSetThroughSOCKS(t *testing.T) {
 	res := l.stop()
 	logPhases(t, res, killedAt, benchedAt, [3]string{"before the kill", "killed, until benched", "benched"})
 	checkNoFailure(t, "through SOCKS, one resolver of three killed", res)
+}
+
+// askBurst asks addr k names of the lab's zone at once, half over UDP and
+// half over TCP, and requires an answer with a record to each, within
+// the proxy's own deadline through Tor (20 s).
+func askBurst(t *testing.T, addr string, k int) {
+	t.Helper()
+	errs := make(chan error, k)
+	for i := range k {
+		go func() {
+			c := &dns.Client{Net: []string{"udp", "tcp"}[i%2], Timeout: 25 * time.Second}
+			name := labNames[i%len(labNames)]
+			r, _, err := c.Exchange(msg(name, dns.TypeA), addr)
+			if err == nil && (r.Rcode != dns.RcodeSuccess || len(r.Answer) == 0) {
+				err = fmt.Errorf("%s over %s: rcode %s, %d records", name, c.Net, dns.RcodeToString[r.Rcode], len(r.Answer))
+			}
+			errs <- err
+		}()
+	}
+	for range k {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// firstStream returns the first stream of the proxy's queries (no
+// certificate fetch) that succeeded to a target on port, among the events
+// from index from on; ok is false if there is none yet.
+func (l *streamLog) firstStream(from int, port string) (e tortest.StreamEvent, ok bool) {
+	all := l.all()
+	for _, e := range all[min(from, len(all)):] {
+		target, _ := e.SplitExit()
+		if _, p, _ := net.SplitHostPort(target); e.Status == "SUCCEEDED" && p == port &&
+			e.SOCKSUser != "" && !strings.HasPrefix(e.SOCKSUser, "cert-") {
+			return e, true
+		}
+	}
+	return tortest.StreamEvent{}, false
+}
+
+// since describes the proxy's streams (certificate fetches left out) that
+// succeeded among the events from index from on: how many, with how many
+// SOCKS usernames, to which ports.
+func (l *streamLog) since(from int) string {
+	all := l.all()
+	n, users, ports := 0, map[string]bool{}, map[string]int{}
+	for _, e := range all[min(from, len(all)):] {
+		if e.Status != "SUCCEEDED" || e.SOCKSUser == "" || strings.HasPrefix(e.SOCKSUser, "cert-") {
+			continue
+		}
+		target, _ := e.SplitExit()
+		_, port, _ := net.SplitHostPort(target)
+		n, users[e.SOCKSUser] = n+1, true
+		ports[port]++
+	}
+	return fmt.Sprintf("%d streams with %d SOCKS usernames, by port %v", n, len(users), ports)
+}
+
+// TestSetTorRotation: through the private Tor network, a set of three
+// resolvers behind its exits (the lab's Go DNSCrypt server, unbound's DoT
+// and DoH), with two-second isolation epochs. Each round asks a burst of
+// queries at once, in an epoch of its own (a round starts once the last
+// one's epoch is over), and the status (SIGUSR1) tells which resolver got
+// them: one resolver per epoch, and never the last epoch's (the three
+// share an operator, so rotation takes one of the other two). At Tor's
+// control port, each epoch's queries went to that resolver with SOCKS
+// credentials of their own, on a circuit of their own.
+func TestSetTorRotation(t *testing.T) {
+	lab := sharedLab(t)
+	tor := sharedTor(t)
+	const (
+		epoch  = 2 * time.Second
+		rounds = 7
+		burst  = 6
+	)
+	dot, doh := backendDoTName(lab), backendDoHName(lab)
+	names := []string{lab.Go, dot, doh}
+	ports := map[string]string{}
+	for i, addr := range []string{lab.Go, lab.BackendDoT, lab.BackendDoHAddr} {
+		_, ports[names[i]], _ = net.SplitHostPort(addr)
+	}
+	streams := watchStreams(t, tor)
+	p := startProxyBin(t, append(torArgs(tor), "--isolation-epoch="+epoch.String(),
+		"--stamp="+lab.StampGo, "--stamp="+lab.StampBackendDoT, "--stamp="+lab.StampBackendDoH)...)
+	waitLog(t, p, "[INFO] Using 3 resolvers ("+strings.Join(names, ", ")+"): rotate selection", 0)
+	allUp(t, p, 1, names...)
+
+	last := usr1Status(t, p, 1)
+	var picks []string
+	users, circuits := map[string]int{}, map[string]int{}
+	for round := range rounds {
+		start := time.Now()
+		mark := len(streams.all())
+		askBurst(t, p.Addr, burst)
+		st := usr1Status(t, p, 1)
+		pick, counts := "", make([]string, 0, len(names))
+		for _, n := range names {
+			d := st[n].queries - last[n].queries
+			counts = append(counts, fmt.Sprintf("%s %d", n, d))
+			if pick == "" || d > st[pick].queries-last[pick].queries {
+				pick = n
+			}
+		}
+		t.Logf("epoch %d: %s", round, strings.Join(counts, ", "))
+		// Every query's first attempt goes to the epoch's resolver; a
+		// hedge goes to it again, over another circuit.
+		if d := st[pick].queries - last[pick].queries; d < burst {
+			t.Fatalf("epoch %d: %d queries on %s, want the burst's %d on one resolver", round, d, pick, burst)
+		}
+		if round > 0 && pick == picks[round-1] {
+			t.Errorf("epochs %d and %d both on %s: no rotation", round-1, round, pick)
+		}
+		picks, last = append(picks, pick), st
+
+		// The epoch's first stream: the first query's (a hedge comes
+		// later), to the resolver the status names.
+		var e tortest.StreamEvent
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			var ok bool
+			if e, ok = streams.firstStream(mark, ports[pick]); ok {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("epoch %d: no stream to %s (port %s) at the control port", round, pick, ports[pick])
+			}
+		}
+		if r, seen := users[e.SOCKSUser]; seen {
+			t.Errorf("epochs %d and %d share the SOCKS username %q", r, round, e.SOCKSUser)
+		}
+		if r, seen := circuits[e.CircuitID]; seen {
+			t.Errorf("epochs %d and %d share circuit %s", r, round, e.CircuitID)
+		}
+		users[e.SOCKSUser], circuits[e.CircuitID] = round, round
+		t.Logf("epoch %d: %s, SOCKS user %s, circuit %s; %s", round, pick, e.SOCKSUser, e.CircuitID, streams.since(mark))
+		// The next round in a new epoch: this one began at most now.
+		time.Sleep(time.Until(start.Add(epoch + time.Second))) // the epoch's length, not a wait for an event
+	}
+	used := map[string]bool{}
+	for _, r := range picks {
+		used[r] = true
+	}
+	if len(used) < 2 {
+		t.Errorf("epochs on %v: fewer than 2 resolvers", picks)
+	}
+	if len(users) != rounds || len(circuits) != rounds {
+		t.Errorf("%d epochs on %d SOCKS usernames and %d circuits, want one each", rounds, len(users), len(circuits))
+	}
 }
