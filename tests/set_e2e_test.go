@@ -494,3 +494,82 @@ func TestSetTorRotation(t *testing.T) {
 		t.Errorf("%d epochs on %d SOCKS usernames and %d circuits, want one each", rounds, len(users), len(circuits))
 	}
 }
+
+// TestSetTorHedge: through the private Tor network, a set of three
+// resolvers of which one is slow: an in-process DNSCrypt server that
+// answers every query 5 s late (its certificate at once), beside the lab's
+// Go DNSCrypt server and unbound's DoT. It is of another operator than the
+// other two, so rotation gives it every other epoch (2 s). Queries at 5 a
+// second: 10 s to warm up (the set learns its resolvers' answer times, Tor
+// has its first circuits), then 200 measured, in three runs:
+//
+//   - no hedging (--hedge=false): the slow resolver's queries wait for it
+//     (its attempt timeout, a third of the 20 s deadline, is longer than
+//     its delay), so more than 1% of them take 5 s or more;
+//   - hedging over another circuit (--hedge, the default): the hedge goes
+//     to the same slow resolver, which helps nothing here; only measured;
+//   - hedging to another resolver (--hedge-other-resolver): a late query
+//     is asked again of another resolver after at most a second (the hedge
+//     delay's upper bound), and the slow one, beaten three times in a row,
+//     is benched: p99 stays under the 5 s delay.
+//
+// No query fails in any of them. The test logs each run's p50, p99 and
+// max, and each resolver's queries.
+func TestSetTorHedge(t *testing.T) {
+	lab := sharedLab(t)
+	tor := sharedTor(t)
+	const (
+		delay    = 5 * time.Second
+		rate     = 5
+		warmup   = 10 * time.Second
+		measured = 40 * time.Second // 200 queries
+	)
+	slow := dnscrypttest.NewServer(t, nil)
+	slow.SetFaults(dnscrypttest.Faults{Delay: delay})
+	dot := backendDoTName(lab)
+	runs := []struct {
+		name string
+		args []string
+	}{
+		{"no hedging", []string{"--hedge=false"}},
+		{"hedging over another circuit", []string{"--hedge"}},
+		{"hedging to another resolver", []string{"--hedge", "--hedge-other-resolver"}},
+	}
+	sums := make([]loadgen.Summary, len(runs))
+	for i, run := range runs {
+		t.Run(run.name, func(t *testing.T) {
+			p := startProxyBin(t, append(append(torArgs(tor), "--isolation-epoch=2s",
+				"--stamp="+slow.Stamp(), "--stamp="+lab.StampGo, "--stamp="+lab.StampBackendDoT), run.args...)...)
+			allUp(t, p, 2, slow.Addr, lab.Go, dot)
+			res := loadgen.Run(context.Background(), loadgen.Config{Addr: p.Addr, Rate: rate, Duration: warmup + measured,
+				Timeout: 25 * time.Second})
+			sums[i] = res.Summary(warmup, res.Span())
+			var late []string
+			for _, r := range res.Records {
+				if r.Sent >= warmup && r.Took >= delay {
+					late = append(late, fmt.Sprintf("%v+%v", r.Sent.Round(100*time.Millisecond), r.Took.Round(100*time.Millisecond)))
+				}
+			}
+			st := usr1Status(t, p, 2)
+			t.Logf("%s: warm-up %v; measured %v; %d of them %v or later; queries: slow %d (%s), Go DNSCrypt %d, DoT %d",
+				run.name, res.Summary(0, warmup), sums[i], len(late), delay,
+				st[slow.Addr].queries, st[slow.Addr].state, st[lab.Go].queries, st[dot].queries)
+			if len(late) > 0 && len(late) < 10 {
+				t.Logf("%s: the late ones (sent+took): %s", run.name, strings.Join(late, " "))
+			}
+			checkNoFailure(t, run.name, res)
+			if st[slow.Addr].queries == 0 {
+				t.Errorf("the slow resolver got no query: %+v", st)
+			}
+		})
+	}
+	if t.Failed() {
+		return
+	}
+	if off := sums[0]; off.P99 < delay {
+		t.Errorf("without hedging, p99 %v: want the slow resolver's %v or more (fewer than 1%% of the queries went to it?)", off.P99, delay)
+	}
+	if other := sums[2]; other.P99 >= delay {
+		t.Errorf("hedging to another resolver, p99 %v: want less than the slow resolver's %v", other.P99, delay)
+	}
+}
