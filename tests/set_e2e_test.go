@@ -339,9 +339,7 @@ func TestSetThroughSOCKS(t *testing.T) {
 	})
 	benchedAt := l.at()
 	// Queries after the bench go to the other two: a few epochs of them.
-	waitStatus(t, p, 1, "queries after the kill", 30*time.Second, func(map[string]statusLine) bool {
-		return l.at() > benchedAt+3*time.Second
-	})
+	time.Sleep(3 * time.Second) // the length of the last phase, not a wait for an event
 	res := l.stop()
 	logPhases(t, res, killedAt, benchedAt, [3]string{"before the kill", "killed, until benched", "benched"})
 	checkNoFailure(t, "through SOCKS, one resolver of three killed", res)
