@@ -11,9 +11,11 @@ package tests
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os/exec"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -24,6 +26,7 @@ import (
 	"github.com/tor-dnscrypt/dnscrypt-proxy/stamps"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/tests/bench/setload/loadgen"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/tests/labtest"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/tests/tortest"
 )
 
 // goResolver is a Go DNSCrypt server of the test's own, beside the shared
@@ -283,5 +286,295 @@ func TestSetMemberFaults(t *testing.T) {
 			t.Logf("back in the selection %v after it healed", recovered.Round(100*time.Millisecond))
 			checkNoFailure(t, "one resolver of three "+tc.name, res)
 		})
+	}
+}
+
+// backendDoHName is how the proxy names unbound's DoH resolver given by
+// its stamp (StampBackendDoH): the stamp's host name and port.
+func backendDoHName(lab *labtest.Lab) string {
+	_, port, _ := net.SplitHostPort(lab.BackendDoHAddr)
+	return net.JoinHostPort(lab.BackendTLSName, port)
+}
+
+// TestSetThroughSOCKS: through microsocks, a set of three resolvers of
+// the kinds that work over TCP: a Go DNSCrypt server of the test's own
+// (it serves its certificate over TCP; dnsdist 1.7 does not), unbound's
+// DoT and unbound's DoH. Rotation (one-second epochs) gives each of them
+// queries, and every one of them was reached through microsocks (its log
+// counts the connections). Then, under load, the DNSCrypt server is
+// killed: the queries it had, and those sent to it until it is benched,
+// fail over to the others, and not one query is lost or answered
+// SERVFAIL.
+func TestSetThroughSOCKS(t *testing.T) {
+	lab := sharedLab(t)
+	g := startGoResolver(t, lab)
+	dot, doh := backendDoTName(lab), backendDoHName(lab)
+	targets := map[string]string{g.Addr: g.Addr, dot: lab.BackendDoT, doh: lab.BackendDoHAddr}
+	before := map[string]int{}
+	for name, target := range targets {
+		before[name] = socksConnects(t, lab, "socks.log", target)
+	}
+	p := startProxyBin(t, "--proxy=socks5://"+lab.Socks, labPrivate, "--isolation-epoch=1s",
+		"--stamp="+g.Stamp, "--stamp="+lab.StampBackendDoT, "--stamp="+lab.StampBackendDoH)
+	waitLog(t, p, "[INFO] Using 3 resolvers ("+g.Addr+", "+dot+", "+doh+"): rotate selection", 0)
+	allUp(t, p, 1, g.Addr, dot, doh)
+
+	l := startLoad(t, p.Addr, setLoadRate/2)
+	st := waitStatus(t, p, 1, "queries on each resolver", 60*time.Second, func(st map[string]statusLine) bool {
+		return st[g.Addr].queries > 0 && st[dot].queries > 0 && st[doh].queries > 0
+	})
+	t.Logf("queries: DNSCrypt %d, DoT %d, DoH %d", st[g.Addr].queries, st[dot].queries, st[doh].queries)
+	for name, target := range targets {
+		// The proxy's connections outlive its queries; microsocks logs
+		// one at its start.
+		if n := socksConnects(t, lab, "socks.log", target) - before[name]; n == 0 {
+			t.Errorf("%s answered queries, but microsocks logged no connection to %s", name, target)
+		}
+	}
+
+	killedAt := l.at()
+	g.kill(t)
+	waitStatus(t, p, 1, g.Addr+" benched", 30*time.Second, func(st map[string]statusLine) bool {
+		return st[g.Addr].state == "benched"
+	})
+	benchedAt := l.at()
+	// Queries after the bench go to the other two: a few epochs of them.
+	time.Sleep(3 * time.Second) // the length of the last phase, not a wait for an event
+	res := l.stop()
+	logPhases(t, res, killedAt, benchedAt, [3]string{"before the kill", "killed, until benched", "benched"})
+	checkNoFailure(t, "through SOCKS, one resolver of three killed", res)
+}
+
+// askBurst asks addr k names of the lab's zone at once, half over UDP and
+// half over TCP, and requires an answer with a record to each, within
+// the proxy's own deadline through Tor (20 s).
+func askBurst(t *testing.T, addr string, k int) {
+	t.Helper()
+	errs := make(chan error, k)
+	for i := range k {
+		go func() {
+			c := &dns.Client{Net: []string{"udp", "tcp"}[i%2], Timeout: 25 * time.Second}
+			name := labNames[i%len(labNames)]
+			r, _, err := c.Exchange(msg(name, dns.TypeA), addr)
+			if err == nil && (r.Rcode != dns.RcodeSuccess || len(r.Answer) == 0) {
+				err = fmt.Errorf("%s over %s: rcode %s, %d records", name, c.Net, dns.RcodeToString[r.Rcode], len(r.Answer))
+			}
+			errs <- err
+		}()
+	}
+	for range k {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// firstStream returns the first stream of the proxy's queries (no
+// certificate fetch) that succeeded to a target on port, among the events
+// from index from on; ok is false if there is none yet.
+func (l *streamLog) firstStream(from int, port string) (e tortest.StreamEvent, ok bool) {
+	all := l.all()
+	for _, e := range all[min(from, len(all)):] {
+		target, _ := e.SplitExit()
+		if _, p, _ := net.SplitHostPort(target); e.Status == "SUCCEEDED" && p == port &&
+			e.SOCKSUser != "" && !strings.HasPrefix(e.SOCKSUser, "cert-") {
+			return e, true
+		}
+	}
+	return tortest.StreamEvent{}, false
+}
+
+// since describes the proxy's streams (certificate fetches left out) that
+// succeeded among the events from index from on: how many, with how many
+// SOCKS usernames, to which ports.
+func (l *streamLog) since(from int) string {
+	all := l.all()
+	n, users, ports := 0, map[string]bool{}, map[string]int{}
+	for _, e := range all[min(from, len(all)):] {
+		if e.Status != "SUCCEEDED" || e.SOCKSUser == "" || strings.HasPrefix(e.SOCKSUser, "cert-") {
+			continue
+		}
+		target, _ := e.SplitExit()
+		_, port, _ := net.SplitHostPort(target)
+		n, users[e.SOCKSUser] = n+1, true
+		ports[port]++
+	}
+	return fmt.Sprintf("%d streams with %d SOCKS usernames, by port %v", n, len(users), ports)
+}
+
+// TestSetTorRotation: through the private Tor network, a set of three
+// resolvers behind its exits (the lab's Go DNSCrypt server, unbound's DoT
+// and DoH), with two-second isolation epochs. Each round asks a burst of
+// queries at once, in an epoch of its own (a round starts once the last
+// one's epoch is over), and the status (SIGUSR1) tells which resolver got
+// them: one resolver per epoch, and never the last epoch's (the three
+// share an operator, so rotation takes one of the other two). At Tor's
+// control port, each epoch's queries went to that resolver with SOCKS
+// credentials of their own, on a circuit of their own.
+func TestSetTorRotation(t *testing.T) {
+	lab := sharedLab(t)
+	tor := sharedTor(t)
+	const (
+		epoch  = 2 * time.Second
+		rounds = 7
+		burst  = 6
+	)
+	dot, doh := backendDoTName(lab), backendDoHName(lab)
+	names := []string{lab.Go, dot, doh}
+	ports := map[string]string{}
+	for i, addr := range []string{lab.Go, lab.BackendDoT, lab.BackendDoHAddr} {
+		_, ports[names[i]], _ = net.SplitHostPort(addr)
+	}
+	streams := watchStreams(t, tor)
+	p := startProxyBin(t, append(torArgs(tor), "--isolation-epoch="+epoch.String(),
+		"--stamp="+lab.StampGo, "--stamp="+lab.StampBackendDoT, "--stamp="+lab.StampBackendDoH)...)
+	waitLog(t, p, "[INFO] Using 3 resolvers ("+strings.Join(names, ", ")+"): rotate selection", 0)
+	allUp(t, p, 1, names...)
+
+	last := usr1Status(t, p, 1)
+	var picks []string
+	users, circuits := map[string]int{}, map[string]int{}
+	for round := range rounds {
+		start := time.Now()
+		mark := len(streams.all())
+		askBurst(t, p.Addr, burst)
+		st := usr1Status(t, p, 1)
+		pick, counts := "", make([]string, 0, len(names))
+		for _, n := range names {
+			d := st[n].queries - last[n].queries
+			counts = append(counts, fmt.Sprintf("%s %d", n, d))
+			if pick == "" || d > st[pick].queries-last[pick].queries {
+				pick = n
+			}
+		}
+		t.Logf("epoch %d: %s", round, strings.Join(counts, ", "))
+		// Every query's first attempt goes to the epoch's resolver; a
+		// hedge goes to it again, over another circuit.
+		if d := st[pick].queries - last[pick].queries; d < burst {
+			t.Fatalf("epoch %d: %d queries on %s, want the burst's %d on one resolver", round, d, pick, burst)
+		}
+		if round > 0 && pick == picks[round-1] {
+			t.Errorf("epochs %d and %d both on %s: no rotation", round-1, round, pick)
+		}
+		picks, last = append(picks, pick), st
+
+		// The epoch's first stream: the first query's (a hedge comes
+		// later), to the resolver the status names.
+		var e tortest.StreamEvent
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			var ok bool
+			if e, ok = streams.firstStream(mark, ports[pick]); ok {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("epoch %d: no stream to %s (port %s) at the control port", round, pick, ports[pick])
+			}
+		}
+		if r, seen := users[e.SOCKSUser]; seen {
+			t.Errorf("epochs %d and %d share the SOCKS username %q", r, round, e.SOCKSUser)
+		}
+		if r, seen := circuits[e.CircuitID]; seen {
+			t.Errorf("epochs %d and %d share circuit %s", r, round, e.CircuitID)
+		}
+		users[e.SOCKSUser], circuits[e.CircuitID] = round, round
+		t.Logf("epoch %d: %s, SOCKS user %s, circuit %s; %s", round, pick, e.SOCKSUser, e.CircuitID, streams.since(mark))
+		// The next round in a new epoch: this one began at most now.
+		time.Sleep(time.Until(start.Add(epoch + time.Second))) // the epoch's length, not a wait for an event
+	}
+	used := map[string]bool{}
+	for _, r := range picks {
+		used[r] = true
+	}
+	if len(used) < 2 {
+		t.Errorf("epochs on %v: fewer than 2 resolvers", picks)
+	}
+	if len(users) != rounds || len(circuits) != rounds {
+		t.Errorf("%d epochs on %d SOCKS usernames and %d circuits, want one each", rounds, len(users), len(circuits))
+	}
+}
+
+// TestSetTorHedge: through the private Tor network, a set of three
+// resolvers of which one is slow: an in-process DNSCrypt server that
+// answers every query 8 s late (its certificate at once), beside the lab's
+// Go DNSCrypt server and unbound's DoT. It is of another operator than the
+// other two, so rotation gives it every other epoch (2 s). The deadline
+// is 30 s, so an attempt may take 10 s (a third of it) before failing
+// over. Queries at 5 a second: 10 s to warm up (the set learns its
+// resolvers' answer times, Tor has its first circuits), then 200
+// measured, in three runs:
+//
+//   - no hedging (--hedge=false): the slow resolver's queries wait for it,
+//     so more than 1% of them (about half) take 8 s or more;
+//   - hedging over another circuit (--hedge, the default): the hedge goes
+//     to the same slow resolver, which helps nothing here; only measured;
+//   - hedging to another resolver (--hedge-other-resolver): a late query
+//     is asked again of another resolver after at most a second (the hedge
+//     delay's upper bound), and the slow one, beaten three times in a row,
+//     is benched: p99 stays under the 8 s delay.
+//
+// No query fails with hedging. Without it, a query fails when each
+// resolver's attempt timed out (Tor slow to build circuits on a busy
+// machine): the run only measures that. The test logs each run's p50, p99
+// and max, and each resolver's queries.
+func TestSetTorHedge(t *testing.T) {
+	lab := sharedLab(t)
+	tor := sharedTor(t)
+	const (
+		delay    = 8 * time.Second
+		timeout  = 30 * time.Second
+		rate     = 5
+		warmup   = 10 * time.Second
+		measured = 40 * time.Second // 200 queries
+	)
+	slow := dnscrypttest.NewServer(t, nil)
+	slow.SetFaults(dnscrypttest.Faults{Delay: delay})
+	dot := backendDoTName(lab)
+	runs := []struct {
+		name  string
+		args  []string
+		hedge bool
+	}{
+		{"no hedging", []string{"--hedge=false"}, false},
+		{"hedging over another circuit", []string{"--hedge"}, true},
+		{"hedging to another resolver", []string{"--hedge", "--hedge-other-resolver"}, true},
+	}
+	sums := make([]loadgen.Summary, len(runs))
+	for i, run := range runs {
+		t.Run(run.name, func(t *testing.T) {
+			p := startProxyBin(t, append(append(torArgs(tor), "--isolation-epoch=2s", "--timeout="+timeout.String(),
+				"--stamp="+slow.Stamp(), "--stamp="+lab.StampGo, "--stamp="+lab.StampBackendDoT), run.args...)...)
+			allUp(t, p, 2, slow.Addr, lab.Go, dot)
+			res := loadgen.Run(context.Background(), loadgen.Config{Addr: p.Addr, Rate: rate, Duration: warmup + measured,
+				Timeout: timeout + 5*time.Second})
+			sums[i] = res.Summary(warmup, res.Span())
+			var late []string
+			for _, r := range res.Records {
+				if r.Sent >= warmup && r.Took >= delay {
+					late = append(late, fmt.Sprintf("%v+%v", r.Sent.Round(100*time.Millisecond), r.Took.Round(100*time.Millisecond)))
+				}
+			}
+			st := usr1Status(t, p, 2)
+			t.Logf("%s: warm-up %v; measured %v; %d of them %v or later; queries: slow %d (%s), Go DNSCrypt %d, DoT %d",
+				run.name, res.Summary(0, warmup), sums[i], len(late), delay,
+				st[slow.Addr].queries, st[slow.Addr].state, st[lab.Go].queries, st[dot].queries)
+			if len(late) > 0 && len(late) < 10 {
+				t.Logf("%s: the late ones (sent+took): %s", run.name, strings.Join(late, " "))
+			}
+			if run.hedge {
+				checkNoFailure(t, run.name, res)
+			}
+			if st[slow.Addr].queries == 0 {
+				t.Errorf("the slow resolver got no query: %+v", st)
+			}
+		})
+	}
+	if t.Failed() {
+		return
+	}
+	if off := sums[0]; off.P99 < delay {
+		t.Errorf("without hedging, p99 %v: want the slow resolver's %v or more (fewer than 1%% of the queries went to it?)", off.P99, delay)
+	}
+	if other := sums[2]; other.P99 >= delay {
+		t.Errorf("hedging to another resolver, p99 %v: want less than the slow resolver's %v", other.P99, delay)
 	}
 }
