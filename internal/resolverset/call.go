@@ -71,7 +71,7 @@ func (s *Set) Exchange(outer *upstream.Query) {
 	c.mu.Lock()
 	a := c.startLocked(m, outer.Identity, now)
 	if s.opts.Hedge && maxAttempts > 1 {
-		c.timer = time.AfterFunc(m.hedgeAfter(s.opts.HedgeMin, s.opts.HedgeMax), c.hedge)
+		c.timer = time.AfterFunc(m.hedgeDelay(outer.Identity, s.opts.HedgeMin, s.opts.HedgeMax), c.hedge)
 	}
 	c.mu.Unlock()
 	m.Upstream.Exchange(&a.q)
@@ -148,7 +148,7 @@ func (a *attempt) Receive(q *upstream.Query, answer []byte, err error) {
 	}
 	switch {
 	case err == nil:
-		if m.recordSuccess(now.Sub(a.start)) {
+		if m.recordSuccess(now.Sub(a.start), a.q.Identity) {
 			s.noteRecovered(m)
 		}
 	case errors.Is(err, context.Canceled), errors.Is(err, upstream.ErrClosed):
@@ -317,7 +317,7 @@ type probe struct {
 	start time.Time
 }
 
-func (p *probe) Receive(_ *upstream.Query, answer []byte, err error) {
+func (p *probe) Receive(q *upstream.Query, answer []byte, err error) {
 	now := p.s.opts.Now()
 	if err == nil {
 		if err = answerError(answer); errors.Is(err, errRefused) {
@@ -325,7 +325,7 @@ func (p *probe) Receive(_ *upstream.Query, answer []byte, err error) {
 		}
 	}
 	if err == nil {
-		if p.m.recordSuccess(now.Sub(p.start)) {
+		if p.m.recordSuccess(now.Sub(p.start), q.Identity) {
 			p.s.noteRecovered(p.m)
 		}
 		return

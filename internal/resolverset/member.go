@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/egress"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/upstream"
 )
 
@@ -44,6 +45,12 @@ type member struct {
 	nextProbe   time.Time
 	probing     bool
 	lastErr     error
+	// warm is the identity (SOCKS credentials) of the last answer: its
+	// connection and circuit exist. An attempt on another identity pays
+	// for a new circuit and, for TCP, DoT and DoH, a new connection and
+	// handshake, which the answer times of warm attempts do not show.
+	warm    egress.Credentials
+	hasWarm bool
 }
 
 // Health of a member, for the status.
@@ -53,12 +60,13 @@ const (
 	stateBenched  = "benched"
 )
 
-// recordSuccess notes an answer that took d, and whether it ended a bench
-// (the caller logs that).
-func (m *member) recordSuccess(d time.Duration) (recovered bool) {
+// recordSuccess notes an answer that took d on identity id (nil: none),
+// and whether it ended a bench (the caller logs that).
+func (m *member) recordSuccess(d time.Duration, id *upstream.Identity) (recovered bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.sampleLocked(d)
+	m.warm, m.hasWarm = credentials(id), true
 	m.consecutive = 0
 	recovered = m.benched
 	m.benched, m.backoff, m.probing = false, 0, false
@@ -154,6 +162,29 @@ func (m *member) hedgeAfter(lo, hi time.Duration) time.Duration {
 		return hi
 	}
 	return min(max(p90, lo), hi)
+}
+
+// hedgeDelay is hedgeAfter for an attempt on identity id (nil: none), or
+// hi while id has had no answer from m yet (a new isolation epoch, or
+// every query with per-query isolation): its first queries wait for a
+// circuit and a handshake, and hedging each of them would open one more
+// circuit and connection per query at every epoch's start.
+func (m *member) hedgeDelay(id *upstream.Identity, lo, hi time.Duration) time.Duration {
+	m.mu.Lock()
+	cold := !m.hasWarm || m.warm != credentials(id)
+	m.mu.Unlock()
+	if cold {
+		return hi
+	}
+	return m.hedgeAfter(lo, hi)
+}
+
+// credentials are id's, or none for nil.
+func credentials(id *upstream.Identity) egress.Credentials {
+	if id == nil {
+		return egress.Credentials{}
+	}
+	return id.Credentials
 }
 
 // attemptTimeout is how long one attempt on m may take before the query

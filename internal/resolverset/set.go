@@ -17,7 +17,10 @@
 //     once more, over another circuit (to the same resolver in Tor mode by
 //     default, which shows it nothing new; to another one directly, or
 //     with HedgeOther); the first good answer wins. A budget keeps hedges
-//     to a small share of the queries.
+//     to a small share of the queries. Until an identity has had an answer
+//     from a resolver (a new epoch's circuit, and for TCP, DoT and DoH its
+//     new connection), its queries are hedged only after HedgeMax: the
+//     warm answer times do not include a circuit and a handshake.
 //
 // A Set is an upstream.Upstream made of upstreams: the proxy's frontend
 // uses it as it would use one resolver.

@@ -197,7 +197,7 @@ func TestFastest(t *testing.T) {
 	s, _ := New(members(fs...), Options{Selection: Fastest, Rand: rand.New(rand.NewPCG(5, 6))})
 	for i, d := range []time.Duration{900, 10, 12, 300} {
 		for range 20 {
-			s.members[i].recordSuccess(d * time.Millisecond)
+			s.members[i].recordSuccess(d*time.Millisecond, nil)
 		}
 	}
 	count := map[string]int{}
@@ -432,7 +432,7 @@ func TestBenchBackoff(t *testing.T) {
 		}
 		m.recordFailure(now, errors.New("x"), 3, time.Second, 8*time.Second)
 	}
-	if !m.recordSuccess(time.Millisecond) || !m.up() || m.backoff != 0 {
+	if !m.recordSuccess(time.Millisecond, nil) || !m.up() || m.backoff != 0 {
 		t.Fatal("a success does not bring it back")
 	}
 }
@@ -443,7 +443,7 @@ func TestHedgeAndAttemptDelays(t *testing.T) {
 		t.Fatalf("no samples: hedge after %v, want the maximum", d)
 	}
 	for i := range 64 {
-		m.recordSuccess(time.Duration(i+1) * time.Millisecond) // 1..64 ms
+		m.recordSuccess(time.Duration(i+1)*time.Millisecond, nil) // 1..64 ms
 	}
 	// The percentiles are recomputed every 8 samples: after 64, p90 is
 	// 58 ms.
@@ -611,3 +611,39 @@ func TestLoserKeepsItsQuery(t *testing.T) {
 type receiverFunc func(*upstream.Query, []byte, error)
 
 func (f receiverFunc) Receive(q *upstream.Query, answer []byte, err error) { f(q, answer, err) }
+
+// TestHedgeColdIdentity: the first queries of an identity that has had no
+// answer yet (a new epoch's circuit, and for TCP, DoT and DoH a new
+// connection) are hedged only after HedgeMax, not after the warm answer
+// times; once the identity has an answer, a late one is hedged as usual.
+func TestHedgeColdIdentity(t *testing.T) {
+	var slow atomic.Bool
+	r := newFake("r", func(*upstream.Query) (time.Duration, int, error) {
+		if slow.Load() {
+			return 150 * time.Millisecond, dns.RcodeSuccess, nil
+		}
+		return 0, dns.RcodeSuccess, nil
+	})
+	s, _ := New(members(r), Options{Selection: Rotate, Hedge: true, FreshIdentity: fresh,
+		HedgeMin: 10 * time.Millisecond, HedgeMax: 10 * time.Second, Timeout: 30 * time.Second})
+	warm := fresh()
+	for range 16 {
+		ask(t, s, warm, 5*time.Second)
+	}
+	slow.Store(true)
+	cold := fresh()
+	before := r.n.Load()
+	if res := ask(t, s, cold, 5*time.Second); res.err != nil {
+		t.Fatal(res.err)
+	}
+	if n := r.n.Load() - before; n != 1 {
+		t.Errorf("a new identity's first query: %d attempts, want 1 (no hedge before HedgeMax)", n)
+	}
+	before = r.n.Load()
+	if res := ask(t, s, cold, 5*time.Second); res.err != nil {
+		t.Fatal(res.err)
+	}
+	if n := r.n.Load() - before; n != 2 {
+		t.Errorf("the same identity once answered: %d attempts, want 2 (hedged after the warm answer times)", n)
+	}
+}
