@@ -222,10 +222,16 @@ func (c *call) failoverLocked(now time.Time, err error) *attempt {
 	}
 	m := s.failoverPick(c.tried, c.last)
 	if m == nil {
-		if s.opts.FreshIdentity == nil || len(s.members) > 1 {
+		if s.opts.FreshIdentity == nil {
 			return nil
 		}
-		m = c.last // one resolver: another circuit to it
+		// Every resolver tried: through a proxy, once more over another
+		// circuit (a timeout or a refusal there is often the circuit's or
+		// the exit's), on a resolver in the selection, another than the
+		// last if there is one.
+		if m = s.retryPick(c.last); m == nil {
+			return nil
+		}
 	}
 	return c.startLocked(m, s.freshIdentity(c.outer.Identity), now)
 }

@@ -402,6 +402,37 @@ func (s *Set) failoverPick(tried uint64, last *member) *member {
 	return s.rotate(cands, last)
 }
 
+// retryPick chooses the resolver of a query's next attempt once every one
+// was tried: with one resolver, that one; else one in the selection
+// (ready, not benched) other than last, or last if it alone still is.
+func (s *Set) retryPick(last *member) *member {
+	if len(s.members) == 1 {
+		return s.members[0]
+	}
+	var buf [64]*member
+	cands := buf[:0]
+	lastUp := false
+	for _, m := range s.members {
+		switch {
+		case !m.ready.Load() || !m.up():
+		case m == last:
+			lastUp = true
+		default:
+			cands = append(cands, m)
+		}
+	}
+	switch {
+	case len(cands) > 0:
+		if s.opts.Selection == Fastest {
+			return s.fastest(cands)
+		}
+		return s.rotate(cands, last)
+	case lastUp:
+		return last
+	}
+	return nil
+}
+
 // hedgeBudget allows hedges up to a share of the queries of the current
 // and the previous second, plus a burst.
 type hedgeBudget struct {

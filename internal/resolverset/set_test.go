@@ -647,3 +647,33 @@ func TestHedgeColdIdentity(t *testing.T) {
 		t.Errorf("the same identity once answered: %d attempts, want 2 (hedged after the warm answer times)", n)
 	}
 }
+
+// TestRetryOnAnotherCircuit: through a proxy, once every resolver has
+// failed a query, it is asked once more over another circuit while time
+// and attempts are left (here each resolver fails its first attempt, as a
+// bad circuit would), instead of failing with time left.
+func TestRetryOnAnotherCircuit(t *testing.T) {
+	failFirst := func() func(*upstream.Query) (time.Duration, int, error) {
+		var n atomic.Int64
+		return func(*upstream.Query) (time.Duration, int, error) {
+			if n.Add(1) == 1 {
+				return 0, 0, errors.New("socks5: general failure")
+			}
+			return 0, dns.RcodeSuccess, nil
+		}
+	}
+	a, b := newFake("a", failFirst()), newFake("b", failFirst())
+	s, _ := New(members(a, b), Options{Selection: Rotate, FreshIdentity: fresh, Timeout: 30 * time.Second})
+	for i := range 2 {
+		s.members[i].ready.Store(true)
+	}
+	if r := ask(t, s, fresh(), 10*time.Second); r.err != nil || r.rcode != dns.RcodeSuccess {
+		t.Fatalf("got %+v, want an answer on the third attempt", r)
+	}
+	if n := a.n.Load() + b.n.Load(); n != 3 {
+		t.Errorf("%d attempts, want 3 (each resolver once, then one again over another circuit)", n)
+	}
+	if creds := append(a.credentials(), b.credentials()...); len(creds) != 3 || creds[0] == creds[1] || creds[1] == creds[2] || creds[0] == creds[2] {
+		t.Errorf("credentials %v: want a circuit per attempt", creds)
+	}
+}
