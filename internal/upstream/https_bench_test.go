@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"crypto/sha256"
+	"encoding/base64"
 	"io"
 	"log"
 	"net/http"
@@ -16,11 +17,17 @@ import (
 )
 
 // echoDoH is the cheapest DNS-over-HTTPS server: it answers each query
-// with the query itself, QR set (a NODATA answer, the query's Padding
-// option included), so that a benchmark measures the client.
+// (a GET's dns parameter, or a POST's body) with the query itself, QR set
+// (a NODATA answer, the query's Padding option included), so that a
+// benchmark measures the client.
 func echoDoH(w http.ResponseWriter, r *http.Request) {
 	var buf [1024]byte
-	n, _ := io.ReadFull(r.Body, buf[:])
+	var n int
+	if r.Method == http.MethodGet {
+		n, _ = base64.RawURLEncoding.Decode(buf[:], []byte(r.URL.Query().Get("dns")))
+	} else {
+		n, _ = io.ReadFull(r.Body, buf[:])
+	}
 	if n < dnsHeaderLen {
 		http.Error(w, "short", http.StatusBadRequest)
 		return
