@@ -14,26 +14,6 @@ import (
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/socks5test"
 )
 
-// echoServer accepts TCP connections on 127.0.0.1 and echoes what it reads.
-func echoServer(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); io.Copy(c, c) }()
-		}
-	}()
-	return ln.Addr().String()
-}
-
 func ctx(t *testing.T) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	t.Cleanup(cancel)
@@ -41,7 +21,7 @@ func ctx(t *testing.T) context.Context {
 }
 
 func TestDirect(t *testing.T) {
-	addr := echoServer(t)
+	addr := socks5test.Echo(t)
 	d := Direct()
 	c, err := d.DialTCP(ctx(t), addr, Credentials{User: "ignored"}, []byte("ping"))
 	if err != nil {
@@ -71,7 +51,7 @@ func TestDirect(t *testing.T) {
 }
 
 func TestSOCKS5(t *testing.T) {
-	addr := echoServer(t)
+	addr := socks5test.Echo(t)
 	for _, tc := range []struct {
 		name    string
 		server  socks5test.Config
@@ -122,7 +102,7 @@ func TestSOCKS5(t *testing.T) {
 // TestSOCKS5Names: a host name goes to the proxy as a name, never looked
 // up here.
 func TestSOCKS5Names(t *testing.T) {
-	addr := echoServer(t)
+	addr := socks5test.Echo(t)
 	_, port, _ := net.SplitHostPort(addr)
 	srv := socks5test.NewServer(t, socks5test.Config{Hosts: map[string]string{"resolver.onion": "127.0.0.1"}})
 	d := SOCKS5(SOCKSConfig{Addr: srv.Addr})

@@ -87,6 +87,31 @@ type Server struct {
 	wg sync.WaitGroup
 }
 
+// Echo starts a TCP server on 127.0.0.1 that echoes what it reads on each
+// connection, as a target to reach through the SOCKS server, until the
+// test ends. It returns its address.
+func Echo(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				io.Copy(c, c)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
 // NewServer starts a server that stops when the test ends.
 func NewServer(tb testing.TB, c Config) *Server {
 	tb.Helper()

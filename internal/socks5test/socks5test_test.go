@@ -14,30 +14,6 @@ import (
 	"golang.org/x/net/proxy"
 )
 
-// echo accepts TCP connections on 127.0.0.1 and echoes them until the test
-// ends.
-func echo(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.Copy(c, c)
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
-
 // dial connects to target through the server with x/net/proxy's SOCKS5
 // client; auth nil means no authentication.
 func dial(t *testing.T, s *Server, auth *proxy.Auth, target string) (net.Conn, error) {
@@ -89,7 +65,7 @@ func lastRequest(t *testing.T, s *Server, n int) Request {
 }
 
 func TestServer(t *testing.T) {
-	target := echo(t)
+	target := Echo(t)
 	_, port, _ := net.SplitHostPort(target)
 	closed := func() string {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -166,7 +142,7 @@ func TestServerProtocolError(t *testing.T) {
 // TestServerEarlyData: with HoldReply, what the client sends right after
 // its CONNECT request is recorded as Early and reaches the target.
 func TestServerEarlyData(t *testing.T) {
-	target := echo(t)
+	target := Echo(t)
 	host, port, _ := net.SplitHostPort(target)
 	p, _ := strconv.Atoi(port)
 	s := NewServer(t, Config{HoldReply: 100 * time.Millisecond})
@@ -236,7 +212,7 @@ func TestServerMethodChoice(t *testing.T) {
 
 // TestUnixServer: a server on a Unix-domain socket relays as the TCP one.
 func TestUnixServer(t *testing.T) {
-	target := echo(t)
+	target := Echo(t)
 	s := NewUnixServer(t, Config{})
 	if !filepath.IsAbs(s.Addr) {
 		t.Fatalf("Addr %q is not a socket path", s.Addr)
