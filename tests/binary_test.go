@@ -4,7 +4,6 @@ package tests
 // test binary, and one harness for the processes.
 
 import (
-	"bytes"
 	"cmp"
 	"fmt"
 	"io"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/tor-dnscrypt/dnscrypt-proxy/certs"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/dnscrypttest"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/logtest"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/tests/labtest"
 )
 
@@ -66,24 +66,6 @@ func removeProxyBinary() {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a process writing and a test reading.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // proxyProc is a dnscrypt-proxy process started by a test.
 type proxyProc struct {
 	// Addr is where it listens (UDP and TCP), as its arguments say
@@ -92,10 +74,10 @@ type proxyProc struct {
 	Addr string
 
 	cmd            *exec.Cmd
-	stdout, stderr *syncBuffer
-	all            *syncBuffer   // stdout and stderr as they came
-	done           chan struct{} // closed once it has exited
-	stopped        bool          // the test stopped it
+	stdout, stderr *logtest.Buffer
+	all            *logtest.Buffer // stdout and stderr as they came
+	done           chan struct{}   // closed once it has exited
+	stopped        bool            // the test stopped it
 }
 
 // launchProxy starts the binary with args, behind a command prefix (such as
@@ -105,7 +87,7 @@ type proxyProc struct {
 // stopped with SIGTERM and must exit with status 0.
 func launchProxy(t testing.TB, prefix []string, args ...string) *proxyProc {
 	t.Helper()
-	p := &proxyProc{Addr: listenAddr(args), stdout: &syncBuffer{}, stderr: &syncBuffer{}, all: &syncBuffer{},
+	p := &proxyProc{Addr: listenAddr(args), stdout: &logtest.Buffer{}, stderr: &logtest.Buffer{}, all: &logtest.Buffer{},
 		done: make(chan struct{})}
 	argv := append(append(append([]string(nil), prefix...), proxyBinary(t)), args...)
 	p.cmd = exec.Command(argv[0], argv[1:]...)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tor-dnscrypt/dnscrypt-proxy/certs"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/dnscrypttest"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/logtest"
 )
 
 // TestCLISighupReopensLog: logrotate moves the log away and sends SIGHUP;
@@ -174,7 +175,7 @@ func TestCLISystemdSockets(t *testing.T) {
 	cmd := exec.Command("/bin/sh", shArgs...)
 	cmd.ExtraFiles = []*os.File{tf, uf} // TCP as fd 3, UDP as fd 4: order does not matter
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notify)
-	out := &syncBuffer{}
+	out := &logtest.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

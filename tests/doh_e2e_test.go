@@ -15,6 +15,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/logtest"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/proxy"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/upstream"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/tests/labtest"
@@ -59,14 +60,14 @@ func cmpOr(a, b string) string {
 // inProcessProxy is a proxy.Proxy serving on 127.0.0.1 for one test.
 type inProcessProxy struct {
 	Addr string
-	log  *syncBuffer
+	log  *logtest.Buffer
 }
 
 // startInProcess runs a proxy with cfg (lab.test a private domain, the log
 // kept at debug level) on a free port of 127.0.0.1, until the test ends.
 func startInProcess(t *testing.T, cfg proxy.Config) *inProcessProxy {
 	t.Helper()
-	ip := &inProcessProxy{log: &syncBuffer{}}
+	ip := &inProcessProxy{log: &logtest.Buffer{}}
 	cfg.Logger = slog.New(slog.NewTextHandler(ip.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cfg.PrivateDomains = append(cfg.PrivateDomains, "lab.test")
 	ready := make(chan struct{})

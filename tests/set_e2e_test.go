@@ -23,6 +23,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/dnscrypttest"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/logtest"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/stamps"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/tests/bench/setload/loadgen"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/tests/labtest"
@@ -69,7 +70,7 @@ func (g *goResolver) start(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := &syncBuffer{}
+	log := &logtest.Buffer{}
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/tor-dnscrypt/dnscrypt-proxy/edns"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/egress"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/logtest"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/proxy"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/upstream"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/tests/labtest"
@@ -29,12 +30,12 @@ import (
 // TCP on one port), its log at debug level in a buffer.
 type streamProxy struct {
 	Addr string
-	log  *syncBuffer
+	log  *logtest.Buffer
 }
 
 func startStreamProxy(t testing.TB, cfg proxy.Config) *streamProxy {
 	t.Helper()
-	log := &syncBuffer{}
+	log := &logtest.Buffer{}
 	cfg.Logger = slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	p, err := proxy.New(cfg)
 	if err != nil {

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/logtest"
 )
 
 // startUnbound runs unbound as a validating cache forwarding everything to
@@ -62,7 +64,7 @@ func startUnbound(t *testing.T, trustAnchor, forward string, extra ...string) st
 	if out, err := exec.Command("unbound-checkconf", path).CombinedOutput(); err != nil {
 		t.Fatalf("unbound-checkconf: %v\n%s\n%s", err, out, conf)
 	}
-	log := &syncBuffer{}
+	log := &logtest.Buffer{}
 	cmd := exec.Command("unbound", "-d", "-c", path)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

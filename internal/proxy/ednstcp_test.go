@@ -8,6 +8,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/dnscrypttest"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/logtest"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/socks5test"
 )
 
@@ -69,7 +70,7 @@ func TestEDNSOverTCPUpstream(t *testing.T) {
 	t.Run("SOCKS", func(t *testing.T) {
 		srv := dnscrypttest.NewServer(t, udpBackend{})
 		socks := socks5test.NewServer(t, socks5test.Config{})
-		var buf syncBuf
+		var buf logtest.Buffer
 		rp := startProxy(t, srv, Config{SOCKS: &SOCKS{Addr: socks.Addr, Isolation: IsolationNone},
 			Logger: slog.New(slog.NewTextHandler(&buf, nil))})
 		r, err := rp.ask(t, "tcp", query("size-13000.example", dns.TypeTXT))

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -14,6 +13,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/dnscrypttest"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/logtest"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/upstream"
 )
 
@@ -141,7 +141,7 @@ func TestUpstreamTCPBounded(t *testing.T) {
 // admit it, and the log says once that the cap was hit.
 func TestTCPClientsNotLockedOut(t *testing.T) {
 	srv := dnscrypttest.NewServer(t, nil)
-	var logBuf syncBuf
+	var logBuf logtest.Buffer
 	rp := startProxy(t, srv, Config{MaxActiveRequests: 1,
 		Logger: slog.New(slog.NewTextHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelInfo}))})
 	var held []net.Conn
@@ -176,24 +176,6 @@ func TestTCPClientsNotLockedOut(t *testing.T) {
 	if n := strings.Count(logBuf.String(), "TCP connection limit"); n != 1 {
 		t.Fatalf("%d log lines about the connection limit, want 1:\n%s", n, logBuf.String())
 	}
-}
-
-// syncBuf is a bytes.Buffer for a logger and a test reading it.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // fakeClock is a settable clock for Config.Now.
@@ -259,7 +241,7 @@ func TestServfailBeforeFirstCertificate(t *testing.T) {
 	srv := dnscrypttest.NewServer(t, nil)
 	srv.SetFaults(dnscrypttest.Faults{RefuseCert: true})
 	ready := make(chan struct{})
-	var logBuf syncBuf
+	var logBuf logtest.Buffer
 	p, err := New(Config{Resolvers: []upstream.Spec{spec(srv)},
 		Logger: slog.New(slog.NewTextHandler(&logBuf, nil)), OnReady: func() { close(ready) }})
 	if err != nil {

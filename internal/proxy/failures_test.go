@@ -16,6 +16,7 @@ import (
 	"github.com/tor-dnscrypt/dnscrypt-proxy/edns"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/dnscrypttest"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/egress"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/logtest"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/upstream"
 )
 
@@ -49,7 +50,7 @@ func TestClassify(t *testing.T) {
 // texts; the failures not logged are counted on the next line, or by
 // flush once the window is over; other kinds have windows of their own.
 func TestFailureLogWindow(t *testing.T) {
-	var buf syncBuf
+	var buf logtest.Buffer
 	f := &failureLog{log: slog.New(slog.NewTextHandler(&buf, nil)), window: 10 * time.Second}
 	t0 := time.Unix(1_700_000_000, 0)
 	timeout := func(port int) error {
@@ -91,7 +92,7 @@ func TestFailureLogWindow(t *testing.T) {
 // source port.
 func TestFailureLogOutage(t *testing.T) {
 	srv := dnscrypttest.NewServer(t, nil)
-	var buf syncBuf
+	var buf logtest.Buffer
 	rp := startProxy(t, srv, Config{Timeout: 300 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))})
 	srv.SetFaults(dnscrypttest.Faults{Silent: true})

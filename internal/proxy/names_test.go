@@ -9,6 +9,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/dnscrypttest"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/logtest"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/socks5test"
 )
 
@@ -105,7 +106,7 @@ func TestRebindingFilter(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := dnscrypttest.NewServer(t, mixedAddrs{})
 			cfg := Config{FilterInternal: tc.filter, PrivateDomains: []string{"lab.example"}}
-			var buf syncBuf
+			var buf logtest.Buffer
 			if tc.socks {
 				socks := socks5test.NewServer(t, socks5test.Config{})
 				cfg.SOCKS = &SOCKS{Addr: socks.Addr, Isolation: IsolationNone}

@@ -8,6 +8,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/dnscrypttest"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/logtest"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/upstream"
 )
 
@@ -19,7 +20,7 @@ func TestSeveralResolvers(t *testing.T) {
 	good := dnscrypttest.NewServer(t, nil)
 	silent := dnscrypttest.NewServer(t, nil)
 	gone := dnscrypttest.NewServer(t, nil)
-	var buf syncBuf
+	var buf logtest.Buffer
 	rp := startProxy(t, good, Config{Resolvers: []upstream.Spec{spec(silent), spec(good), spec(gone)},
 		Timeout: 6 * time.Second, Logger: testLoggerTo(t, &buf)})
 	silent.SetFaults(dnscrypttest.Faults{Silent: true})

@@ -6,13 +6,13 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
 
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/dnscrypttest"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/logtest"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/socks5test"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/upstream"
 )
@@ -160,25 +160,6 @@ func TestIsolation(t *testing.T) {
 	}
 }
 
-// logRecorder is a slog handler's output that tests can search.
-type logRecorder struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (l *logRecorder) Write(b []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(b)
-}
-
-// count returns how many lines contain s.
-func (l *logRecorder) count(s string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Count(l.buf.String(), s)
-}
-
 // TestSOCKSAuthentication: the default options (isolation by epoch) work
 // with every kind of SOCKS server. The greeting offers "no authentication"
 // and username/password; Tor (any credentials) picks the latter and sees
@@ -217,7 +198,7 @@ func TestSOCKSAuthentication(t *testing.T) {
 				listen = socks5test.NewUnixServer
 			}
 			socks := listen(t, tc.server)
-			logs := &logRecorder{}
+			logs := &logtest.Buffer{}
 			sc := tc.socks
 			sc.Addr = socks.Addr
 			rp := startProxy(t, srv, Config{SOCKS: &sc, Logger: slog.New(slog.NewTextHandler(logs, nil))})
@@ -241,9 +222,9 @@ func TestSOCKSAuthentication(t *testing.T) {
 			if tc.user == "*" && reqs[1].User == reqs[0].User {
 				t.Fatal("the certificate fetch shares the queries' SOCKS identity")
 			}
-			warnings := logs.count("level=WARN msg=\"SOCKS proxy " + socks.Addr + ": " + noIsolation)
-			if tc.warn == "" && warnings != 0 || tc.warn != "" && (warnings != 1 || logs.count(tc.warn) != 1) {
-				t.Fatalf("%d warnings, want 1 saying %q:\n%s", warnings, tc.warn, logs.buf.String())
+			warnings := logs.Count("level=WARN msg=\"SOCKS proxy " + socks.Addr + ": " + noIsolation)
+			if tc.warn == "" && warnings != 0 || tc.warn != "" && (warnings != 1 || logs.Count(tc.warn) != 1) {
+				t.Fatalf("%d warnings, want 1 saying %q:\n%s", warnings, tc.warn, logs.String())
 			}
 		})
 	}
@@ -265,7 +246,7 @@ func TestSOCKSAuthenticationRefused(t *testing.T) {
 			srv := dnscrypttest.NewServer(t, nil)
 			socks := socks5test.NewServer(t, socks5test.Config{User: "lab", Password: "pw"})
 			tc.socks.Addr = socks.Addr
-			logs := &logRecorder{}
+			logs := &logtest.Buffer{}
 			p, err := New(Config{Resolvers: []upstream.Spec{spec(srv)}, SOCKS: &tc.socks, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 			if err != nil {
 				t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/egress"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/logtest"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/upstream"
 )
 
@@ -221,9 +222,9 @@ func TestFailover(t *testing.T) {
 		return 0, 0, fmt.Errorf("dial: %w", errors.New("connection refused"))
 	})
 	good := newFake("good", answerOK)
-	var logs syncLog
+	var logs logtest.Buffer
 	s, _ := New(members(bad, good), Options{Selection: Rotate, FreshIdentity: fresh, BenchMin: 50 * time.Millisecond,
-		ProbeInterval: 10 * time.Millisecond, Logger: logs.logger()})
+		ProbeInterval: 10 * time.Millisecond, Logger: logs.Logger()})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go s.Run(ctx)
@@ -248,7 +249,7 @@ func TestFailover(t *testing.T) {
 	// It comes back.
 	bad.set(answerOK)
 	waitFor(t, func() bool { return s.Status()[0].State == stateUp })
-	if !logs.contains("Resolver bad benched") || !logs.contains("Resolver bad answers again") {
+	if !logs.Contains("Resolver bad benched") || !logs.Contains("Resolver bad answers again") {
 		t.Fatalf("log:\n%s", logs.String())
 	}
 }
@@ -270,9 +271,9 @@ func TestProbeRefusedComesBack(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			flaky := newFake("flaky", down)
 			good := newFake("good", answerOK)
-			var logs syncLog
+			var logs logtest.Buffer
 			s, _ := New(members(flaky, good), Options{Selection: Rotate, FreshIdentity: fresh, BenchMin: 20 * time.Millisecond,
-				BenchMax: 40 * time.Millisecond, ProbeInterval: 5 * time.Millisecond, Logger: logs.logger()})
+				BenchMax: 40 * time.Millisecond, ProbeInterval: 5 * time.Millisecond, Logger: logs.Logger()})
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			go s.Run(ctx)
@@ -293,7 +294,7 @@ func TestProbeRefusedComesBack(t *testing.T) {
 			})
 			if tc.back {
 				waitFor(t, func() bool { return s.Status()[0].State == stateUp })
-				if !logs.contains("Resolver flaky answers again") {
+				if !logs.Contains("Resolver flaky answers again") {
 					t.Fatalf("log:\n%s", logs.String())
 				}
 				return

@@ -27,6 +27,7 @@ import (
 
 	"github.com/tor-dnscrypt/dnscrypt-proxy/edns"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/egress"
+	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/logtest"
 	"github.com/tor-dnscrypt/dnscrypt-proxy/internal/socks5test"
 )
 
@@ -1115,7 +1116,7 @@ func TestHTTPSNoGoroutineLeak(t *testing.T) {
 func TestHTTPSPostFallback(t *testing.T) {
 	s := newDoHServer(t, true)
 	s.refuseGET.Store(true)
-	var logs lockedBuffer
+	var logs logtest.Buffer
 	up, err := New(Spec{Kind: KindHTTPS, Addr: s.Listener.Addr().String(), ServerName: "doh.test",
 		Pins: [][32]byte{s.Pin}}, Options{Dialer: egress.Direct(), Timeout: 5 * time.Second,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
@@ -1139,22 +1140,4 @@ func TestHTTPSPostFallback(t *testing.T) {
 	if n := strings.Count(logs.String(), "refuses GET"); n != 1 {
 		t.Errorf("%d log lines about GET, want 1:\n%s", n, logs.String())
 	}
-}
-
-// lockedBuffer is a bytes.Buffer safe for a logger's concurrent writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
