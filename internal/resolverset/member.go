@@ -153,30 +153,21 @@ func (m *member) latency() (p50, p90 time.Duration, ok bool) {
 	return m.p50, m.p90, m.nRTT > 0
 }
 
-// hedgeAfter is how long an attempt on m may go unanswered before a hedge
-// is sent: the 90th percentile of its answer times, within [lo, hi]; hi
-// while it has none.
-func (m *member) hedgeAfter(lo, hi time.Duration) time.Duration {
-	_, p90, ok := m.latency()
-	if !ok {
-		return hi
-	}
-	return min(max(p90, lo), hi)
-}
-
-// hedgeDelay is hedgeAfter for an attempt on identity id (nil: none), or
-// hi while id has had no answer from m yet (a new isolation epoch, or
-// every query with per-query isolation): its first queries wait for a
-// circuit and a handshake, and hedging each of them would open one more
-// circuit and connection per query at every epoch's start.
+// hedgeDelay is how long an attempt on m with identity id (nil: none) may
+// go unanswered before a hedge is sent: the 90th percentile of m's answer
+// times, within [lo, hi]; hi while m has none, and while id has had no
+// answer from m yet (a new isolation epoch, or every query with per-query
+// isolation): its first queries wait for a circuit and a handshake, which
+// the answer times of warm attempts do not show, and hedging each of them
+// would open one more circuit and connection per query at every epoch's
+// start.
 func (m *member) hedgeDelay(id *upstream.Identity, lo, hi time.Duration) time.Duration {
 	m.mu.Lock()
-	cold := !m.hasWarm || m.warm != credentials(id)
-	m.mu.Unlock()
-	if cold {
+	defer m.mu.Unlock()
+	if m.nRTT == 0 || !m.hasWarm || m.warm != credentials(id) {
 		return hi
 	}
-	return m.hedgeAfter(lo, hi)
+	return min(max(m.p90, lo), hi)
 }
 
 // credentials are id's, or none for nil.

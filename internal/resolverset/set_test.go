@@ -440,7 +440,7 @@ func TestBenchBackoff(t *testing.T) {
 
 func TestHedgeAndAttemptDelays(t *testing.T) {
 	m := &member{}
-	if d := m.hedgeAfter(20*time.Millisecond, time.Second); d != time.Second {
+	if d := m.hedgeDelay(nil, 20*time.Millisecond, time.Second); d != time.Second {
 		t.Fatalf("no samples: hedge after %v, want the maximum", d)
 	}
 	for i := range 64 {
@@ -448,10 +448,10 @@ func TestHedgeAndAttemptDelays(t *testing.T) {
 	}
 	// The percentiles are recomputed every 8 samples: after 64, p90 is
 	// 58 ms.
-	if d := m.hedgeAfter(20*time.Millisecond, time.Second); d != 58*time.Millisecond {
+	if d := m.hedgeDelay(nil, 20*time.Millisecond, time.Second); d != 58*time.Millisecond {
 		t.Fatalf("hedge after %v, want the 90th percentile 58ms", d)
 	}
-	if d := m.hedgeAfter(200*time.Millisecond, time.Second); d != 200*time.Millisecond {
+	if d := m.hedgeDelay(nil, 200*time.Millisecond, time.Second); d != 200*time.Millisecond {
 		t.Fatalf("hedge after %v, want the minimum", d)
 	}
 	if d := m.attemptTimeout(2*time.Second, 7*time.Second); d != 2*time.Second {
