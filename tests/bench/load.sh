@@ -72,21 +72,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Free ports for the lab (it takes them from the environment) and the proxy:
-# random ones below the kernel's ephemeral range, unused over TCP and UDP.
-read -r eph_low _ </proc/sys/net/ipv4/ip_local_port_range
-used=$(ss -Htuan | awk '{ n = split($5, a, ":"); print a[n] }' | sort -u)
-ports=()
-while ((${#ports[@]} < 10)); do
-  p=$((10000 + RANDOM % (eph_low - 10000)))
-  grep -qx "$p" <<<"$used" && continue
-  [[ " ${ports[*]} " == *" $p "* ]] && continue
-  ports+=("$p")
-done
-export LAB_PORT_XSALSA=${ports[0]} LAB_PORT_XCHACHA=${ports[1]} LAB_PORT_MIXED=${ports[2]} \
-  LAB_PORT_GO=${ports[3]} LAB_PORT_SOCKS=${ports[4]} LAB_PORT_SOCKS_AUTH=${ports[5]} \
-  LAB_PORT_CONSOLE=${ports[6]} LAB_PORT_BACKEND=${ports[7]} LAB_PORT_PLAIN=${ports[8]}
-proxy_port=${ports[9]}
+# shellcheck source=ports.sh
+. "$here/ports.sh"
+lab_ports
 
 echo "building dnscrypt-proxy" >&2
 (cd "$root" && go build -o "$work/dnscrypt-proxy" ./cmd/dnscrypt-proxy &&
