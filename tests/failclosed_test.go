@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -32,6 +33,20 @@ func labPid(t *testing.T, lab *labtest.Lab, name string) int {
 		t.Fatalf("pid file of %s: %q", name, b)
 	}
 	return pid
+}
+
+// stopLab stops the lab's process name (SIGSTOP) and returns the function
+// that resumes it (SIGCONT); the test's end resumes it if the test did not.
+func stopLab(t *testing.T, lab *labtest.Lab, name string) (resume func()) {
+	t.Helper()
+	pid := labPid(t, lab, name)
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	resume = func() { once.Do(func() { syscall.Kill(pid, syscall.SIGCONT) }) }
+	t.Cleanup(resume)
+	return resume
 }
 
 // killWait kills the process pid (called what) with SIGKILL and waits
@@ -157,16 +172,7 @@ func TestStalledResolverReal(t *testing.T) {
 	lab := labtest.StartTB(t, labtest.Options{NoGoServer: true})
 	p := startProxyBin(t, labArgs(lab, lab.XSalsa)...)
 	waitAnswer(t, p, "www.lab.test")
-	dnsdist := labPid(t, lab, "dnsdist")
-	if err := syscall.Kill(dnsdist, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	stopped := true
-	t.Cleanup(func() {
-		if stopped {
-			syscall.Kill(dnsdist, syscall.SIGCONT)
-		}
-	})
+	resume := stopLab(t, lab, "dnsdist")
 	// dnsperf waits 15 s for each answer: longer than the proxy's 10 s
 	// deadline, so "lost" counts only the queries the proxy never answered.
 	res := dnsperf(t, p.Addr, "-d", filepath.Join(labtest.RepoRoot(), "tests", "lab", "queries.txt"),
@@ -179,8 +185,7 @@ func TestStalledResolverReal(t *testing.T) {
 		t.Fatalf("%d warning lines for one outage of %d queries:\n%s", warnings, res.sent, p.output())
 	}
 	t.Logf("resolver stopped: %d queries, rcodes %v, %d warning lines", res.sent, res.rcodes, warnings)
-	syscall.Kill(dnsdist, syscall.SIGCONT)
-	stopped = false
+	resume()
 	waitAnswer(t, p, "www.lab.test")
 }
 

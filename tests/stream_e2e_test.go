@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -622,26 +621,16 @@ func TestStreamRealFaults(t *testing.T) {
 		t.Errorf("%d connections, want 2 (one after dnsdist closed the first)", got)
 	}
 
-	dnsdist := labPid(t, lab, "dnsdist")
-	if err := syscall.Kill(dnsdist, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	stopped := true
-	t.Cleanup(func() {
-		if stopped {
-			syscall.Kill(dnsdist, syscall.SIGCONT)
-		}
-	})
+	resume := stopLab(t, lab, "dnsdist")
 	ask(dns.RcodeServerFailure, 2*time.Second+time.Second)
 	waitFor(t, "the stalled connection to be dropped", func() bool { return ownConns(t, lab.DoT) == 0 })
-	syscall.Kill(dnsdist, syscall.SIGCONT)
-	stopped = false
+	resume()
 	ask(dns.RcodeSuccess, 2*time.Second)
 	if !strings.Contains(p.log.String(), "kind=timeout") {
 		t.Errorf("no timeout logged:\n%s", p.log)
 	}
 
-	killWait(t, dnsdist, "dnsdist")
+	killWait(t, labPid(t, lab, "dnsdist"), "dnsdist")
 	for range 3 {
 		ask(dns.RcodeServerFailure, time.Second)
 	}
