@@ -409,25 +409,12 @@ func (s *Set) retryPick(last *member) *member {
 	if len(s.members) == 1 {
 		return s.members[0]
 	}
-	var buf [64]*member
-	cands := buf[:0]
-	lastUp := false
-	for _, m := range s.members {
-		switch {
-		case !m.ready.Load() || !m.up():
-		case m == last:
-			lastUp = true
-		default:
-			cands = append(cands, m)
-		}
+	// failoverPick falls back on every member when none is in the
+	// selection: a retry does not.
+	if m := s.failoverPick(1<<last.index, last); m != nil && m.ready.Load() && m.up() {
+		return m
 	}
-	switch {
-	case len(cands) > 0:
-		if s.opts.Selection == Fastest {
-			return s.fastest(cands)
-		}
-		return s.rotate(cands, last)
-	case lastUp:
+	if last.ready.Load() && last.up() {
 		return last
 	}
 	return nil
